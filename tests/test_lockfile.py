@@ -1,0 +1,246 @@
+"""The text lock, the lock database, and the atomic replacement of the pair."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from nbia_audit.errors import LockFormatTooNew, LockNotFound, StoreError
+from nbia_audit.lockfile import (
+    commit_lock,
+    database_path,
+    read_text_lock,
+    recover_interrupted,
+    render_text_lock,
+    root_digest,
+)
+from nbia_audit.models import HashNode, LockedImage, LockedSeries, LockHeader
+from nbia_audit.store import LockDatabase, write_lock_database
+
+
+def make_series(uid: str, patient: str = "P1", images: int = 2) -> LockedSeries:
+    return LockedSeries(
+        series_uid=uid,
+        collection="COLL",
+        patient_id=patient,
+        study_uid="1.2.3",
+        modality="CT",
+        description='CHEST "W/O" contrast',
+        series_number="2",
+        body_part="CHEST",
+        manufacturer="ACME",
+        image_count=images,
+        bytes=1000 * images,
+        series_hash="ab" * 16,
+        released="2020-01-02",
+        max_submission="2020-01-01T10:00:00",
+        license_name="CC BY 4.0",
+        license_url="https://creativecommons.org/licenses/by/4.0/",
+        doi="https://doi.org/10.7937/X",
+        third_party=False,
+        images_pinned=True,
+    )
+
+
+SERIES = [make_series("1.2.3.9", "P2"), make_series("1.2.3.4"), make_series("1.2.3.5")]
+IMAGES = [
+    LockedImage("1.2.3.4.1", "1.2.3.4", "0" * 32, 1000),
+    LockedImage("1.2.3.4.2", "1.2.3.4", "1b6a", None),
+    LockedImage("1.2.3.5.1", "1.2.3.5", None, None),
+]
+
+
+def make_header(resolved_at: str = "2026-11-25T06:00:00Z") -> LockHeader:
+    return LockHeader(
+        format=1,
+        name="demo",
+        spec_digest="sha256:" + "0" * 64,
+        server="public",
+        base_url="https://services.cancerimagingarchive.net/nbia-api/services",
+        api="v4",
+        tool_version="0.1.0",
+        resolved_at=resolved_at,
+        root_digest=root_digest(SERIES),
+        series_count=len(SERIES),
+        image_count=6,
+        total_bytes=6000,
+        series_only=False,
+    )
+
+
+def writer(path: Path) -> None:
+    write_lock_database(path, make_header(), '{"name":"demo"}', SERIES, IMAGES, [])
+
+
+def test_text_lock_is_toml_sorted_and_deterministic() -> None:
+    text = render_text_lock(make_header(), '{"name":"demo"}', SERIES)
+    assert text == render_text_lock(make_header(), '{"name":"demo"}', list(reversed(SERIES)))
+    data = tomllib.loads(text)
+    assert data["lock"]["root-digest"] == root_digest(SERIES)
+    assert [s["uid"] for s in data["dataset"]["series"]] == ["1.2.3.4", "1.2.3.5", "1.2.3.9"]
+    series_lines = [line for line in text.splitlines() if line.startswith("  { uid")]
+    assert len(series_lines) == 3  # one line per series, so git diffs name the series
+
+
+def test_root_digest_commits_to_series_hashes_and_ignores_metadata() -> None:
+    changed_hash = [dataclasses.replace(SERIES[0], series_hash="cd" * 16), *SERIES[1:]]
+    relicensed = [dataclasses.replace(SERIES[0], license_name="other"), *SERIES[1:]]
+    assert root_digest(changed_hash) != root_digest(SERIES)
+    assert root_digest(relicensed) == root_digest(SERIES)
+    assert root_digest(reversed(SERIES)) == root_digest(SERIES)
+
+
+def test_read_text_lock_round_trips_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "d.lock"
+    path.write_text(render_text_lock(make_header(), "{}", SERIES))
+    lock = read_text_lock(path)
+    assert lock.header == make_header()
+    assert len(lock.series) == 3
+
+
+def test_newer_text_lock_format_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "d.lock"
+    path.write_text(render_text_lock(dataclasses.replace(make_header(), format=99), "{}", SERIES))
+    with pytest.raises(LockFormatTooNew, match="upgrade"):
+        read_text_lock(path)
+
+
+def test_missing_and_garbage_text_locks(tmp_path: Path) -> None:
+    with pytest.raises(LockNotFound):
+        read_text_lock(tmp_path / "none.lock")
+    bad = tmp_path / "bad.lock"
+    bad.write_text("[lock\n")
+    with pytest.raises(StoreError, match="not a readable"):
+        read_text_lock(bad)
+
+
+def test_database_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "d.lock.db"
+    node = HashNode("study", "1.2.3", "ef" * 16, "ef" * 16, True)
+    write_lock_database(path, make_header(), '{"a":1}', SERIES, IMAGES, [node])
+    with LockDatabase(path) as db:
+        assert db.header() == make_header()
+        assert db.spec_json() == '{"a":1}'
+        assert [s.series_uid for s in db.series()] == ["1.2.3.4", "1.2.3.5", "1.2.3.9"]
+        assert list(db.images("1.2.3.4")) == IMAGES[:2]
+        assert list(db.images())[2].archive_md5 is None  # NULL survives
+        assert list(db.nodes()) == [node]
+        assert db.integrity_ok()
+
+
+def test_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "d.lock.db"
+    writer(path)
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) VALUES (?, ?, ?)",
+        ("nbia-audit-lock", "m999_future", "2030-01-01"),
+    )
+    conn.commit()
+    conn.close()
+    with pytest.raises(LockFormatTooNew, match="newer nbia-audit"):
+        LockDatabase(path)
+
+
+def test_not_a_lock_database(tmp_path: Path) -> None:
+    with pytest.raises(LockNotFound):
+        LockDatabase(tmp_path / "absent.db")
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
+    with pytest.raises(StoreError, match="not an nbia-audit lock database"):
+        LockDatabase(other)
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not sqlite at all" * 100)
+    with pytest.raises(StoreError):
+        LockDatabase(junk)
+
+
+def test_commit_replaces_both_files_and_leaves_no_temporaries(tmp_path: Path) -> None:
+    lock = tmp_path / "d.lock"
+    commit_lock(lock, "first\n", writer)
+    commit_lock(lock, render_text_lock(make_header(), "{}", SERIES), writer)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.lock", "d.lock.db"]
+    assert LockDatabase(database_path(lock)).integrity_ok()
+
+
+def test_failed_database_write_leaves_previous_lock_untouched(tmp_path: Path) -> None:
+    lock = tmp_path / "d.lock"
+    commit_lock(lock, render_text_lock(make_header(), "{}", SERIES), writer)
+    before = (lock.read_bytes(), database_path(lock).read_bytes())
+
+    def failing(path: Path) -> None:
+        path.write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        commit_lock(lock, "new text\n", failing)
+    assert (lock.read_bytes(), database_path(lock).read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.lock", "d.lock.db"]
+
+
+def test_recovery_rolls_back_when_text_did_not_land(tmp_path: Path) -> None:
+    lock = tmp_path / "d.lock"
+    old_header = make_header("2026-01-01T00:00:00Z")
+    old_text = render_text_lock(old_header, "{}", SERIES)
+    commit_lock(
+        lock,
+        old_text,
+        lambda p: write_lock_database(p, old_header, "{}", SERIES, IMAGES, []),
+    )
+    old_db = database_path(lock).read_bytes()
+    # Simulate a crash right after the new database was renamed into place.
+    os.link(database_path(lock), tmp_path / "d.lock.db.old")
+    database_path(lock).unlink()
+    writer(database_path(lock))
+    recover_interrupted(lock)
+    assert database_path(lock).read_bytes() == old_db
+    assert not (tmp_path / "d.lock.db.old").exists()
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    sys.path.insert(0, {tests!r})
+    import test_lockfile as t
+    from nbia_audit.lockfile import commit_lock, render_text_lock
+    from nbia_audit.store import write_lock_database
+
+    lock = Path(sys.argv[1])
+    n = 0
+    while True:
+        n += 1
+        header = t.make_header(f"2026-11-25T06:00:{{n % 60:02d}}Z")
+        def slow(path, header=header):
+            write_lock_database(path, header, "{{}}", t.SERIES, t.IMAGES, [])
+        commit_lock(lock, render_text_lock(header, "{{}}", t.SERIES), slow)
+    """
+)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_leaves_a_consistent_pair(tmp_path: Path) -> None:
+    lock = tmp_path / "d.lock"
+    commit_lock(lock, render_text_lock(make_header(), "{}", SERIES), writer)
+    script = KILL_SCRIPT.format(tests=str(Path(__file__).parent))
+    for attempt in range(12):
+        proc = subprocess.Popen([sys.executable, "-c", script, str(lock)])
+        time.sleep(0.15 + (attempt % 5) * 0.037)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        recover_interrupted(lock)
+        text = read_text_lock(lock)
+        with LockDatabase(database_path(lock)) as db:
+            assert db.integrity_ok()
+            assert db.header() == text.header  # never an old text with a new database
+        assert not (tmp_path / "d.lock.db.old").exists()
