@@ -42,7 +42,23 @@ SOURCE_KINDS = ("doi", "manifest", "cart", "search", "text", "collection", "stud
 UID_LIST_KEYS = ("studies", "series")
 FILTER_LIST_KEYS = ("modality", "body_part", "manufacturer", "patients")
 DATE_KEYS = ("released_after", "released_before")
-SEARCH_KEYS = ("collection", "modality", "body_part", "manufacturer")
+# The portal's simple-search criteria (docs/nbia-protocol-supplement.md §2.2), by our names.
+SEARCH_KEYS = (
+    "collection",
+    "modality",
+    "body_part",
+    "manufacturer",
+    "model",
+    "software_version",
+    "species",
+    "patient_sex",
+    "phantom",
+    "third_party",
+    "description",
+    "patients",
+    "studies",
+    "series",
+)
 SELECTOR_KEYS = (*SOURCE_KINDS, "patients", "modality", "body_part", "manufacturer", *DATE_KEYS)
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]*")
