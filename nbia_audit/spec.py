@@ -540,24 +540,24 @@ class _Validator:
         return {k: self.string_list(criteria, k, key, uid=False) for k in sorted(criteria)}
 
     def manifest(self, data: MarkedDict, where: str) -> tuple[str, tuple[str, ...]]:
-        from .manifest import ManifestError, read_manifest
+        from .manifest import read_manifest
 
         relative = self.string(data, "manifest", where)
         line = data.key_lines["manifest"]
         key = _join(where, "manifest")
         manifest_path = (self.base_dir / relative).resolve()
-        try:
-            uids = read_manifest(manifest_path)
-        except FileNotFoundError:
+        if not manifest_path.is_file():
             raise self.error(
                 f"no such manifest file: {manifest_path}",
                 line,
                 key,
-                "paths are relative to the spec",
-            ) from None
-        except OSError as exc:
-            raise self.error(f"cannot read {manifest_path}: {exc.strerror}", line, key) from None
-        except ManifestError as exc:
+                "manifest paths are relative to the spec file",
+            )
+        try:
+            uids = read_manifest(manifest_path).series_uids
+        except SpecError as exc:
+            # Name both places: the spec line that points at the manifest, and the
+            # manifest's own line that is wrong.
             raise self.error(f"bad manifest: {exc}", line, key) from None
         if not uids:
             raise self.error(f"the manifest {relative} lists no series", line, key)

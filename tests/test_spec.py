@@ -297,6 +297,7 @@ def test_at_least_25_kinds_of_bad_spec() -> None:
 
 MANIFEST_CASES = [
     ("missing manifest", None, "no such manifest"),
+    ("not a manifest", "hello world\n", "bad manifest"),
     (
         "manifest without series",
         "downloadServerUrl=x\nmanifestVersion=3.0\nListOfSeriesToDownload=\n",
