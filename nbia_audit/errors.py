@@ -76,7 +76,9 @@ class AuthError(ApiError):
 class ApiResponseError(ApiError):
     """The server answered an error status; ``server_message`` is its plain-text body."""
 
-    def __init__(self, message: str, *, status: int, endpoint: str, server_message: str = "") -> None:
+    def __init__(
+        self, message: str, *, status: int, endpoint: str, server_message: str = ""
+    ) -> None:
         self.status = status
         self.endpoint = endpoint
         self.server_message = server_message

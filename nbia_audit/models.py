@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["HashNode", "LockHeader", "LockedImage", "LockedSeries"]
+__all__ = ["HashNode", "LockHeader", "LockedImage", "LockedSeries", "Problem"]
 
 LOCK_FORMAT = 1
 
@@ -80,3 +80,12 @@ class LockHeader:
     image_count: int
     total_bytes: int
     series_only: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Something about the archive's own data found while locking, kept in the lock."""
+
+    series_uid: str
+    kind: str  # series-hash-mismatch | image-count-mismatch | empty-series-hash | ...
+    detail: str

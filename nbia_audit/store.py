@@ -17,7 +17,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from .errors import LockFormatTooNew, LockNotFound, StoreError
-from .models import HashNode, LockedImage, LockedSeries, LockHeader
+from .models import HashNode, LockedImage, LockedSeries, LockHeader, Problem
 
 __all__ = ["LockDatabase", "write_lock_database"]
 
@@ -68,6 +68,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         },
         pk=("level", "key"),
     )
+    db.table("problems").create({"series_uid": str, "kind": str, "detail": str})
 
 
 KNOWN_MIGRATIONS = frozenset({"m001_initial"})
@@ -90,6 +91,7 @@ def write_lock_database(
     series: Iterable[LockedSeries],
     images: Iterable[LockedImage],
     nodes: Iterable[HashNode],
+    problems: Iterable[Problem] = (),
 ) -> None:
     """Write a complete lock database to ``path``, which must not exist yet.
 
@@ -119,6 +121,7 @@ def write_lock_database(
                 ),
                 batch_size=1000,
             )
+            db.table("problems").insert_all(dataclasses.asdict(p) for p in problems)
         db.execute("PRAGMA journal_mode = DELETE")
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: cannot write the lock database: {exc}") from exc
@@ -199,6 +202,10 @@ class LockDatabase:
         for row in self.db.table("nodes").rows_where(order_by="level, key"):
             row["covers_whole_node"] = bool(row["covers_whole_node"])
             yield HashNode(**row)
+
+    def problems(self) -> Iterator[Problem]:
+        for row in self.db.table("problems").rows_where(order_by="series_uid, kind"):
+            yield Problem(**row)
 
     def integrity_ok(self) -> bool:
         return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")

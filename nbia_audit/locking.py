@@ -1,0 +1,348 @@
+"""The ``lock`` verb: resolve a spec into a lock, keep existing pins, and check staleness.
+
+Like a package manager's lockfile: re-locking keeps every series already pinned (its hash,
+images and metadata as they were) unless ``upgrade`` is asked for, and reports what an
+upgrade would change. Re-locking an unchanged upstream rewrites nothing, so the text lock
+stays byte-identical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from . import __version__
+from .client.records import SeriesInfo
+from .errors import LockNotFound, StoreError
+from .lockfile import (
+    commit_lock,
+    database_path,
+    read_text_lock,
+    recover_interrupted,
+    render_text_lock,
+    root_digest,
+)
+from .models import LOCK_FORMAT, LockedImage, LockedSeries, LockHeader, Problem
+from .pinning import HashArchive, hash_nodes, pin_series
+from .selection import Archive, Selection, select_series
+from .spec import DatasetSpec, load_spec
+from .store import LockDatabase, write_lock_database
+
+__all__ = [
+    "CheckResult",
+    "LockChanges",
+    "LockResult",
+    "check_lock",
+    "default_lock_path",
+    "lock_dataset",
+]
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+class LockArchive(Archive, HashArchive, Protocol):
+    """The archive as the lock verb uses it."""
+
+    base_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class LockChanges:
+    """How a fresh resolution differs from a lock, by SeriesInstanceUID."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()  # same series, different series hash
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed or self.changed)
+
+
+@dataclass(frozen=True, slots=True)
+class LockResult:
+    """What ``lock`` did."""
+
+    lock_path: Path
+    header: LockHeader
+    written: bool  # False when the lock on disk already said exactly this
+    changes: LockChanges  # what this run changed relative to the previous lock
+    pending: LockChanges  # upstream changes kept back because upgrade was not asked for
+    problems: tuple[Problem, ...]
+    requests: int
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """What ``lock --check`` found."""
+
+    stale: bool
+    reasons: tuple[str, ...]
+    changes: LockChanges
+    requests: int
+
+
+def default_lock_path(spec_path: Path) -> Path:
+    """``dataset.yaml`` -> ``dataset.lock``, beside the spec."""
+    return spec_path.with_suffix(".lock")
+
+
+@dataclass(frozen=True, slots=True)
+class _Existing:
+    header: LockHeader
+    spec_json: str
+    series: dict[str, LockedSeries]
+    images: dict[str, tuple[LockedImage, ...]]
+    problems: tuple[Problem, ...]
+
+
+def _read_existing(lock_path: Path) -> _Existing | None:
+    recover_interrupted(lock_path)
+    if not lock_path.exists():
+        return None
+    text = read_text_lock(lock_path)
+    with LockDatabase(database_path(lock_path)) as db:
+        series = {s.series_uid: s for s in db.series()}
+        images: dict[str, list[LockedImage]] = {}
+        for image in db.images():
+            images.setdefault(image.series_uid, []).append(image)
+        problems = tuple(db.problems())
+        header = db.header()
+    if header != text.header:
+        raise StoreError(
+            f"{lock_path}: the text lock and its database disagree; re-run `nbia-audit lock`"
+        )
+    return _Existing(
+        header=header,
+        spec_json=text.spec_json,
+        series=series,
+        images={k: tuple(v) for k, v in images.items()},
+        problems=problems,
+    )
+
+
+def _diff(old: dict[str, str], new: dict[str, str]) -> LockChanges:
+    return LockChanges(
+        added=tuple(sorted(set(new) - set(old))),
+        removed=tuple(sorted(set(old) - set(new))),
+        changed=tuple(sorted(u for u in set(old) & set(new) if old[u] != new[u])),
+    )
+
+
+def lock_dataset(
+    spec_path: Path,
+    archive: LockArchive,
+    *,
+    lock_path: Path | None = None,
+    upgrade: bool = False,
+    series_only: bool = False,
+    workers: int = 8,
+    now: Callable[[], dt.datetime] | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> LockResult:
+    """Resolve the spec at ``spec_path`` and write (or keep) its lock.
+
+    Raises:
+        SpecError: the spec is invalid, or names something the archive does not have.
+        ApiError: the archive could not answer; nothing is written.
+        StoreError: the existing lock cannot be read, or the new one cannot be written.
+    """
+    spec = load_spec(spec_path)
+    lock_path = lock_path or default_lock_path(spec_path)
+    existing = _read_existing(lock_path)
+    selection = select_series(spec, archive, workers=workers)
+    requests = selection.requests
+    if existing and existing.header.spec_digest == spec.digest() and not upgrade:
+        return _keep_existing(lock_path, existing, selection, archive, workers, requests)
+
+    keep = existing.series if existing and not upgrade else {}
+    fresh = {u: i for u, i in selection.series.items() if u not in keep}
+    pins = pin_series(
+        fresh, archive, series_only=series_only, workers=workers, on_progress=on_progress
+    )
+    requests += pins.requests
+    series = {u: keep[u] for u in selection.series if u in keep}
+    series.update(
+        {u: _locked_series(i, pins.series_hashes[u], not series_only) for u, i in fresh.items()}
+    )
+    images = {u: existing.images.get(u, ()) for u in series if existing and u in keep}
+    images.update(pins.images)
+    problems = _merge_problems(existing, keep, pins.problems)
+
+    pending = LockChanges()
+    if existing and not upgrade:
+        # Ask the archive for the kept series' current hashes only to report what an
+        # upgrade would change; the pins themselves stay as they were.
+        current = pin_series(
+            {u: selection.series[u] for u in keep if u in selection.series},
+            archive,
+            series_only=True,
+            workers=workers,
+        )
+        requests += current.requests
+        pending = _diff(
+            {u: s.series_hash for u, s in keep.items() if u in selection.series},
+            current.series_hashes,
+        )
+
+    ordered = sorted(series.values(), key=lambda s: (s.collection, s.patient_id, s.series_uid))
+    nodes, node_requests = hash_nodes(
+        ordered, archive, whole_collections=selection.whole_collections, workers=workers
+    )
+    requests += node_requests
+    header = _header(spec, archive.base_url, ordered, images, series_only, now)
+    changes = _diff(
+        {u: s.series_hash for u, s in existing.series.items()} if existing else {},
+        {u: s.series_hash for u, s in series.items()},
+    )
+    spec_json = json.dumps(spec.normalised(), sort_keys=True, separators=(",", ":"))
+    if existing and _same_content(existing, header, spec_json):
+        header = dataclasses.replace(header, resolved_at=existing.header.resolved_at)
+    text = render_text_lock(header, spec_json, ordered)
+    written = False
+    if not (lock_path.exists() and lock_path.read_text(encoding="utf-8") == text):
+        all_images = [i for u in sorted(images) for i in images[u]]
+
+        def write_db(path: Path) -> None:
+            write_lock_database(path, header, spec_json, ordered, all_images, nodes, problems)
+
+        commit_lock(lock_path, text, write_db)
+        written = True
+    return LockResult(
+        lock_path=lock_path,
+        header=header,
+        written=written,
+        changes=changes,
+        pending=pending,
+        problems=problems,
+        requests=requests,
+    )
+
+
+def _keep_existing(
+    lock_path: Path,
+    existing: _Existing,
+    selection: Selection,
+    archive: LockArchive,
+    workers: int,
+    requests: int,
+) -> LockResult:
+    """The spec is unchanged and no upgrade was asked: keep every pin, report what differs."""
+    current = pin_series(selection.series, archive, series_only=True, workers=workers)
+    pending = _diff({u: s.series_hash for u, s in existing.series.items()}, current.series_hashes)
+    return LockResult(
+        lock_path=lock_path,
+        header=existing.header,
+        written=False,
+        changes=LockChanges(),
+        pending=pending,
+        problems=existing.problems,
+        requests=requests + current.requests,
+    )
+
+
+def _merge_problems(
+    existing: _Existing | None, keep: dict[str, LockedSeries], fresh: Sequence[Problem]
+) -> tuple[Problem, ...]:
+    kept = [p for p in existing.problems if p.series_uid in keep] if existing else []
+    return tuple(sorted([*kept, *fresh], key=lambda p: (p.series_uid, p.kind)))
+
+
+def _same_content(existing: _Existing, header: LockHeader, spec_json: str) -> bool:
+    comparable = dataclasses.replace(header, resolved_at=existing.header.resolved_at)
+    return comparable == existing.header and spec_json == existing.spec_json
+
+
+def _iso_date(value: dt.datetime | None) -> str:
+    return value.date().isoformat() if value else ""
+
+
+def _locked_series(info: SeriesInfo, series_hash: str, images_pinned: bool) -> LockedSeries:
+    return LockedSeries(
+        series_uid=info.series_uid,
+        collection=info.collection or "",
+        patient_id=info.patient_id or "",
+        study_uid=info.study_uid or "",
+        modality=info.modality or "",
+        description=info.description or "",
+        series_number="" if info.series_number is None else str(info.series_number),
+        body_part=info.body_part or "",
+        manufacturer=info.manufacturer or "",
+        image_count=info.image_count or 0,
+        bytes=info.file_size or 0,
+        series_hash=series_hash,
+        released=_iso_date(info.released),
+        max_submission=info.max_submission.isoformat() if info.max_submission else "",
+        license_name=info.license_name or "",
+        license_url=info.license_url or "",
+        doi=info.doi or "",
+        third_party=bool(info.third_party),
+        images_pinned=images_pinned,
+    )
+
+
+def _header(
+    spec: DatasetSpec,
+    base_url: str,
+    series: Sequence[LockedSeries],
+    images: dict[str, tuple[LockedImage, ...]],
+    series_only: bool,
+    now: Callable[[], dt.datetime] | None,
+) -> LockHeader:
+    moment = (now or (lambda: dt.datetime.now(dt.UTC)))()
+    return LockHeader(
+        format=LOCK_FORMAT,
+        name=spec.name,
+        spec_digest=spec.digest(),
+        server=spec.server,
+        base_url=base_url,
+        api=spec.api,
+        tool_version=__version__,
+        resolved_at=moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        root_digest=root_digest(series),
+        series_count=len(series),
+        image_count=sum(s.image_count for s in series),
+        total_bytes=sum(s.bytes for s in series),
+        series_only=series_only or not all(s.images_pinned for s in series),
+    )
+
+
+def check_lock(
+    spec_path: Path,
+    archive: LockArchive | None,
+    *,
+    lock_path: Path | None = None,
+    workers: int = 8,
+) -> CheckResult:
+    """Is the lock stale? First offline (the spec changed), then against the archive.
+
+    Writes nothing. With ``archive=None`` only the offline check runs.
+
+    Raises:
+        SpecError, ApiError, StoreError: as for :func:`lock_dataset`.
+    """
+    spec = load_spec(spec_path)
+    lock_path = lock_path or default_lock_path(spec_path)
+    try:
+        text = read_text_lock(lock_path)
+    except LockNotFound:
+        return CheckResult(True, (f"{lock_path} does not exist",), LockChanges(), 0)
+    if text.header.spec_digest != spec.digest():
+        reason = f"{spec_path} changed since it was locked (spec digest differs)"
+        return CheckResult(True, (reason,), LockChanges(), 0)
+    if archive is None:
+        return CheckResult(False, (), LockChanges(), 0)
+    selection: Selection = select_series(spec, archive, workers=workers)
+    current = pin_series(selection.series, archive, series_only=True, workers=workers)
+    locked = {str(s["uid"]): str(s["hash"]) for s in text.series}
+    changes = _diff(locked, current.series_hashes)
+    reasons = [f"series added upstream: {u}" for u in changes.added]
+    reasons += [f"series no longer selected or served: {u}" for u in changes.removed]
+    reasons += [f"series changed upstream (hash differs): {u}" for u in changes.changed]
+    return CheckResult(
+        bool(changes), tuple(reasons), changes, selection.requests + current.requests
+    )

@@ -1,0 +1,237 @@
+"""Pin selected series: archive hashes, every image's archive MD5, and the checks between them.
+
+The second half of resolution. For each series it asks ``getMD5Hierarchy``; unless pinning
+series hashes only, it lists the series' SOPInstanceUIDs and asks each image's stored MD5
+(there is no bulk endpoint), then recomputes the series hash from those strings. A
+disagreement is a problem in the result, never hidden. Study, patient and collection
+hashes are computed locally and compared with the archive's; a node whose hash agrees is
+recorded as wholly covered by the lock, which is what lets drift ask one hash for it later.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import Protocol, TypeVar
+
+from .client.records import SeriesInfo
+from .hashing import combine, series_hash
+from .models import HashNode, LockedImage, LockedSeries, Problem
+
+__all__ = ["HashArchive", "Pins", "hash_nodes", "pin_series"]
+
+T = TypeVar("T")
+ProgressCallback = Callable[[str, int, int], None]
+
+
+class HashArchive(Protocol):
+    """What pinning needs from the archive (satisfied by ``NbiaClient``)."""
+
+    def md5_hierarchy(
+        self,
+        *,
+        series_uid: str | None = None,
+        study_uid: str | None = None,
+        patient_id: str | None = None,
+        collection: str | None = None,
+    ) -> str: ...
+
+    def sop_instance_uids(self, series_uid: str) -> list[str]: ...
+
+    def image_md5(self, sop_uid: str) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Pins:
+    """Everything pinned for a set of series."""
+
+    series_hashes: dict[str, str]
+    images: dict[str, tuple[LockedImage, ...]]  # empty for series-only pins
+    problems: tuple[Problem, ...]
+    requests: int
+
+
+class _Calls:
+    """Runs archive calls on a shared pool and counts them."""
+
+    def __init__(self, pool: ThreadPoolExecutor, on_progress: ProgressCallback | None) -> None:
+        self.pool = pool
+        self.count = 0
+        self._lock = threading.Lock()
+        self.on_progress = on_progress
+
+    def run(self, stage: str, calls: Sequence[Callable[[], T]]) -> list[T]:
+        total = len(calls)
+        done = 0
+
+        def counted(call: Callable[[], T]) -> T:
+            nonlocal done
+            result = call()
+            with self._lock:
+                self.count += 1
+                done += 1
+                if self.on_progress:
+                    self.on_progress(stage, done, total)
+            return result
+
+        return list(self.pool.map(counted, calls))
+
+
+def pin_series(
+    selected: dict[str, SeriesInfo],
+    archive: HashArchive,
+    *,
+    series_only: bool = False,
+    workers: int = 8,
+    on_progress: ProgressCallback | None = None,
+) -> Pins:
+    """Pin every selected series.
+
+    Raises:
+        ApiError: the archive could not answer (after the client's retries).
+    """
+    uids = sorted(selected)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        calls = _Calls(pool, on_progress)
+        hashes = calls.run(
+            "series hashes", [partial(archive.md5_hierarchy, series_uid=u) for u in uids]
+        )
+        series_hashes = dict(zip(uids, hashes, strict=True))
+        problems = [
+            Problem(u, "empty-series-hash", "the archive has no hash for this series")
+            for u, h in series_hashes.items()
+            if not h
+        ]
+        images: dict[str, tuple[LockedImage, ...]] = {}
+        if not series_only:
+            images = _pin_images(uids, archive, calls)
+            problems += _check_images(selected, series_hashes, images)
+    return Pins(
+        series_hashes=series_hashes,
+        images=images,
+        problems=tuple(problems),
+        requests=calls.count,
+    )
+
+
+def _pin_images(
+    uids: Sequence[str], archive: HashArchive, calls: _Calls
+) -> dict[str, tuple[LockedImage, ...]]:
+    sop_lists = calls.run("image lists", [partial(archive.sop_instance_uids, u) for u in uids])
+    pairs = [(series, sop) for series, sops in zip(uids, sop_lists, strict=True) for sop in sops]
+    md5s = calls.run("image MD5s", [partial(archive.image_md5, sop) for _, sop in pairs])
+    images: defaultdict[str, list[LockedImage]] = defaultdict(list)
+    for (series, sop), md5 in zip(pairs, md5s, strict=True):
+        # The per-image endpoint answers "" for NULL (protocol §2.4); the lock keeps None.
+        images[series].append(LockedImage(sop, series, md5 if md5 else None))
+    return {u: tuple(sorted(images.get(u, []), key=lambda i: i.sop_uid)) for u in uids}
+
+
+def _check_images(
+    selected: dict[str, SeriesInfo],
+    series_hashes: dict[str, str],
+    images: dict[str, tuple[LockedImage, ...]],
+) -> list[Problem]:
+    problems = []
+    for uid, pinned in images.items():
+        expected = selected[uid].image_count
+        if expected is not None and expected != len(pinned):
+            problems.append(
+                Problem(
+                    uid,
+                    "image-count-mismatch",
+                    f"the series lists {expected} images, getSOPInstanceUIDs gave {len(pinned)}",
+                )
+            )
+        recomputed = series_hash(i.archive_md5 for i in pinned)
+        if series_hashes[uid] and recomputed != series_hashes[uid]:
+            problems.append(
+                Problem(
+                    uid,
+                    "series-hash-mismatch",
+                    f"the archive's series hash {series_hashes[uid]} != {recomputed} recomputed"
+                    " from its per-image MD5s",
+                )
+            )
+        short = sum(1 for i in pinned if i.archive_md5 and len(i.archive_md5.strip()) < 32)
+        if short:
+            problems.append(
+                Problem(
+                    uid,
+                    "short-archive-md5",
+                    f"{short} archive MD5 value(s) lack leading zeros (kept verbatim)",
+                )
+            )
+        missing = sum(1 for i in pinned if not i.archive_md5)
+        if missing:
+            problems.append(
+                Problem(uid, "missing-archive-md5", f"{missing} image(s) have no archive MD5")
+            )
+    return problems
+
+
+def hash_nodes(
+    series: Sequence[LockedSeries],
+    archive: HashArchive,
+    *,
+    whole_collections: Iterable[str] = (),
+    workers: int = 8,
+    on_progress: ProgressCallback | None = None,
+) -> tuple[list[HashNode], int]:
+    """Compute study, patient and whole-collection hashes and ask the archive for each.
+
+    Returns the nodes and the number of archive calls made.
+
+    Raises:
+        ApiError: the archive could not answer.
+    """
+    wanted = set(whole_collections)
+    by_study: defaultdict[str, list[str]] = defaultdict(list)
+    by_patient: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
+    for s in series:
+        by_study[s.study_uid].append(s.series_hash)
+        by_patient[(s.collection, s.patient_id)].add(s.study_uid)
+    studies = {uid: combine(h) for uid, h in by_study.items()}
+    patients = {k: combine(studies[s] for s in ss) for k, ss in by_patient.items()}
+    by_collection: defaultdict[str, list[str]] = defaultdict(list)
+    for (collection, _), value in patients.items():
+        by_collection[collection].append(value)
+    collections = {c: combine(v) for c, v in by_collection.items() if c in wanted}
+
+    study_keys, patient_keys, collection_keys = (
+        sorted(studies),
+        sorted(patients),
+        sorted(collections),
+    )
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        calls = _Calls(pool, on_progress)
+        archive_studies = calls.run(
+            "study hashes", [partial(archive.md5_hierarchy, study_uid=s) for s in study_keys]
+        )
+        archive_patients = calls.run(
+            "patient hashes",
+            [partial(archive.md5_hierarchy, collection=c, patient_id=p) for c, p in patient_keys],
+        )
+        archive_collections = calls.run(
+            "collection hashes",
+            [partial(archive.md5_hierarchy, collection=c) for c in collection_keys],
+        )
+    nodes = [
+        HashNode("study", s, studies[s], a, a == studies[s])
+        for s, a in zip(study_keys, archive_studies, strict=True)
+    ]
+    nodes += [
+        HashNode("patient", f"{c}/{p}", patients[(c, p)], a, a == patients[(c, p)])
+        for (c, p), a in zip(patient_keys, archive_patients, strict=True)
+    ]
+    # A whole collection is covered by construction; its archive hash is a nightly cache
+    # (protocol §1.3), so a difference here is recorded, not judged.
+    nodes += [
+        HashNode("collection", c, collections[c], a, True)
+        for c, a in zip(collection_keys, archive_collections, strict=True)
+    ]
+    return nodes, calls.count
