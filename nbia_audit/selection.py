@@ -146,9 +146,10 @@ def _check_collections(spec: DatasetSpec, selector: Selector, known: Sequence[st
     for name in names:
         if name in known:
             continue
-        close = lowered.get(name.lower()) or next(
-            iter(difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)), None
-        )
+        # Collection names are matched case-insensitively for the suggestion only: NBIA
+        # itself compares them exactly.
+        matches = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+        close = lowered[matches[0]] if matches else None
         raise SpecError(
             f"the archive has no collection {name!r}",
             path=spec.path,

@@ -1,0 +1,269 @@
+"""`lock` against the real emulator over loopback: every selector kind, re-locks, --check."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from nbia_audit.archive import ArchiveView
+from nbia_audit.client import NbiaClient
+from nbia_audit.client.transport import RetryPolicy
+from nbia_audit.emulator import CorpusSpec, Emulator, Fault
+from nbia_audit.errors import ApiError, SpecError
+from nbia_audit.hashing import series_hash
+from nbia_audit.lockfile import database_path, read_text_lock
+from nbia_audit.locking import check_lock, lock_dataset
+from nbia_audit.store import LockDatabase
+
+SPEC = CorpusSpec(seed=11, collections=2, patients=3, studies=2, series=2, images=3)
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    with Emulator.from_spec(SPEC) as running:
+        yield running
+
+
+@pytest.fixture
+def archive(emu: Emulator) -> Iterator[ArchiveView]:
+    fast = RetryPolicy(attempts=3, base=0.001, cap=0.01)
+    with NbiaClient(emu.base_url, retry=fast) as client:
+        yield ArchiveView(client)
+
+
+def write_spec(tmp_path: Path, emu: Emulator, select: str, extra: str = "") -> Path:
+    path = tmp_path / "dataset.yaml"
+    path.write_text(f"name: t\nserver: {emu.base_url}\nselect:\n{select}{extra}", encoding="utf-8")
+    return path
+
+
+def locked_uids(lock: Path) -> set[str]:
+    return {str(s["uid"]) for s in read_text_lock(lock).series}
+
+
+def first(emu: Emulator) -> tuple[str, list[str]]:
+    collections = sorted(c.name for c in emu.corpus.collections)
+    return collections[0], collections
+
+
+def test_whole_collection_pins_every_image_and_every_level(
+    tmp_path: Path, emu: Emulator, archive: ArchiveView
+) -> None:
+    collection, _ = first(emu)
+    spec = write_spec(tmp_path, emu, f"  - collection: {collection}\n")
+    result = lock_dataset(spec, archive)
+    expected = {s.series_uid for s in emu.corpus.series if s.collection == collection}
+    assert result.written and locked_uids(result.lock_path) == expected
+    with LockDatabase(database_path(result.lock_path)) as db:
+        images = list(db.images())
+        assert {i.sop_uid for i in images} == {
+            img.sop_uid for s in expected for img in emu.corpus.images_of(s)
+        }
+        for series in db.series():
+            stored = [emu.corpus.image_by_sop(i.sop_uid) for i in db.images(series.series_uid)]
+            assert series.series_hash == series_hash(img.stored_md5 for img in stored if img)
+        nodes = list(db.nodes())
+        assert {n.level for n in nodes} == {"study", "patient", "collection"}
+        assert all(n.covers_whole_node and n.computed_hash == n.archive_hash for n in nodes)
+        assert db.integrity_ok()
+    assert result.problems == ()
+
+
+def test_relock_of_unchanged_upstream_is_byte_identical(
+    tmp_path: Path, emu: Emulator, archive: ArchiveView
+) -> None:
+    collection, _ = first(emu)
+    spec = write_spec(tmp_path, emu, f"  - collection: {collection}\n")
+    lock_dataset(spec, archive)
+    before = (tmp_path / "dataset.lock").read_bytes()
+    again = lock_dataset(spec, archive)
+    assert not again.written and not again.pending
+    upgraded = lock_dataset(spec, archive, upgrade=True)
+    assert not upgraded.written
+    assert (tmp_path / "dataset.lock").read_bytes() == before
+
+
+def test_filters_patients_and_exclude(tmp_path: Path, emu: Emulator, archive: ArchiveView) -> None:
+    collection, _ = first(emu)
+    patients = sorted({s.patient_id for s in emu.corpus.series if s.collection == collection})
+    in_patient = sorted(s.series_uid for s in emu.corpus.series if s.patient_id == patients[0])
+    spec = write_spec(
+        tmp_path,
+        emu,
+        f"  - collection: {collection}\n    patients: ['{patients[0]}']\n",
+        f"exclude:\n  - series: ['{in_patient[0]}']\n",
+    )
+    result = lock_dataset(spec, archive)
+    assert locked_uids(result.lock_path) == set(in_patient[1:])
+
+
+def test_series_studies_doi_manifest_cart_search_text_selectors(
+    tmp_path: Path, emu: Emulator, archive: ArchiveView
+) -> None:
+    collection, _ = first(emu)
+    series = sorted(
+        (s for s in emu.corpus.series if s.collection == collection), key=lambda s: s.series_uid
+    )
+    some = [series[0].series_uid, series[-1].series_uid]
+    study = series[0].study_uid
+    (tmp_path / "m.tcia").write_text(
+        "downloadServerUrl=x\nincludeAnnotation=false\nnoOfrRetry=4\n"
+        "databasketId=manifest-1.tcia\nmanifestVersion=3.0\nListOfSeriesToDownload=\n"
+        + "\n".join(some)
+        + "\n"
+    )
+    form = {"list": some, "name": "my-cart"}
+    made = requests.post(
+        f"{emu.base_url}/createSharedList", data=form, headers={"Authorization": "Bearer undefined"}
+    )
+    assert made.status_code == 200, made.text
+    cases = {
+        "series": (f"  - series: {some}\n", set(some)),
+        "studies": (
+            f"  - studies: ['{study}']\n",
+            {s.series_uid for s in emu.corpus.series_of_study(study)},
+        ),
+        "doi": (
+            f"  - doi: '{series[0].doi}'\n",
+            {s.series_uid for s in emu.corpus.series if s.doi == series[0].doi},
+        ),
+        "manifest": ("  - manifest: m.tcia\n", set(some)),
+        "cart": ("  - cart: my-cart\n", set(some)),
+        "search": (
+            f"  - search: {{collection: ['{collection}'], modality: {series[0].modality}}}\n",
+            {
+                s.series_uid
+                for s in emu.corpus.series
+                if s.collection == collection and s.modality == series[0].modality
+            },
+        ),
+        "text": (
+            f"  - text: 'patientid:{series[0].patient_id}'\n",
+            {s.series_uid for s in emu.corpus.series if s.patient_id == series[0].patient_id},
+        ),
+    }
+    for kind, (select, expected) in cases.items():
+        result = lock_dataset(write_spec(tmp_path, emu, select), archive, upgrade=True)
+        assert locked_uids(result.lock_path) == expected, kind
+
+
+def test_check_catches_new_removed_and_changed_series(
+    tmp_path: Path, emu: Emulator, archive: ArchiveView
+) -> None:
+    collection, _ = first(emu)
+    spec = write_spec(tmp_path, emu, f"  - collection: {collection}\n")
+    lock_dataset(spec, archive)
+    assert not check_lock(spec, archive).stale
+
+    some_series = sorted(s.series_uid for s in emu.corpus.series if s.collection == collection)
+    image = emu.corpus.images_of(some_series[0])[0]
+    emu.replace_image(image.sop_uid)
+    check = check_lock(spec, archive)
+    assert check.stale and check.changes.changed == (some_series[0],)
+
+    emu.remove_series(some_series[1])
+    added = emu.add_series(collection=collection, images=2)
+    check = check_lock(spec, archive)
+    assert check.changes.removed == (some_series[1],)
+    assert check.changes.added == (added,)
+
+    # Without --upgrade the pins stay and the pending changes are reported.
+    kept = lock_dataset(spec, archive)
+    assert not kept.written
+    assert kept.pending.added == (added,) and kept.pending.changed == (some_series[0],)
+    upgraded = lock_dataset(spec, archive, upgrade=True)
+    assert upgraded.written and added in locked_uids(upgraded.lock_path)
+    assert not check_lock(spec, archive).stale
+
+
+def test_check_offline_detects_spec_change(
+    tmp_path: Path, emu: Emulator, archive: ArchiveView
+) -> None:
+    collection, others = first(emu)
+    spec = write_spec(tmp_path, emu, f"  - collection: {collection}\n")
+    lock_dataset(spec, archive)
+    assert not check_lock(spec, None).stale
+    write_spec(tmp_path, emu, f"  - collection: {others[1]}\n")
+    result = check_lock(spec, None)
+    assert result.stale and "changed since it was locked" in result.reasons[0]
+
+
+def test_short_archive_md5_is_pinned_verbatim(
+    tmp_path: Path, emu: Emulator, archive: ArchiveView
+) -> None:
+    collection, _ = first(emu)
+    target = next(
+        img
+        for s in emu.corpus.series
+        if s.collection == collection
+        for img in emu.corpus.images_of(s.series_uid)
+    )
+    emu.set_stored_md5(target.sop_uid, "00" + hashlib.md5(b"x").hexdigest()[2:])
+    short = emu.shorten_md5(target.sop_uid)
+    assert short is not None and len(short) < 32
+    spec = write_spec(tmp_path, emu, f"  - collection: {collection}\n")
+    result = lock_dataset(spec, archive)
+    assert [p.kind for p in result.problems] == ["short-archive-md5"]
+    with LockDatabase(database_path(result.lock_path)) as db:
+        stored = {i.sop_uid: i.archive_md5 for i in db.images()}
+    assert stored[target.sop_uid] == short
+
+
+def test_series_only_lock_pins_no_images(
+    tmp_path: Path, emu: Emulator, archive: ArchiveView
+) -> None:
+    collection, _ = first(emu)
+    spec = write_spec(tmp_path, emu, f"  - collection: {collection}\n")
+    result = lock_dataset(spec, archive, series_only=True)
+    assert result.header.series_only
+    with LockDatabase(database_path(result.lock_path)) as db:
+        assert list(db.images()) == []
+        assert not any(s.images_pinned for s in db.series())
+
+
+def test_unknown_collection_names_the_closest(
+    tmp_path: Path, emu: Emulator, archive: ArchiveView
+) -> None:
+    collection, _ = first(emu)
+    spec = write_spec(tmp_path, emu, f"  - collection: {collection.lower()}x\n")
+    with pytest.raises(SpecError) as info:
+        lock_dataset(spec, archive)
+    assert info.value.line == 4 and f"did you mean `{collection}`" in str(info.value)
+    assert not (tmp_path / "dataset.lock").exists()
+
+
+def test_unknown_series_uid_is_a_spec_error(
+    tmp_path: Path, emu: Emulator, archive: ArchiveView
+) -> None:
+    spec = write_spec(tmp_path, emu, "  - series: ['1.2.3.4.5.6.7']\n")
+    with pytest.raises(SpecError, match="does not serve 1.2.3.4.5.6.7"):
+        lock_dataset(spec, archive)
+
+
+def test_archive_failure_leaves_previous_lock_untouched(
+    tmp_path: Path, emu: Emulator, archive: ArchiveView
+) -> None:
+    collection, _ = first(emu)
+    spec = write_spec(tmp_path, emu, f"  - collection: {collection}\n")
+    lock_dataset(spec, archive)
+    before = (
+        (tmp_path / "dataset.lock").read_bytes(),
+        database_path(tmp_path / "dataset.lock").read_bytes(),
+    )
+    emu.add_fault(Fault("status", status=503, endpoint="getMD5HashForImage"))
+    with pytest.raises(ApiError):
+        lock_dataset(spec, archive, upgrade=True)
+    after = (
+        (tmp_path / "dataset.lock").read_bytes(),
+        database_path(tmp_path / "dataset.lock").read_bytes(),
+    )
+    assert after == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "dataset.lock",
+        "dataset.lock.db",
+        "dataset.yaml",
+    ]
