@@ -210,6 +210,34 @@ def lock(
     sys.exit(ExitCode.FINDINGS if serious else ExitCode.CLEAN)
 
 
+@cli.command(epilog=EXIT_CODE_HELP)
+@click.option(
+    "--dir",
+    "workdir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("nbia-audit-demo"),
+    show_default=True,
+    help="Where the demo writes its spec, lock and data.",
+)
+def demo(workdir: Path) -> None:
+    """Run the whole story against the embedded NBIA emulator, and check every step."""
+    from .demo import DemoStep, run_demo
+
+    def show(step: DemoStep) -> None:
+        mark = "ok  " if step.ok else "FAIL"
+        click.echo(f"[{mark}] {step.title}")
+        click.echo(f"       {step.detail}")
+
+    click.echo(f"nbia-audit demo: working in {workdir.resolve()}")
+    try:
+        steps = run_demo(workdir, on_step=show)
+    except NbiaAuditError as error:
+        fail(error)
+    passed = all(step.ok for step in steps)
+    click.echo("Demo passed: every step behaved as expected." if passed else "Demo FAILED.")
+    sys.exit(ExitCode.CLEAN if passed else ExitCode.FINDINGS)
+
+
 def _register_subcommands() -> None:
     from .cli_emulator import emulator
 
