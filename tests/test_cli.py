@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from nbia_audit.cli import EXIT_CODE_HELP, ExitCode, cli
+from nbia_audit.cli import cli
+from nbia_audit.cli_common import EXIT_CODE_HELP, ExitCode
 from nbia_audit.emulator import CorpusSpec, Emulator
 
 SPEC = CorpusSpec(seed=5, collections=1, patients=2, studies=1, series=2, images=2)

@@ -1,0 +1,116 @@
+"""Shared pieces of the command line: exit codes, error reporting, progress, the archive.
+
+Exit codes live here and nowhere else (the same table is in the README and ``--help``).
+Every ``cli_*`` module builds its commands from these; ``cli.py`` assembles the group.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import sys
+from typing import TYPE_CHECKING, NoReturn, cast
+
+import click
+
+from .errors import NbiaAuditError, SpecError
+
+if TYPE_CHECKING:
+    from .archive import ArchiveView
+    from .client.servers import ApiFamily
+
+__all__ = [
+    "EXIT_CODE_HELP",
+    "ExitCode",
+    "Progress",
+    "exit_code_for",
+    "fail",
+    "human_bytes",
+    "make_archive",
+]
+
+
+class ExitCode(enum.IntEnum):
+    """The documented exit codes of every command."""
+
+    CLEAN = 0  # the check ran and found nothing
+    FINDINGS = 1  # the check ran and found drift, mismatches or a stale lock
+    USAGE = 2  # bad command line or dataset spec
+    ENVIRONMENT = 3  # archive unreachable, disk, permissions: the check could not run
+
+
+EXIT_CODE_HELP = """\b
+Exit codes:
+  0  clean: the check ran and found nothing
+  1  findings: drift, mismatches, a stale lock
+  2  usage: bad command line or dataset spec
+  3  environment: archive unreachable, disk full, permissions"""
+
+
+def exit_code_for(error: NbiaAuditError) -> ExitCode:
+    """Map an exception from the library onto the documented exit code."""
+    # Everything but a bad spec means the check could not be performed: archive, store,
+    # disk. Findings never arrive here; they are values in a report.
+    return ExitCode.USAGE if isinstance(error, SpecError) else ExitCode.ENVIRONMENT
+
+
+def fail(error: NbiaAuditError) -> NoReturn:
+    """Print ``error`` (never a traceback) and exit with its code."""
+    click.echo(f"nbia-audit: error: {error}", err=True)
+    sys.exit(exit_code_for(error))
+
+
+class Progress:
+    """Turns the library's ``on_progress(stage, done, total)`` calls into terminal output.
+
+    On a terminal: one line rewritten in place. Elsewhere (CI, pipes) or with ``--quiet``:
+    nothing but the final summary, so logs stay readable.
+    """
+
+    def __init__(self, quiet: bool) -> None:
+        self.live = not quiet and sys.stderr.isatty() and not os.environ.get("CI")
+        self.stage = ""
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.live:
+            return
+        end = "\n" if done == total else ""
+        click.echo(f"\r  {stage}: {done}/{total}\x1b[K", err=True, nl=False)
+        if end:
+            click.echo("", err=True)
+
+
+def make_archive(server: str, api: str) -> ArchiveView:
+    """Build the archive view for a spec's server and API family.
+
+    Credentials come from ``NBIA_USER``/``NBIA_PASSWORD``, or a hidden prompt when only the
+    user is set and a terminal is attached; never from a spec or a lock.
+    """
+    from .archive import ArchiveView
+    from .client import NbiaClient
+    from .client.auth import Credentials, credentials_from_env
+
+    credentials = credentials_from_env()
+    user = os.environ.get("NBIA_USER", "").strip()
+    if credentials is None and user:
+        if not sys.stdin.isatty():
+            raise click.UsageError(
+                "NBIA_USER is set but NBIA_PASSWORD is not, and there is no terminal to ask"
+            )
+        password = click.prompt(f"NBIA password for {user}", hide_input=True, err=True)
+        credentials = Credentials(user, password)
+    try:
+        client = NbiaClient(server, api=cast("ApiFamily", api), credentials=credentials)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    return ArchiveView(client)
+
+
+def human_bytes(n: int) -> str:
+    """``1234567`` -> ``1.2 MB`` (decimal units, as NBIA's own tools print)."""
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
