@@ -1,0 +1,151 @@
+"""``nbia-audit emulator``: serve, build, mutate and fault an NBIA emulator."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from nbia_audit.emulator import CorpusSpec, Emulator, Fault, build_corpus
+from nbia_audit.emulator.faults import FAULT_KINDS
+from nbia_audit.emulator.folder import write_corpus
+from nbia_audit.emulator.remote import ControlError, RemoteEmulator
+
+
+def corpus_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The generated-corpus options shared by ``serve`` and ``build``."""
+    options = [
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--collections", type=int, default=2, show_default=True),
+        click.option("--patients", type=int, default=2, show_default=True, help="Per collection."),
+        click.option("--studies", type=int, default=1, show_default=True, help="Per patient."),
+        click.option("--series", type=int, default=2, show_default=True, help="Per study."),
+        click.option("--images", type=int, default=3, show_default=True, help="Per series."),
+        click.option("--image-bytes", type=int, default=None, help="Approximate image size."),
+        click.option("--unpadded-md5", is_flag=True, help="Store CTP-style short MD5s."),
+        click.option("--mismatched-md5", type=int, default=0, help="Images with a stale MD5."),
+        click.option("--restricted", type=int, default=0, help="Trailing non-public collections."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _spec(options: dict[str, Any]) -> CorpusSpec:
+    return CorpusSpec(
+        seed=options["seed"],
+        collections=options["collections"],
+        patients=options["patients"],
+        studies=options["studies"],
+        series=options["series"],
+        images=options["images"],
+        image_bytes=options["image_bytes"],
+        unpadded_md5=options["unpadded_md5"],
+        mismatched_md5=options["mismatched_md5"],
+        restricted=options["restricted"],
+    )
+
+
+def _users(values: tuple[str, ...]) -> dict[str, str]:
+    users = {}
+    for value in values:
+        name, sep, password = value.partition(":")
+        if not sep:
+            raise click.BadParameter(f"{value!r} is not NAME:PASSWORD", param_hint="--user")
+        users[name] = password
+    return users
+
+
+@click.group("emulator")
+def emulator() -> None:
+    """Run or control an NBIA (TCIA) archive emulator on loopback."""
+
+
+@emulator.command()
+@click.option("--port", type=int, default=0, help="0 picks a free port.")
+@click.option("--token-ttl", type=float, default=7200.0, show_default=True)
+@click.option("--refresh-ttl", type=float, default=36000.0, show_default=True)
+@click.option("--user", "users", multiple=True, metavar="NAME:PASSWORD", help="A named user.")
+@click.option(
+    "--corpus",
+    "corpus_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Serve this folder of DICOM files instead of a generated corpus.",
+)
+@corpus_options
+def serve(port: int, token_ttl: float, refresh_ttl: float, users: tuple[str, ...],
+          corpus_dir: Path | None, **options: Any) -> None:  # fmt: skip
+    """Serve until SIGINT/SIGTERM; the first line of output is the base URL."""
+    settings: dict[str, Any] = {
+        "token_ttl": token_ttl, "refresh_ttl": refresh_ttl, "users": _users(users), "port": port,
+    }  # fmt: skip
+    if corpus_dir is not None:
+        emu = Emulator.from_folder(corpus_dir, **settings)
+    else:
+        emu = Emulator.from_spec(_spec(options), **settings)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with emu:
+        click.echo(emu.base_url)
+        sys.stdout.flush()
+        while not stop.wait(0.5):
+            pass
+
+
+@emulator.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@corpus_options
+def build(out: Path, **options: Any) -> None:
+    """Write a generated corpus as DICOM files (Collection/Patient/Study/Series/SOP.dcm)."""
+    paths = write_corpus(build_corpus(_spec(options)), out)
+    click.echo(f"wrote {len(paths)} DICOM files under {out}")
+
+
+@emulator.command()
+@click.argument("url")
+@click.argument("action")
+@click.option("--arg", "arguments", multiple=True, metavar="KEY=VALUE",
+              help="An argument of the mutation, e.g. --arg sop_uid=1.2.3")  # fmt: skip
+def mutate(url: str, action: str, arguments: tuple[str, ...]) -> None:
+    """Apply a mutation (replace_image, add_series, hide_series, ...) to a running emulator."""
+    kwargs: dict[str, Any] = {}
+    for item in arguments:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--arg")
+        kwargs[key] = int(value) if key == "images" else value
+    try:
+        result = RemoteEmulator(url).mutate(action, **kwargs)
+    except ControlError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if result is not None:
+        click.echo(result)
+
+
+@emulator.command()
+@click.argument("url")
+@click.argument("kind", type=click.Choice(FAULT_KINDS + ("clear",)))
+@click.option("--endpoint", default=None, help="Only this endpoint (e.g. getSeries).")
+@click.option("--times", type=int, default=None, help="How many times (default: until cleared).")
+@click.option("--delay", type=float, default=0.0, help="latency: seconds.")
+@click.option("--status", type=int, default=503, help="status: the HTTP status.")
+@click.option("--retry-after", type=int, default=1, help="rate_limit: Retry-After seconds.")
+@click.option("--after-bytes", type=int, default=0, help="truncate: bytes before the cut.")
+@click.option("--count", type=int, default=1, help="drop_images: images to drop.")
+def fault(url: str, kind: str, **options: Any) -> None:
+    """Inject a fault into a running emulator (or ``clear`` them all)."""
+    remote = RemoteEmulator(url)
+    try:
+        if kind == "clear":
+            remote.clear_faults()
+            return
+        active = remote.add_fault(Fault(kind, **options))  # type: ignore[arg-type]
+    except ControlError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{len(active)} fault(s) active")

@@ -1,0 +1,132 @@
+"""The JSON control API under ``/_emulator/``: mutate and fault a running emulator remotely.
+
+=========  ========================  ==================================================
+Method     Path                      Body / result
+=========  ========================  ==================================================
+GET        ``/_emulator/state``      base URL, counts, active faults, request count
+GET        ``/_emulator/series``     every series: uid, study, patient, collection,
+                                     visibility, images (SOP UID + stored MD5)
+POST       ``/_emulator/mutate``     ``{"action": <name>, ...arguments}`` -> ``{"result"}``
+GET        ``/_emulator/faults``     active fault rules
+POST       ``/_emulator/faults``     a ``Fault`` as JSON (``kind``, ``endpoint``, ...)
+DELETE     ``/_emulator/faults``     clear every fault
+POST       ``/_emulator/nightly``    run the nightly collection-hash job
+POST       ``/_emulator/expire-tokens``
+GET        ``/_emulator/requests``   the request log; DELETE clears it
+=========  ========================  ==================================================
+
+Mutation actions are the ``Emulator`` methods of the same name: ``replace_image``,
+``add_image``, ``remove_image``, ``add_series``, ``remove_series``, ``hide_series``,
+``show_series``, ``set_license``, ``set_doi``, ``set_release_date``, ``shorten_md5``,
+``set_stored_md5``, ``clear_md5_cache``. Errors come back as ``{"error": ...}`` with 400/404.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from nbia_audit.emulator.faults import Fault
+
+if TYPE_CHECKING:
+    from nbia_audit.emulator.emulator import Emulator
+
+MUTATIONS = (
+    "replace_image",
+    "add_image",
+    "remove_image",
+    "add_series",
+    "remove_series",
+    "hide_series",
+    "show_series",
+    "set_license",
+    "set_doi",
+    "set_release_date",
+    "shorten_md5",
+    "set_stored_md5",
+    "clear_md5_cache",
+    "add_cart",
+)
+
+Result = tuple[int, object]
+
+
+def make_control(emulator: Emulator) -> Any:
+    """The control dispatcher ``(method, path, payload) -> (status, JSON result)``."""
+
+    def control(method: str, path: str, payload: dict[str, Any]) -> Result:
+        try:
+            return _dispatch(emulator, method, path.strip("/"), payload)
+        except KeyError as exc:
+            return 404, {"error": str(exc.args[0]) if exc.args else "not found"}
+        except (TypeError, ValueError) as exc:
+            return 400, {"error": str(exc)}
+
+    return control
+
+
+def _dispatch(emu: Emulator, method: str, path: str, payload: dict[str, Any]) -> Result:
+    if (method, path) == ("GET", "state"):
+        return 200, _state(emu)
+    if (method, path) == ("GET", "series"):
+        return 200, _series(emu)
+    if (method, path) == ("POST", "mutate"):
+        return 200, {"result": _mutate(emu, payload)}
+    if path == "faults":
+        if method == "POST":
+            emu.add_fault(Fault(**payload))
+        elif method == "DELETE":
+            emu.clear_faults()
+        return 200, {"faults": [f.to_json() for f in emu.faults]}
+    if (method, path) == ("POST", "nightly"):
+        return 200, {"changed": emu.run_nightly_job()}
+    if (method, path) == ("POST", "expire-tokens"):
+        emu.expire_tokens()
+        return 200, {"ok": True}
+    if path == "requests" and method in ("GET", "DELETE"):
+        records = [asdict(r) for r in emu.requests]
+        if method == "DELETE":
+            emu.reset_request_log()
+        return 200, {"requests": records, "count": len(records)}
+    return 404, {"error": f"no control endpoint {method} /_emulator/{path}"}
+
+
+def _state(emu: Emulator) -> dict[str, Any]:
+    corpus = emu.corpus
+    return {
+        "base_url": emu.base_url,
+        "collections": [c.name for c in corpus.collections],
+        "series": len(corpus.series),
+        "images": len(corpus.images),
+        "faults": [f.to_json() for f in emu.faults],
+        "request_count": emu.request_count,
+    }
+
+
+def _series(emu: Emulator) -> list[dict[str, Any]]:
+    return [
+        {
+            "series_uid": s.series_uid,
+            "study_uid": s.study_uid,
+            "patient_id": s.patient_id,
+            "collection": s.collection,
+            "visibility": s.visibility,
+            "images": [
+                {"sop_uid": i.sop_uid, "stored_md5": i.stored_md5}
+                for i in emu.corpus.images_of(s.series_uid)
+            ],
+        }
+        for s in emu.corpus.series
+    ]
+
+
+def _mutate(emu: Emulator, payload: dict[str, Any]) -> object:
+    arguments = dict(payload)
+    action = arguments.pop("action", None)
+    if action not in MUTATIONS:
+        raise ValueError(f"unknown action {action!r}; use one of {', '.join(MUTATIONS)}")
+    if action == "replace_image" and "data_base64" in arguments:
+        arguments["data"] = base64.b64decode(arguments.pop("data_base64"))
+    result = getattr(emu, action)(**arguments)
+    return result if result is None or isinstance(result, str | dict) else str(result)

@@ -1,0 +1,23 @@
+"""Shared fixtures: a running NBIA emulator over a small, deterministic corpus."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from nbia_audit.emulator import CorpusSpec, Emulator
+
+# 2 collections x 2 patients x 1 study x 2 series x 3 images = 8 series, 24 images.
+SMALL_SPEC = CorpusSpec(seed=7, collections=2, patients=2, studies=1, series=2, images=3)
+USERS = {"alice": "secret"}
+
+
+@pytest.fixture
+def emulator() -> Iterator[Emulator]:
+    """A fresh emulator per test (mutations and faults never leak between tests).
+
+    Named user ``alice`` (password ``secret``) exists; ``nbia_guest`` takes any password.
+    """
+    with Emulator.from_spec(SMALL_SPEC, users=USERS) as emu:
+        yield emu
