@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .client import NbiaClient
-from .client.records import SeriesInfo
+from .client.records import License, SeriesInfo
 from .client.search import SearchCriterion
 
 __all__ = ["ArchiveView"]
@@ -56,6 +56,9 @@ class ArchiveView:
 
     def text_search_series(self, text: str) -> list[str]:
         return list(self.client.manifest_for_text_search(text).series_uids)
+
+    def licenses(self) -> list[License]:
+        return self.client.licenses()
 
     def md5_hierarchy(
         self,

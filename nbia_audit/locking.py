@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from . import __version__
-from .client.records import SeriesInfo
+from .client.records import License, SeriesInfo
 from .errors import LockNotFound, StoreError
 from .lockfile import (
     commit_lock,
@@ -27,7 +27,7 @@ from .lockfile import (
     render_text_lock,
     root_digest,
 )
-from .models import LOCK_FORMAT, LockedImage, LockedSeries, LockHeader, Problem
+from .models import LOCK_FORMAT, LockedImage, LockedLicense, LockedSeries, LockHeader, Problem
 from .pinning import HashArchive, hash_nodes, pin_series
 from .selection import Archive, Selection, select_series
 from .spec import DatasetSpec, load_spec
@@ -48,7 +48,10 @@ ProgressCallback = Callable[[str, int, int], None]
 class LockArchive(Archive, HashArchive, Protocol):
     """The archive as the lock verb uses it."""
 
-    base_url: str
+    @property
+    def base_url(self) -> str: ...
+
+    def licenses(self) -> list[License]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,9 +209,13 @@ def lock_dataset(
     written = False
     if not (lock_path.exists() and lock_path.read_text(encoding="utf-8") == text):
         all_images = [i for u in sorted(images) for i in images[u]]
+        licenses = _licenses(archive, ordered)
+        requests += 1
 
         def write_db(path: Path) -> None:
-            write_lock_database(path, header, spec_json, ordered, all_images, nodes, problems)
+            write_lock_database(
+                path, header, spec_json, ordered, all_images, nodes, problems, licenses
+            )
 
         commit_lock(lock_path, text, write_db)
         written = True
@@ -243,6 +250,28 @@ def _keep_existing(
         problems=existing.problems,
         requests=requests + current.requests,
     )
+
+
+def _licenses(archive: LockArchive, series: Sequence[LockedSeries]) -> list[LockedLicense]:
+    """The archive's description of every license the locked series carry.
+
+    Series name their license by long name and URL (getSeries); getLicenses adds the short
+    name and the commercial-use flag a publication supplement must state.
+    """
+    wanted = {(s.license_name, s.license_url) for s in series if s.license_name}
+    known = archive.licenses()
+    out = {}
+    for name, url in sorted(wanted):
+        match = next((x for x in known if x.long_name == name), None) or next(
+            (x for x in known if url and x.url == url), None
+        )
+        out[name] = LockedLicense(
+            name=name,
+            short_name=(match.short_name or "") if match else "",
+            url=url or ((match.url or "") if match else ""),
+            commercial_use=(match.commercial_use or "") if match else "",
+        )
+    return list(out.values())
 
 
 def _merge_problems(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["HashNode", "LockHeader", "LockedImage", "LockedSeries", "Problem"]
+__all__ = ["HashNode", "LockHeader", "LockedImage", "LockedLicense", "LockedSeries", "Problem"]
 
 LOCK_FORMAT = 1
 
@@ -89,3 +89,13 @@ class Problem:
     series_uid: str
     kind: str  # series-hash-mismatch | image-count-mismatch | empty-series-hash | ...
     detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class LockedLicense:
+    """A license some locked series carries, as the archive described it (``getLicenses``)."""
+
+    name: str  # the long name, as series carry it (LicenseName)
+    short_name: str
+    url: str
+    commercial_use: str  # the archive's flag, verbatim (e.g. "YES"/"NO"); "" when unknown

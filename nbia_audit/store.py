@@ -17,7 +17,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from .errors import LockFormatTooNew, LockNotFound, StoreError
-from .models import HashNode, LockedImage, LockedSeries, LockHeader, Problem
+from .models import HashNode, LockedImage, LockedLicense, LockedSeries, LockHeader, Problem
 
 __all__ = ["LockDatabase", "write_lock_database"]
 
@@ -69,6 +69,9 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         pk=("level", "key"),
     )
     db.table("problems").create({"series_uid": str, "kind": str, "detail": str})
+    db.table("licenses").create(
+        {"name": str, "short_name": str, "url": str, "commercial_use": str}, pk="name"
+    )
 
 
 KNOWN_MIGRATIONS = frozenset({"m001_initial"})
@@ -92,6 +95,7 @@ def write_lock_database(
     images: Iterable[LockedImage],
     nodes: Iterable[HashNode],
     problems: Iterable[Problem] = (),
+    licenses: Iterable[LockedLicense] = (),
 ) -> None:
     """Write a complete lock database to ``path``, which must not exist yet.
 
@@ -122,6 +126,7 @@ def write_lock_database(
                 batch_size=1000,
             )
             db.table("problems").insert_all(dataclasses.asdict(p) for p in problems)
+            db.table("licenses").insert_all(dataclasses.asdict(x) for x in licenses)
         db.execute("PRAGMA journal_mode = DELETE")
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: cannot write the lock database: {exc}") from exc
@@ -206,6 +211,10 @@ class LockDatabase:
     def problems(self) -> Iterator[Problem]:
         for row in self.db.table("problems").rows_where(order_by="series_uid, kind"):
             yield Problem(**row)
+
+    def licenses(self) -> Iterator[LockedLicense]:
+        for row in self.db.table("licenses").rows_where(order_by="name"):
+            yield LockedLicense(**row)
 
     def integrity_ok(self) -> bool:
         return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")

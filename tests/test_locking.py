@@ -70,6 +70,10 @@ def test_whole_collection_pins_every_image_and_every_level(
         assert {n.level for n in nodes} == {"study", "patient", "collection"}
         assert all(n.covers_whole_node and n.computed_hash == n.archive_hash for n in nodes)
         assert db.integrity_ok()
+        licenses = list(db.licenses())
+        served = {lic.long_name: lic for lic in emu.corpus.licenses}
+        assert licenses and all(lic.name in served for lic in licenses)
+        assert all(lic.commercial_use == served[lic.name].commercial_use for lic in licenses)
     assert result.problems == ()
 
 
