@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, NoReturn, cast
 import click
 
 from .errors import NbiaAuditError, SpecError
+from .units import human_bytes
 
 if TYPE_CHECKING:
     from .archive import ArchiveView
@@ -104,13 +105,3 @@ def make_archive(server: str, api: str) -> ArchiveView:
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     return ArchiveView(client)
-
-
-def human_bytes(n: int) -> str:
-    """``1234567`` -> ``1.2 MB`` (decimal units, as NBIA's own tools print)."""
-    size = float(n)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{n} B"
