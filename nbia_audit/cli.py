@@ -14,6 +14,7 @@ import click
 from . import __version__
 from .cli_common import EXIT_CODE_HELP, ExitCode, Progress, fail, human_bytes, make_archive
 from .errors import NbiaAuditError
+from .locking import LockChanges
 
 
 @click.group(epilog=EXIT_CODE_HELP, context_settings={"help_option_names": ["-h", "--help"]})
@@ -91,22 +92,10 @@ def lock(
         f"{verb} {outcome.lock_path} ({h.series_count} series, {h.image_count} images, "
         f"{human_bytes(h.total_bytes)}; root {h.root_digest}; {outcome.requests} requests)"
     )
-    for label, uids in (
-        ("+", outcome.changes.added),
-        ("-", outcome.changes.removed),
-        ("~", outcome.changes.changed),
-    ):
-        for uid in uids:
-            click.echo(f"  {label} series {uid}")
+    _echo_changes(outcome.changes)
     if outcome.pending:
         click.echo("Upstream differs from the pins (kept; `--upgrade` takes it):")
-        for label, uids in (
-            ("+", outcome.pending.added),
-            ("-", outcome.pending.removed),
-            ("~", outcome.pending.changed),
-        ):
-            for uid in uids:
-                click.echo(f"  {label} series {uid}")
+        _echo_changes(outcome.pending)
     serious = [
         p
         for p in outcome.problems
@@ -118,6 +107,12 @@ def lock(
             err=True,
         )
     sys.exit(ExitCode.FINDINGS if serious else ExitCode.CLEAN)
+
+
+def _echo_changes(changes: LockChanges) -> None:
+    for label, uids in (("+", changes.added), ("-", changes.removed), ("~", changes.changed)):
+        for uid in uids:
+            click.echo(f"  {label} series {uid}")
 
 
 @cli.command(epilog=EXIT_CODE_HELP)
