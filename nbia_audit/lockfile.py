@@ -200,6 +200,7 @@ def recover_interrupted(lock_path: Path) -> None:
     for stray in (
         lock_path.with_name(lock_path.name + ".new"),
         db_path.with_name(db_path.name + ".new"),
+        db_path.with_name(db_path.name + ".new-journal"),  # SQLite's, if killed mid-write
     ):
         stray.unlink(missing_ok=True)
     if not old_db.exists():

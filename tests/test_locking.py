@@ -271,3 +271,43 @@ def test_archive_failure_leaves_previous_lock_untouched(
         "dataset.lock.db",
         "dataset.yaml",
     ]
+
+
+@pytest.mark.slow
+def test_sigkill_during_real_lock_leaves_old_or_new_pair(tmp_path: Path, emu: Emulator) -> None:
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from nbia_audit.lockfile import recover_interrupted
+
+    collection, _ = first(emu)
+    spec = write_spec(tmp_path, emu, f"  - collection: {collection}\n")
+    lock = tmp_path / "dataset.lock"
+    command = [sys.executable, "-m", "nbia_audit", "lock", str(spec), "--upgrade", "--quiet"]
+    assert subprocess.run(command, capture_output=True).returncode == 0
+    roots = {read_text_lock(lock).header.root_digest}
+    rng = random.Random(4)
+    series = sorted(s.series_uid for s in emu.corpus.series if s.collection == collection)
+    for attempt in range(10):
+        # Change upstream so every run writes a different lock; kill it at a random moment.
+        emu.replace_image(emu.corpus.images_of(series[attempt % len(series)])[0].sop_uid)
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.05, 0.9))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        recover_interrupted(lock)
+        text = read_text_lock(lock)
+        with LockDatabase(database_path(lock)) as db:
+            assert db.integrity_ok()
+            assert db.header() == text.header, attempt
+        roots.add(text.header.root_digest)
+        leftovers = {p.name for p in tmp_path.iterdir()} - {
+            "dataset.yaml",
+            "dataset.lock",
+            "dataset.lock.db",
+        }
+        assert not leftovers, leftovers
+    assert len(roots) > 1  # some kills landed after the commit: the new pair was seen too
