@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_spec import BAD_SPECS
 
 from nbia_audit.cli import cli
 from nbia_audit.cli_common import EXIT_CODE_HELP, ExitCode
@@ -89,3 +90,23 @@ def test_demo_passes_and_says_where_files_are(tmp_path: Path) -> None:
     assert "Demo passed" in out and "FAIL" not in out
     assert (tmp_path / "demo" / "dataset.lock").exists()
     assert str(tmp_path / "demo") in out
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [(case[1], case[2], case[3]) for case in BAD_SPECS],
+    ids=[case[0] for case in BAD_SPECS],
+)
+def test_every_bad_spec_exits_2_naming_file_line_and_key(
+    tmp_path: Path, text: str, line: int | None, key: str | None
+) -> None:
+    spec = tmp_path / "dataset.yaml"
+    spec.write_text(text, encoding="utf-8")
+    code, out, err = run("lock", str(spec), "--quiet")
+    assert code == ExitCode.USAGE
+    where = f"{spec}:{line}: " if line is not None else f"{spec}: "
+    assert err.startswith(f"nbia-audit: error: {where}"), err
+    if key is not None:
+        assert f" {key}: " in err
+    assert "Traceback" not in out + err
+    assert not (tmp_path / "dataset.lock").exists()
