@@ -21,3 +21,26 @@ def emulator() -> Iterator[Emulator]:
     """
     with Emulator.from_spec(SMALL_SPEC, users=USERS) as emu:
         yield emu
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _loopback_only() -> Iterator[None]:
+    """Fail any test that opens a network connection beyond loopback (the real archive is
+    never contacted in tests)."""
+    import ipaddress
+    import socket
+
+    original = socket.socket.connect
+
+    def guarded(self: socket.socket, address: object) -> object:
+        if self.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple):
+            host = str(address[0])
+            if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+                raise AssertionError(f"a test tried to reach {host}: tests stay on loopback")
+        return original(self, address)  # type: ignore[arg-type]
+
+    socket.socket.connect = guarded  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        socket.socket.connect = original  # type: ignore[method-assign]
