@@ -12,18 +12,26 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .cli_common import EXIT_CODE_HELP, ExitCode, Progress, fail, human_bytes, make_archive
+from .cli_common import (
+    CONTEXT_SETTINGS,
+    EXIT_CODE_HELP,
+    ExitCode,
+    Progress,
+    fail,
+    human_bytes,
+    make_archive,
+)
 from .errors import NbiaAuditError
 from .locking import LockChanges
 
 
-@click.group(epilog=EXIT_CODE_HELP, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(epilog=EXIT_CODE_HELP, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, prog_name="nbia-audit")
 def cli() -> None:
     """Pin, fetch, verify and audit imaging datasets served by NBIA (TCIA)."""
 
 
-@cli.command(epilog=EXIT_CODE_HELP)
+@cli.command(epilog=EXIT_CODE_HELP, context_settings=CONTEXT_SETTINGS)
 @click.argument("spec", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
     "--lock",
@@ -115,7 +123,7 @@ def _echo_changes(changes: LockChanges) -> None:
             click.echo(f"  {label} series {uid}")
 
 
-@cli.command(epilog=EXIT_CODE_HELP)
+@cli.command(epilog=EXIT_CODE_HELP, context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--dir",
     "workdir",
@@ -145,8 +153,10 @@ def demo(workdir: Path) -> None:
 
 def _register_subcommands() -> None:
     from .cli_emulator import emulator
+    from .cli_fetch import fetch
 
-    cli.add_command(emulator)
+    for command in (emulator, fetch):
+        cli.add_command(command)
 
 
 _register_subcommands()

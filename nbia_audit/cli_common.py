@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .client.servers import ApiFamily
 
 __all__ = [
+    "CONTEXT_SETTINGS",
     "EXIT_CODE_HELP",
     "ExitCode",
     "Progress",
@@ -39,6 +40,10 @@ class ExitCode(enum.IntEnum):
     USAGE = 2  # bad command line or dataset spec
     ENVIRONMENT = 3  # archive unreachable, disk, permissions: the check could not run
 
+
+# Every command carries these itself, so ``-h`` works and ``--help`` reads the same whether
+# a command is invoked through the ``nbia-audit`` group or on its own (as tests do).
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 EXIT_CODE_HELP = """\b
 Exit codes:

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from nbia_audit.cli_common import CONTEXT_SETTINGS
 from nbia_audit.emulator import CorpusSpec, Emulator, Fault, build_corpus
 from nbia_audit.emulator.faults import FAULT_KINDS
 from nbia_audit.emulator.folder import write_corpus
@@ -61,12 +62,12 @@ def _users(values: tuple[str, ...]) -> dict[str, str]:
     return users
 
 
-@click.group("emulator")
+@click.group("emulator", context_settings=CONTEXT_SETTINGS)
 def emulator() -> None:
     """Run or control an NBIA (TCIA) archive emulator on loopback."""
 
 
-@emulator.command()
+@emulator.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--port", type=int, default=0, help="0 picks a free port.")
 @click.option("--token-ttl", type=float, default=7200.0, show_default=True)
 @click.option("--refresh-ttl", type=float, default=36000.0, show_default=True)
@@ -98,7 +99,7 @@ def serve(port: int, token_ttl: float, refresh_ttl: float, users: tuple[str, ...
             pass
 
 
-@emulator.command()
+@emulator.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
 @corpus_options
 def build(out: Path, **options: Any) -> None:
@@ -107,7 +108,7 @@ def build(out: Path, **options: Any) -> None:
     click.echo(f"wrote {len(paths)} DICOM files under {out}")
 
 
-@emulator.command()
+@emulator.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("url")
 @click.argument("action")
 @click.option("--arg", "arguments", multiple=True, metavar="KEY=VALUE",
@@ -128,7 +129,7 @@ def mutate(url: str, action: str, arguments: tuple[str, ...]) -> None:
         click.echo(result)
 
 
-@emulator.command()
+@emulator.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("url")
 @click.argument("kind", type=click.Choice(FAULT_KINDS + ("clear",)))
 @click.option("--endpoint", default=None, help="Only this endpoint (e.g. getSeries).")

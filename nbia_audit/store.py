@@ -218,3 +218,48 @@ class LockDatabase:
 
     def integrity_ok(self) -> bool:
         return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+
+    def fill_images(self, series_uid: str, images: Iterable[LockedImage]) -> bool:
+        """Pin the images of a series locked by its hash only, in one transaction.
+
+        ``fetch`` calls this once the series' images verified against its pinned hash; the
+        header and root digest do not change (they commit to the series hash already).
+        Returns False, changing nothing, when exactly these images are pinned already
+        (another fetch of the same lock got there first).
+
+        Raises:
+            StoreError: the series is not in the lock, other images are pinned for it, an
+                image belongs to another series, or SQLite failed.
+        """
+        rows = [dataclasses.asdict(i) for i in images]
+        if any(row["series_uid"] != series_uid for row in rows):
+            raise StoreError(f"{self.path}: an image to pin belongs to another series")
+        conn = self.db.conn
+        try:
+            # IMMEDIATE takes the write lock first: two fetches filling one lock at once wait
+            # for each other instead of deadlocking on a read-to-write lock upgrade.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                filled = self._fill(series_uid, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.rollback()
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot pin the images of {series_uid}: {exc}") from exc
+        return filled
+
+    def _fill(self, series_uid: str, rows: list[dict[str, Any]]) -> bool:
+        found = self.db.execute(
+            "SELECT images_pinned FROM series WHERE series_uid = ?", [series_uid]
+        ).fetchone()
+        if found is None:
+            raise StoreError(f"{self.path}: series {series_uid} is not in the lock")
+        if found[0]:
+            pinned = {(i.sop_uid, i.archive_md5) for i in self.images(series_uid)}
+            if pinned == {(r["sop_uid"], r["archive_md5"]) for r in rows}:
+                return False
+            raise StoreError(f"{self.path}: series {series_uid} has other images pinned")
+        self.db.table("images").insert_all(rows, batch_size=5000)
+        self.db.execute("UPDATE series SET images_pinned = 1 WHERE series_uid = ?", [series_uid])
+        return True
