@@ -1,0 +1,171 @@
+"""``verify``: is this folder exactly the locked dataset?
+
+Walks the copy in sorted order, maps files to locked images by the SOPInstanceUID in their
+DICOM header (or, equivalently and faster, by their content MD5 when it is the lock's MD5 of
+an image whose SOPInstanceUID the file's header holds; files whose header cannot be read are
+identified by content alone), and judges them against the lock
+(:mod:`nbia_audit.verify_judge`). Three levels decide how a file's content is known:
+
+* ``full``: MD5 of every file, the authority against the lock's archive MD5s;
+* ``quick``: xxh3-128 of every file against the fingerprint recorded at its last full pass
+  in the local state database (catches silent bit rot even when stat is unchanged);
+* ``stat``: trusts an unchanged device, inode, size, mtime and ctime, and says only
+  "unchanged since it was verified on <date>".
+
+At ``quick`` and ``stat``, files new or changed since the last pass are hashed in full. A
+full hash of a file is recorded in the local state (``<root>/.nbia-audit/state.db``) so the
+cheaper levels have something to compare with. ``--sample`` hashes a seeded random fraction
+of the locked images and still checks every file's presence (the walk is cheap).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .errors import StoreError
+from .findings import AuditReport
+from .localstate import LocalState
+from .sampling import choose_sample, new_seed
+from .verify_judge import judge
+from .verify_lock import Expectation, load_expectation
+from .verify_pool import ProgressCallback, read_all
+from .verify_run import LEVELS, Plan, Run
+from .verify_walk import walk
+
+__all__ = ["LEVELS", "verify_copy"]
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def verify_copy(
+    lock_path: Path,
+    root: Path,
+    *,
+    level: str = "full",
+    sample: float | None = None,
+    seed: int | None = None,
+    workers: int | None = None,
+    ignore: Iterable[str] = (),
+    on_progress: ProgressCallback | None = None,
+    now: Callable[[], datetime] | None = None,
+) -> AuditReport:
+    """Verify the copy of a locked dataset in ``root`` against the lock at ``lock_path``.
+
+    ``level`` is ``full``, ``quick`` or ``stat``; ``sample`` (0 < fraction <= 1, not with
+    ``stat``) hashes a seeded random fraction of the locked images (``seed`` None: a fresh
+    one, reported); ``ignore`` holds glob patterns of paths to leave out. Findings are
+    values in the report; the report's ``facts`` say what each level proved.
+
+    Raises:
+        ValueError: a bad level, fraction or worker count.
+        LockNotFound: no lock at ``lock_path``.
+        StoreError: the lock cannot be read, or ``root`` is not a readable directory.
+    """
+    _check_arguments(level, sample, workers)
+    clock = now or _utc_now
+    started = clock()
+    exp = load_expectation(lock_path)
+    root_text = _check_root(root)
+    plan = _plan(exp, level, sample, seed, started)
+    state, state_note = _open_state(root)
+    skip, patterns = _skip_paths(lock_path, root), tuple(ignore)
+    try:
+        run = Run(plan, root_text, state, state_note)
+        run.ignored = patterns
+        read_all(run, walk(root_text, skip=skip, ignore=patterns), workers, on_progress)
+        verdict = judge(exp, run.tally, root_text, plan.sample)
+        run.finish_state()
+    finally:
+        if state is not None:
+            state.close()
+    finished = clock()
+    return AuditReport(
+        command="verify",
+        lock_path=str(lock_path),
+        root_digest=exp.header.root_digest,
+        started_at=_iso(started),
+        finished_at=_iso(finished),
+        findings=verdict.findings,
+        series=verdict.series,
+        complete=run.tally.complete,
+        facts=run.facts(verdict, str(root), workers or os.cpu_count() or 1),
+    )
+
+
+def _plan(
+    exp: Expectation, level: str, sample: float | None, seed: int | None, started: datetime
+) -> Plan:
+    if sample is not None and seed is None:
+        seed = new_seed()
+    return Plan(
+        level=level,
+        sample=_sample_units(exp, sample, seed) if sample is not None else None,
+        fraction=sample,
+        seed=seed if sample is not None else None,
+        # To the microsecond: the racily-clean rule compares it with mtimes.
+        stamp=started.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        exp=exp,
+    )
+
+
+def _check_arguments(level: str, sample: float | None, workers: int | None) -> None:
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
+    if sample is not None and not 0 < sample <= 1:
+        raise ValueError(f"sample must be a fraction in (0, 1], not {sample}")
+    if sample is not None and level == "stat":
+        raise ValueError("--sample hashes a fraction of the images; the stat level hashes none")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1, not {workers}")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _check_root(root: Path) -> str:
+    """Raises: StoreError: ``root`` is missing, not a directory, or unlistable."""
+    try:
+        with os.scandir(root):
+            pass
+    except FileNotFoundError:
+        raise StoreError(f"{root}: no such directory; give the folder holding the copy") from None
+    except NotADirectoryError:
+        raise StoreError(f"{root}: not a directory; give the folder holding the copy") from None
+    except OSError as exc:
+        raise StoreError(f"{root}: cannot list the copy ({exc.strerror})") from None
+    return str(root)
+
+
+def _open_state(root: Path) -> tuple[LocalState | None, str]:
+    # A read-only copy (a mounted archive, a reader's CD) still verifies: without a state
+    # database every file is simply hashed in full, and the report says so.
+    try:
+        return LocalState(root), ""
+    except StoreError as exc:
+        return None, f"not used: {exc}"
+
+
+def _skip_paths(lock_path: Path, root: Path) -> frozenset[str]:
+    """Relative paths of the lock pair (and its spec) when they live inside the copy."""
+    try:
+        lock_rel = lock_path.resolve().relative_to(root.resolve())
+    except (ValueError, OSError):
+        return frozenset()
+    parent = lock_rel.parent
+    names = [lock_rel.name, lock_rel.name + ".db", lock_rel.name + ".db-journal"]
+    names += [lock_rel.name + ".db.old", lock_rel.name + ".db.new", lock_rel.name + ".new"]
+    names += [lock_rel.stem + ".yaml", lock_rel.stem + ".yml"]
+    return frozenset((parent / n).as_posix().removeprefix("./") for n in names)
+
+
+def _sample_units(exp: Expectation, fraction: float, seed: int | None) -> frozenset[str]:
+    # Images where the lock pins them; whole series where it pins only the series hash.
+    units = list(exp.images)
+    units += [uid for uid, s in exp.series.items() if not s.images_pinned]
+    return choose_sample(units, fraction, seed or 0)

@@ -1,0 +1,100 @@
+"""The same downloaded copy, laid out as every supported tool lays it out, verifies clean.
+
+Layouts follow nbia-protocol §9 and peers.md §2: the NBIA Data Retriever (classic and
+descriptive, with md5hashes.csv, metadata.csv and LICENSE), the Go TCIA retriever
+(<PatientID>/<StudyUID>/<SeriesUID>/, metadata/ cache, token cache, progress.log),
+tcia_utils (<SeriesUID>/), nbiatoolkit (<PatientName>/<Modality>-<N>-<uid5>/<Instance>.dcm),
+idc-index (<collection>/<PatientID>/<StudyUID>/<Modality>_<SeriesUID>/<uuid>.dcm), a flat
+folder, and our own fetch layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from verify_support import LAYOUTS, Download, download_all, image_files, make_lock, materialise
+
+from nbia_audit.emulator import CorpusSpec, Emulator
+from nbia_audit.verify import verify_copy
+
+SPEC = CorpusSpec(seed=3, collections=2, patients=1, studies=1, series=2, images=3)
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[Emulator]:
+    with Emulator.from_spec(SPEC) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def lock(emu: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_lock(tmp_path_factory.mktemp("lock"), emu)
+
+
+@pytest.fixture(scope="module")
+def downloads(emu: Emulator, tmp_path_factory: pytest.TempPathFactory) -> list[Download]:
+    return download_all(emu, tmp_path_factory.mktemp("zips"))
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_every_layout_verifies_clean(
+    emu: Emulator, lock: Path, downloads: list[Download], tmp_path: Path, layout: str
+) -> None:
+    root = tmp_path / layout
+    sidecars = materialise(emu, downloads, root, layout)
+    report = verify_copy(lock, root)
+    assert report.clean, report.findings
+    assert report.facts["files"] == 12 and report.facts["hashed_md5"] == 12
+    assert report.facts["sidecars"] == sidecars
+    assert {s.status for s in report.series} == {"ok"}
+
+
+@pytest.mark.parametrize("layout", ["retriever-descriptive", "go-retriever", "nbiatoolkit"])
+def test_a_layout_still_catches_a_missing_image(
+    emu: Emulator, lock: Path, downloads: list[Download], tmp_path: Path, layout: str
+) -> None:
+    root = tmp_path / layout
+    materialise(emu, downloads, root, layout)
+    victim = next(image_files(root))
+    victim.unlink()
+    report = verify_copy(lock, root)
+    assert [f.kind for f in report.findings] == ["missing"]
+
+
+def test_a_sidecar_name_is_not_a_hiding_place_for_images(
+    emu: Emulator, lock: Path, downloads: list[Download], tmp_path: Path
+) -> None:
+    """Sidecars are recognised by name and never opened; a locked image renamed to
+    ``md5hashes.csv`` is therefore missing, not silently accepted."""
+    root = tmp_path / "copy"
+    materialise(emu, downloads, root, "tcia_utils")
+    victim = next(image_files(root))
+    victim.replace(victim.parent / "md5hashes.csv")
+    assert [f.kind for f in verify_copy(lock, root).findings] == ["missing"]
+
+
+def test_ignore_patterns_leave_files_out(
+    emu: Emulator, lock: Path, downloads: list[Download], tmp_path: Path
+) -> None:
+    root = tmp_path / "copy"
+    materialise(emu, downloads, root, "ours")
+    (root / "README.md").write_text("about this copy\n")
+    (root / "derived").mkdir()
+    (root / "derived" / "mask.nii.gz").write_bytes(b"\x1f\x8b")
+    assert {f.path for f in verify_copy(lock, root).findings} == {
+        "README.md",
+        "derived/mask.nii.gz",
+    }
+    assert verify_copy(lock, root, ignore=["README.md", "derived"]).clean
+
+
+def test_the_lock_inside_the_copy_is_not_a_finding(
+    emu: Emulator, lock: Path, downloads: list[Download], tmp_path: Path
+) -> None:
+    root = tmp_path / "copy"
+    materialise(emu, downloads, root, "ours")
+    for name in ("dataset.lock", "dataset.lock.db", "dataset.yaml"):
+        (root / name).write_bytes((lock.parent / name).read_bytes())
+    assert verify_copy(root / "dataset.lock", root).clean

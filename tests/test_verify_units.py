@@ -1,0 +1,150 @@
+"""The pieces under verify: the fast DICOM header reader, sidecar names, sample statistics."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pydicom.data
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nbia_audit.dicomheader import NotDicomError, read_identity
+from nbia_audit.dicomscan import scan_identity, truncation
+from nbia_audit.emulator import CorpusSpec, Emulator
+from nbia_audit.sampling import choose_sample, sample_size, sample_statement, upper_bound_95
+from nbia_audit.sidecars import dicom_expected, sidecar_tool
+
+TEST_FILES = sorted((Path(pydicom.data.__file__).parent / "test_files").glob("*.dcm"))
+
+
+@pytest.mark.parametrize("path", TEST_FILES, ids=lambda p: p.name)
+def test_fast_identity_never_disagrees_with_pydicom(path: Path) -> None:
+    """The fast reader answers for the common encodings and defers on everything else;
+    when it answers, it says exactly what pydicom says."""
+    fast = scan_identity(path.read_bytes()[: 64 * 1024])
+    if fast is None:
+        return
+    assert fast == read_identity(path)
+
+
+def test_fast_identity_covers_the_encodings_nbia_serves() -> None:
+    names = {p.name: scan_identity(p.read_bytes()) for p in TEST_FILES}
+    for common in ("CT_small.dcm", "MR_small_implicit.dcm", "JPEG2000.dcm", "MR_small_RLE.dcm"):
+        assert names[common] is not None, common
+    for deferred in ("MR_small_bigendian.dcm", "image_dfl.dcm", "no_meta.dcm"):
+        assert names[deferred] is None, deferred
+
+
+def test_fast_identity_of_emulator_images_and_short_heads() -> None:
+    emu = Emulator.from_spec(CorpusSpec(seed=1, collections=1, patients=1, studies=1, series=1))
+    for image in emu.corpus.images:
+        data = emu.corpus.image_bytes(image.sop_uid)
+        identity = scan_identity(data)
+        assert identity is not None and identity.sop_uid == image.sop_uid
+        assert identity.series_uid == image.series_uid
+        assert scan_identity(data[:200]) is None  # too short to decide: ask pydicom
+    assert scan_identity(b"") is None and scan_identity(b"\0" * 132) is None
+
+
+def test_truncation_is_found_in_pixel_data_and_sequences(tmp_path: Path) -> None:
+    by_name = {p.name: p for p in TEST_FILES}
+    assert "7FE0,0010" in (truncation(str(by_name["MR_truncated.dcm"])) or "")
+    assert "needs" in (truncation(str(by_name["rtplan_truncated.dcm"])) or "")
+    for whole in TEST_FILES:
+        if "truncated" not in whole.name:
+            assert truncation(str(whole)) is None, whole.name
+    cut = tmp_path / "cut.dcm"
+    data = by_name["JPEG2000.dcm"].read_bytes()
+    cut.write_bytes(data[: len(data) - 10])  # inside an encapsulated fragment
+    assert truncation(str(cut)) is not None
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"hello")
+    assert truncation(str(junk)) is None  # not DICOM at all: not "truncated"
+    with pytest.raises(NotDicomError):
+        read_identity(junk)
+
+
+@pytest.mark.parametrize(
+    "rel, tool",
+    [
+        ("md5hashes.csv", "MD5 list"),
+        ("EMU/P1/1.2/3.4/md5hashes.csv", "MD5 list"),
+        ("EMU/LICENSE", "license"),
+        ("metadata.csv", "metadata"),
+        ("metadata/1.2.3.json", "metadata cache"),
+        ("out/metadata/manifest-metadata.csv", "metadata cache"),
+        ("nbia_guest.json", "token cache"),
+        ("progress.log", "log"),
+        ("manifest-1.tcia", "NBIA manifest"),
+        ("x/manifest.s5cmd", "IDC manifest"),
+        ("a/.DS_Store", "operating-system"),
+        ("a/._1-01.dcm", "operating-system"),
+        ("Thumbs.db", "operating-system"),
+        ("nbia-emulator.json", "emulator"),
+    ],
+)
+def test_known_sidecars(rel: str, tool: str) -> None:
+    assert tool in (sidecar_tool(rel) or "")
+
+
+@pytest.mark.parametrize(
+    "rel", ["notes.txt", "a/b/data.json", "a/progress.log", "a/1-01.dcm", "metadata/x.dcm"]
+)
+def test_everything_else_is_not_a_sidecar(rel: str) -> None:
+    assert sidecar_tool(rel) is None
+
+
+@pytest.mark.parametrize(
+    "rel, expected",
+    [
+        ("a/1-01.dcm", True),
+        ("a/IMG.DCM", True),
+        ("00000001", True),
+        ("1.2.840.113619.2.55.3.604688119", True),
+        ("scan.dicom", True),
+        ("notes.txt", False),
+        ("mask.nii.gz", False),
+        ("report.pdf", False),
+    ],
+)
+def test_dicom_expected_by_name(rel: str, expected: bool) -> None:
+    assert dicom_expected(rel) is expected
+
+
+def _binomial_cdf(k: int, n: int, p: float) -> float:
+    return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 300), data=st.data())
+def test_upper_bound_is_the_exact_clopper_pearson_bound(n: int, data: st.DataObject) -> None:
+    failures = data.draw(st.integers(0, n))
+    bound = upper_bound_95(n, failures)
+    if failures == n:
+        assert bound == 1.0
+        return
+    assert failures / n < bound <= 1.0
+    assert _binomial_cdf(failures, n, bound) == pytest.approx(0.05, abs=1e-6)
+
+
+def test_upper_bound_with_no_failures_is_the_rule_of_three() -> None:
+    assert upper_bound_95(1000, 0) == pytest.approx(1 - 0.05 ** (1 / 1000))
+    assert upper_bound_95(1000, 0) == pytest.approx(3 / 1000, rel=0.01)
+    assert upper_bound_95(0, 0) == 1.0
+
+
+def test_samples_are_seeded_sized_and_order_independent() -> None:
+    units = [f"1.2.{i}" for i in range(1000)]
+    first = choose_sample(units, 0.05, seed=11)
+    assert len(first) == 50 and first <= set(units)
+    assert choose_sample(reversed(units), 0.05, seed=11) == first
+    assert choose_sample(units, 0.05, seed=12) != first
+    assert sample_size(10, 0.0001) == 1 and sample_size(10, 1.0) == 10 and sample_size(0, 0.5) == 0
+
+
+def test_sample_statement() -> None:
+    text = sample_statement("image", 300, 10_000, 0)
+    assert "0 of 300 randomly sampled images corrupt" in text and "95% confidence" in text
+    assert "no sampling error" in sample_statement("image", 10, 10, 1)
