@@ -31,6 +31,7 @@ __all__ = [
     "SpecOptions",
     "load_spec",
     "parse_spec",
+    "spec_from_normalised",
 ]
 
 SPEC_FORMAT = 1
@@ -177,6 +178,56 @@ def parse_spec(text: str, *, path: str = "<spec>", base_dir: Path | None = None)
         SpecError: the text is not a valid spec.
     """
     return _Validator(path, base_dir or Path.cwd()).spec(_parse_yaml(text, path))
+
+
+_NORMALISED_TUPLES = ("patients", "studies", "series", "modality", "body_part", "manufacturer")
+_NORMALISED_TEXT = ("collection", "doi", "manifest", "cart", "text")
+
+
+def spec_from_normalised(data: Mapping[str, Any], *, path: str = "<lock>") -> DatasetSpec:
+    """Rebuild a spec from :meth:`DatasetSpec.normalised` data, as a lock embeds it.
+
+    The inverse of ``normalised()`` (same digest). A manifest selector keeps the series UIDs
+    embedded when it was locked; the manifest file is not read again.
+
+    Raises:
+        SpecError: ``data`` is not a normalised spec of a format this version knows.
+    """
+    try:
+        if data["format"] != SPEC_FORMAT:
+            raise ValueError(f"spec format {data['format']!r}")
+        return DatasetSpec(
+            name=str(data["name"]),
+            description=str(data["description"]),
+            server=str(data["server"]),
+            api=str(data["api"]),
+            select=tuple(_selector_from(d, f"select[{i}]") for i, d in enumerate(data["select"])),
+            exclude=tuple(
+                _selector_from(d, f"exclude[{i}]") for i, d in enumerate(data["exclude"])
+            ),
+            options=SpecOptions(**data["options"]),
+            path=path,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SpecError(
+            f"the embedded spec is not one this nbia-audit reads ({exc})",
+            path=path,
+            hint="re-run `nbia-audit lock` with this version",
+        ) from None
+
+
+def _selector_from(data: Mapping[str, Any], where: str) -> Selector:
+    known = {"kind", "search", *DATE_KEYS, *_NORMALISED_TUPLES, *_NORMALISED_TEXT}
+    unknown = set(data) - known
+    if unknown or data["kind"] not in SOURCE_KINDS:
+        raise ValueError(f"{where}: unknown {sorted(unknown) or data['kind']}")
+    values: dict[str, Any] = {"kind": data["kind"], "where": where}
+    values.update({k: tuple(str(v) for v in data[k]) for k in _NORMALISED_TUPLES if k in data})
+    values.update({k: str(data[k]) for k in _NORMALISED_TEXT if k in data})
+    values.update({k: dt.date.fromisoformat(data[k]) for k in DATE_KEYS if k in data})
+    if "search" in data:
+        values["search"] = {k: tuple(str(v) for v in vs) for k, vs in data["search"].items()}
+    return Selector(**values)
 
 
 def _parse_yaml(text: str, path: str) -> MarkedDict:

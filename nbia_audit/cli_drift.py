@@ -1,0 +1,86 @@
+"""``nbia-audit drift``: what changed upstream since a lock (library: ``nbia_audit.drift``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .cli_common import CONTEXT_SETTINGS, EXIT_CODE_HELP, ExitCode, Progress, fail, make_archive
+from .errors import NbiaAuditError
+from .findings import AuditReport
+from .render import FORMATS, render
+from .reportfile import write_report
+
+__all__ = ["drift"]
+
+
+@click.command(epilog=EXIT_CODE_HELP, context_settings=CONTEXT_SETTINGS)
+@click.argument("lock", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--fast",
+    is_flag=True,
+    help="About one request per whole collection: trust the archive's nightly collection "
+    "hashes where they match (the report states the staleness window).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
+    help="Report format.",
+)  # fmt: skip
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the report to this file (atomically) instead of standard output.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Concurrent requests to the archive.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def drift(lock: Path, fast: bool, fmt: str, output: Path | None, workers: int, quiet: bool) -> None:
+    """Report what changed upstream since LOCK (dataset.lock) was made.
+
+    Asks the lock's server (credentials from NBIA_USER/NBIA_PASSWORD), descending NBIA's
+    hash tree only where hashes differ; the report says what each level proved and as of
+    when. Drift found by a check that could not finish still exits 1 (the report says
+    INCOMPLETE); an unfinished check that found nothing exits 3, never 0.
+    """
+    from .drift import check_drift
+
+    try:
+        report = check_drift(
+            lock,
+            lambda header: make_archive(header.server, header.api),
+            fast=fast,
+            workers=workers,
+            on_progress=Progress(quiet),
+        )
+        text = render(report, fmt)
+        if output is not None:
+            write_report(output, text)
+    except NbiaAuditError as error:
+        fail(error)
+    if output is None:
+        click.echo(text, nl=False)
+    if output is not None or fmt != "text":
+        click.echo(_summary(report, output), err=True)
+    sys.exit(_exit_code(report))
+
+
+def _exit_code(report: AuditReport) -> ExitCode:
+    if report.findings:
+        return ExitCode.FINDINGS  # drift was found, even if part of the check failed
+    return ExitCode.CLEAN if report.complete else ExitCode.ENVIRONMENT
+
+
+def _summary(report: AuditReport, output: Path | None) -> str:
+    if report.findings:
+        verdict = f"drift: {len(report.findings)} finding(s)"
+    else:
+        verdict = "no drift" if report.complete else "incomplete: could not check everything"
+    where = f"; report written to {output}" if output else ""
+    return f"nbia-audit drift: {verdict}; {report.facts.get('requests', 0)} requests{where}"

@@ -1,0 +1,176 @@
+"""`drift` under injected 5xx, resets and timeouts: a correct report, an incomplete one, or an
+error (exit 3) - never "no drift" from a check that could not be completed."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from drift_support import (
+    CORPUS,
+    PARTIAL,
+    PARTIAL_PATIENT,
+    WHOLE,
+    Key,
+    Place,
+    assert_exactly,
+    client_for,
+    copy_lock,
+    keys,
+    make_lock,
+)
+
+from nbia_audit.archive import ArchiveView
+from nbia_audit.client.transport import RetryPolicy, Timeouts
+from nbia_audit.drift import check_drift
+from nbia_audit.emulator import Emulator, Fault
+from nbia_audit.errors import ApiError
+
+QUICK = Timeouts(connect=1.0, read=0.3)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    with Emulator.from_spec(CORPUS) as emu:
+        return make_lock(emu, tmp_path_factory.mktemp("drift-faults"))
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    with Emulator.from_spec(CORPUS) as running:
+        yield running
+
+
+@pytest.fixture
+def lock(template: Path, tmp_path: Path) -> Path:
+    return copy_lock(template, tmp_path)
+
+
+@pytest.fixture
+def archive(emu: Emulator) -> Iterator[ArchiveView]:
+    with client_for(emu, timeouts=QUICK) as client:
+        yield ArchiveView(client)
+
+
+def mutate(emu: Emulator) -> set[Key]:
+    """A change at every depth: an image, a removed series, an added one."""
+    at = Place(emu)
+    series = at.series_in(WHOLE)[0].series_uid
+    sop, old = at.first_image(series)
+    removed = at.series_in(PARTIAL, PARTIAL_PATIENT)[0].series_uid
+    emu.remove_series(removed)
+    added = emu.add_series(collection=WHOLE)
+    return {
+        ("image-changed", series, sop, str(old), emu.replace_image(sop), ""),
+        ("series-removed", removed, "", "", "", ""),
+        ("series-added", added, "", "", "", ""),
+    }
+
+
+ENDPOINTS = (
+    "getCollectionValues",
+    "getSeries",
+    "getUpdatedSeries",
+    "getMD5Hierarchy",
+    "getSeriesMetadata",
+    "getSOPInstanceUIDs",
+    "getMD5HashForImage",
+)
+
+
+@pytest.mark.parametrize("kind", ["status", "reset"])
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_transient_failures_are_retried_into_a_correct_report(
+    kind: str, endpoint: str, lock: Path, emu: Emulator, archive: ArchiveView
+) -> None:
+    expected = mutate(emu)
+    # Two failures, three attempts per request (client_for's retry policy).
+    emu.add_fault(Fault(kind, status=503, endpoint=endpoint, times=2))  # type: ignore[arg-type]
+    assert_exactly(check_drift(lock, archive), expected)
+
+
+def test_timeouts_are_retried_into_a_correct_report(
+    lock: Path, emu: Emulator, archive: ArchiveView
+) -> None:
+    expected = mutate(emu)
+    emu.add_fault(Fault("latency", delay=0.6, endpoint="getMD5Hierarchy", times=2))
+    assert_exactly(check_drift(lock, archive), expected)
+
+
+def test_hashes_that_never_answer_make_an_incomplete_report_never_clean(
+    lock: Path, emu: Emulator, archive: ArchiveView
+) -> None:
+    emu.add_fault(Fault("status", status=503, endpoint="getMD5Hierarchy"))
+    report = check_drift(lock, archive)
+    assert not report.complete and not report.clean and not report.findings
+    assert {s.status for s in report.series} == {"not-checked"}
+    assert "503" in report.series[0].detail
+
+
+def test_an_unreachable_image_step_keeps_the_other_findings(
+    lock: Path, emu: Emulator, archive: ArchiveView
+) -> None:
+    expected = mutate(emu)
+    emu.add_fault(Fault("latency", delay=0.6, endpoint="getMD5HashForImage"))
+    report = check_drift(lock, archive)
+    assert not report.complete and not report.clean
+    changed = next(k for k in expected if k[0] == "image-changed")
+    assert keys(report.findings) - {k for k in keys(report.findings) if k[1] == changed[1]} == (
+        expected - {changed}
+    )
+    status = {s.series_uid: s for s in report.series}[changed[1]]
+    assert status.status == "not-checked" and "MD5" in status.detail
+
+
+def test_an_unanswered_resolution_raises(lock: Path, emu: Emulator, archive: ArchiveView) -> None:
+    emu.add_fault(Fault("status", status=503, endpoint="getSeries"))
+    with pytest.raises(ApiError, match="503"):
+        check_drift(lock, archive)
+
+
+def test_the_change_feed_is_only_a_hint(lock: Path, emu: Emulator, archive: ArchiveView) -> None:
+    expected = mutate(emu)
+    emu.add_fault(Fault("status", status=503, endpoint="getUpdatedSeries"))
+    report = check_drift(lock, archive)
+    assert_exactly(report, expected)
+    assert "could not be asked" in str(report.facts["change_feed"])
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_faults_never_give_a_wrong_complete_report(
+    seed: int, lock: Path, emu: Emulator
+) -> None:
+    rng = random.Random(seed)
+    expected = mutate(emu) if rng.random() < 0.7 else set()
+    for _ in range(rng.randint(1, 3)):
+        kind = rng.choice(["status", "reset", "latency"])
+        emu.add_fault(
+            Fault(
+                kind,  # type: ignore[arg-type]
+                endpoint=rng.choice(ENDPOINTS),
+                times=rng.choice([1, 2, 3, None]),
+                delay=0.6 if kind == "latency" else 0.0,
+                status=rng.choice([500, 502, 503]),
+            )
+        )
+    retry = RetryPolicy(attempts=2, base=0.001, cap=0.01)
+    with client_for(emu, retry=retry, timeouts=QUICK) as client:
+        try:
+            report = check_drift(lock, ArchiveView(client))
+        except ApiError:
+            return  # exit 3: nothing concluded, nothing claimed
+    if report.complete:
+        assert keys(report.findings) == expected
+    else:
+        assert not report.clean
+        assert_truthful(keys(report.findings), expected)
+
+
+def assert_truthful(found: set[Key], expected: set[Key]) -> None:
+    """Every finding of an incomplete report is true: expected, or the series-level form of
+    an expected image change whose images could not be listed."""
+    changed = {k[1] for k in expected if k[0] == "image-changed"}
+    for key in found - expected:
+        assert key[0] == "image-changed" and key[2] == "" and key[1] in changed, key
