@@ -1,26 +1,32 @@
 """The demo: the researcher's story, end to end, against the embedded emulator.
 
-Each step does one thing, says what it proved, and is judged: the demo succeeds only if
-every step behaved as expected (a tampered or drifted dataset must be caught, exactly).
+Each step does one thing, says what it proved and where its files are, and is judged: the
+demo succeeds only if every step behaved exactly as expected (a tampered copy and a drifted
+archive must be caught, and nothing else reported).
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
-import zipfile
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from .archive import ArchiveView
 from .client import NbiaClient
+from .drift import check_drift
 from .emulator import CorpusSpec, Emulator
-from .hashing import check_archive_md5, series_hash
+from .fetch import fetch_dataset
+from .findings import AuditReport
+from .localstate import LocalState
 from .lockfile import database_path
 from .locking import check_lock, lock_dataset
+from .models import LockedSeries
+from .reportfile import write_report
 from .store import LockDatabase
+from .supplement import build_supplement
+from .supplement_render import render_supplement
+from .verify import verify_copy
 
 __all__ = ["DEMO_CORPUS", "DemoStep", "run_demo"]
 
@@ -42,99 +48,176 @@ StepCallback = Callable[[DemoStep], None]
 def run_demo(workdir: Path, on_step: StepCallback | None = None) -> list[DemoStep]:
     """Run the demo in ``workdir`` (created if needed); return every step.
 
+    Stops at the first step that did not behave as expected.
+
     Raises:
         NbiaAuditError: a step could not run at all (not merely failed its expectation).
     """
     steps: list[DemoStep] = []
-
-    def record(step: DemoStep) -> None:
-        steps.append(step)
-        if on_step:
-            on_step(step)
-
     workdir.mkdir(parents=True, exist_ok=True)
     with Emulator.from_spec(DEMO_CORPUS) as emu, NbiaClient(emu.base_url) as client:
-        for step in _story(workdir, emu, client):
-            record(step)
+        for step in _Story(workdir.resolve(), emu, client).steps():
+            steps.append(step)
+            if on_step:
+                on_step(step)
             if not step.ok:
                 break
     return steps
 
 
-def _story(workdir: Path, emu: Emulator, client: NbiaClient) -> Iterator[DemoStep]:
-    archive = ArchiveView(client)
-    collections = sorted(c.name for c in emu.corpus.collections)
-    yield DemoStep(
-        "Started the embedded NBIA emulator",
-        f"{emu.base_url} serving {len(collections)} collections, "
-        f"{len(emu.corpus.series)} series, {len(emu.corpus.images)} real DICOM images",
-        bool(collections),
-    )
-    other = sorted(s.series_uid for s in emu.corpus.series if s.collection == collections[1])[0]
-    spec_path = workdir / "dataset.yaml"
-    spec_path.write_text(
-        f"name: demo-study\ndescription: nbia-audit demo\nserver: {emu.base_url}\n"
-        f"select:\n  - collection: {collections[0]}\n  - series: ['{other}']\n",
-        encoding="utf-8",
-    )
-    yield DemoStep(
-        "Wrote the dataset spec",
-        f"{spec_path}: the whole collection {collections[0]} plus one series of {collections[1]}",
-        True,
-    )
-    result = lock_dataset(spec_path, archive)
-    header = result.header
-    yield DemoStep(
-        "Locked the dataset",
-        f"{result.lock_path} (+ .db): {header.series_count} series, {header.image_count} images "
-        f"pinned by archive MD5; root digest {header.root_digest} ({result.requests} requests)",
-        result.written and not result.problems,
-    )
-    yield _prove_one_series(workdir, client, result.lock_path)
-    check = check_lock(spec_path, archive)
-    yield DemoStep(
-        "Checked the lock against the archive",
-        "lock --check: up to date" if not check.stale else "; ".join(check.reasons),
-        not check.stale,
-    )
-    with LockDatabase(database_path(result.lock_path)) as db:
-        target = next(iter(db.series()))
-        image = next(iter(db.images(target.series_uid)))
-    emu.replace_image(image.sop_uid)
-    check = check_lock(spec_path, archive)
-    yield DemoStep(
-        "Changed one image upstream; the lock is now stale",
-        f"replaced image {image.sop_uid}; lock --check reports: " + "; ".join(check.reasons),
-        check.stale and check.changes.changed == (target.series_uid,) and not check.changes.added,
-    )
+def _kinds(report: AuditReport) -> set[tuple[str, str, str]]:
+    return {(f.kind, f.series_uid, f.sop_uid) for f in report.findings}
 
 
-def _prove_one_series(workdir: Path, client: NbiaClient, lock_path: Path) -> DemoStep:
-    """Download one locked series and prove its bytes against the lock, independently."""
-    with LockDatabase(database_path(lock_path)) as db:
-        series = next(iter(db.series()))
-        pinned = {i.sop_uid: i.archive_md5 for i in db.images(series.series_uid)}
-    zip_path = workdir / f"{series.series_uid}.zip"
-    client.download_series(series.series_uid, zip_path)
-    with zipfile.ZipFile(zip_path) as archive:
-        rows = list(csv.DictReader(io.TextIOWrapper(archive.open("md5hashes.csv"), "utf-8")))
-        computed = {
-            name: hashlib.md5(archive.read(name)).hexdigest()
-            for name in archive.namelist()
-            if name != "md5hashes.csv"
+class _Story:
+    def __init__(self, workdir: Path, emu: Emulator, client: NbiaClient) -> None:
+        self.workdir = workdir
+        self.emu = emu
+        self.client = client
+        self.archive = ArchiveView(client)
+        self.spec = workdir / "dataset.yaml"
+        self.lock = workdir / "dataset.lock"
+        self.data = workdir / "data"
+
+    def steps(self) -> Iterator[DemoStep]:
+        yield self.start()
+        yield self.write_spec()
+        yield self.lock_it()
+        yield self.fetch_it()
+        yield self.verify_clean("Verified the copy", "full")
+        yield self.tamper_and_catch()
+        yield self.repair()
+        yield self.drift_upstream()
+        yield self.report()
+
+    def start(self) -> DemoStep:
+        corpus = self.emu.corpus
+        return DemoStep(
+            "Started the embedded NBIA emulator",
+            f"{self.emu.base_url} serves {len(corpus.collections)} collections, "
+            f"{len(corpus.series)} series, {len(corpus.images)} real DICOM images",
+            bool(corpus.collections),
+        )
+
+    def write_spec(self) -> DemoStep:
+        names = sorted(c.name for c in self.emu.corpus.collections)
+        self.whole, other = names[0], names[1]
+        self.extra = sorted(s.series_uid for s in self.emu.corpus.series if s.collection == other)[
+            0
+        ]
+        self.spec.write_text(
+            f"name: demo-study\ndescription: nbia-audit demo dataset\nserver: {self.emu.base_url}\n"
+            f"select:\n  - collection: {self.whole}\n  - series: ['{self.extra}']\n",
+            encoding="utf-8",
+        )
+        return DemoStep(
+            "Wrote the dataset spec",
+            f"{self.spec}: all of {self.whole}, plus one series of {other}",
+            True,
+        )
+
+    def lock_it(self) -> DemoStep:
+        result = lock_dataset(self.spec, self.archive)
+        h = result.header
+        self.root_digest = h.root_digest
+        return DemoStep(
+            "Locked the dataset",
+            f"{self.lock} and {database_path(self.lock).name}: {h.series_count} series and "
+            f"{h.image_count} images pinned by the archive's MD5s and hierarchy hashes; root "
+            f"digest {h.root_digest} ({result.requests} requests)",
+            result.written and not result.problems and not check_lock(self.spec, None).stale,
+        )
+
+    def fetch_it(self) -> DemoStep:
+        report = fetch_dataset(self.lock, self.data, self.client)
+        return DemoStep(
+            "Fetched the locked bytes, proving every image on the way in",
+            f"{self.data}: {len(report.fetched)} series placed, {len(report.failed)} failed; "
+            "every image's MD5 matched the archive's and the lock's, every series hash recomputed",
+            report.ok and len(report.fetched) == len(self._locked_series()),
+        )
+
+    def verify_clean(self, title: str, level: str) -> DemoStep:
+        report = verify_copy(self.lock, self.data, level=level)
+        ok = sum(1 for s in report.series if s.status == "ok")
+        return DemoStep(
+            title,
+            f"verify --level {level}: {'CLEAN' if report.clean else 'NOT clean'}, "
+            f"{ok} of {len(report.series)} series proven",
+            report.clean,
+        )
+
+    def tamper_and_catch(self) -> DemoStep:
+        with LocalState(self.data) as state:
+            record = next(iter(state.records()))
+        target = self.data / record.path
+        stat = target.stat()
+        with open(target, "r+b") as handle:  # flip one bit, then put the mtime back
+            handle.seek(stat.st_size // 2)
+            byte = handle.read(1)
+            handle.seek(-1, os.SEEK_CUR)
+            handle.write(bytes([byte[0] ^ 0x01]))
+        os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        report = verify_copy(self.lock, self.data, level="quick")
+        expected = {("modified", record.series_uid, record.sop_uid)}
+        return DemoStep(
+            "Flipped one bit in one local file (mtime restored); verify caught exactly that",
+            f"{target}: verify --level quick reports {sorted(_kinds(report))}",
+            _kinds(report) == expected,
+        )
+
+    def repair(self) -> DemoStep:
+        report = fetch_dataset(self.lock, self.data, self.client)
+        step = self.verify_clean("Re-ran fetch: it replaced the damaged file", "full")
+        detail = f"{len(report.fetched)} series re-fetched; {step.detail}"
+        return DemoStep(step.title, detail, step.ok and len(report.fetched) == 1)
+
+    def drift_upstream(self) -> DemoStep:
+        series = sorted(s.series_uid for s in self._locked_series() if s.collection == self.whole)
+        with LockDatabase(database_path(self.lock)) as db:
+            image = next(iter(db.images(series[0])))
+        self.emu.replace_image(image.sop_uid)
+        added = self.emu.add_series(collection=self.whole, images=3)
+        other_collection = self.emu.corpus.series_by_uid(self.extra)
+        assert other_collection is not None
+        current = {lic.short_name for lic in self.emu.corpus.licenses}
+        new_license = sorted(current - {self._license_short_name(other_collection.collection)})[0]
+        self.emu.set_license(other_collection.collection, new_license)
+        report = check_drift(self.lock, self.client)
+        expected = {
+            ("image-changed", series[0], image.sop_uid),
+            ("series-added", added, ""),
+            ("metadata-changed", self.extra, ""),
         }
-    csv_md5 = {row["Filename"]: row["MD5Hash"] for row in rows}
-    bytes_match = all(
-        check_archive_md5(csv_md5.get(name), digest).name.startswith("MATCH")
-        for name, digest in computed.items()
-    )
-    same_set = sorted(csv_md5.values()) == sorted(v or "" for v in pinned.values())
-    hash_match = series_hash(csv_md5.values()) == series.series_hash
-    zip_path.unlink()
-    return DemoStep(
-        "Downloaded one series and proved it against the lock",
-        f"series {series.series_uid}: {len(computed)} images, every MD5 matches the archive's, "
-        f"the archive MD5s are the pinned ones, and the series hash recomputed from them equals "
-        f"the pinned {series.series_hash}",
-        bytes_match and same_set and hash_match and len(computed) == len(pinned),
-    )
+        requests = report.facts.get("requests", "?")
+        return DemoStep(
+            "Changed the archive (one image replaced, one series added, one license changed); "
+            "drift caught exactly that",
+            f"drift reports {sorted(_kinds(report))} using {requests} requests",
+            _kinds(report) == expected and report.complete,
+        )
+
+    def report(self) -> DemoStep:
+        verification = verify_copy(self.lock, self.data, level="quick")
+        page = self.workdir / "supplement.html"
+        supplement = build_supplement(self.lock, verification)
+        write_report(page, render_supplement(supplement, "html"))
+        return DemoStep(
+            "Wrote the publication supplement",
+            f"{page}: dataset, provenance, licenses, root digest {supplement.header.root_digest}, "
+            "the copy's verification, and the commands a reader runs",
+            supplement.header.root_digest == self.root_digest and verification.clean,
+        )
+
+    def _locked_series(self) -> list[LockedSeries]:
+        with LockDatabase(database_path(self.lock)) as db:
+            return list(db.series())
+
+    def _license_short_name(self, collection: str) -> str:
+        names = {
+            lic.short_name
+            for lic in self.emu.corpus.licenses
+            for s in self.emu.corpus.series
+            if s.collection == collection and s.license_name == lic.long_name
+        }
+        return sorted(names)[0] if names else ""

@@ -16,7 +16,7 @@ def test_cli_reference_matches_help() -> None:
 
 def test_readme_names_every_command_and_exit_code() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    for command in ("lock", "demo", "emulator"):
+    for command in ("lock", "fetch", "verify", "drift", "report", "demo", "emulator"):
         assert f"nbia-audit {command}" in readme
     for code in ("| 0 |", "| 1 |", "| 2 |", "| 3 |"):
         assert code in readme

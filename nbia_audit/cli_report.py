@@ -1,0 +1,67 @@
+"""``nbia-audit report``: write the publication supplement of a lock."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .cli_common import CONTEXT_SETTINGS, EXIT_CODE_HELP, ExitCode, fail
+from .errors import NbiaAuditError
+from .findings import AuditReport
+from .reportfile import write_report
+
+
+@click.command(epilog=EXIT_CODE_HELP, context_settings=CONTEXT_SETTINGS)
+@click.argument("lock_path", metavar="LOCK", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--verify",
+    "verify_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Verify this local copy first and state the result in the supplement.",
+)
+@click.option(
+    "--level",
+    type=click.Choice(["full", "quick", "stat"]),
+    default="full",
+    show_default=True,
+    help="With --verify: how thoroughly to verify.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["md", "html", "json"]),
+    default="md",
+    show_default=True,
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write here (atomically) instead of standard output.",
+)
+def report(
+    lock_path: Path, verify_dir: Path | None, level: str, fmt: str, output: Path | None
+) -> None:
+    """Write the publication supplement of LOCK: what, where from, licenses, how to check."""
+    from .supplement import build_supplement
+    from .supplement_render import render_supplement
+
+    try:
+        verification = _verify(lock_path, verify_dir, level) if verify_dir else None
+        text = render_supplement(build_supplement(lock_path, verification), fmt)
+        if output is None:
+            click.echo(text, nl=False)
+        else:
+            write_report(output, text)
+            click.echo(f"Wrote {output}", err=True)
+    except NbiaAuditError as error:
+        fail(error)
+    failed = verification is not None and not verification.clean
+    sys.exit(ExitCode.FINDINGS if failed else ExitCode.CLEAN)
+
+
+def _verify(lock_path: Path, root: Path, level: str) -> AuditReport:
+    from .verify import verify_copy
+
+    return verify_copy(lock_path, root, level=level)

@@ -1,0 +1,62 @@
+"""`nbia-audit report`: the supplement from a lock, with and without verifying a copy."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nbia_audit.archive import ArchiveView
+from nbia_audit.cli import cli
+from nbia_audit.client import NbiaClient
+from nbia_audit.emulator import CorpusSpec, Emulator
+from nbia_audit.fetch import fetch_dataset
+from nbia_audit.locking import lock_dataset
+
+SPEC = CorpusSpec(seed=31, collections=1, patients=2, studies=1, series=2, images=2)
+
+
+@pytest.fixture
+def fetched(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    with Emulator.from_spec(SPEC) as emu, NbiaClient(emu.base_url) as client:
+        spec = tmp_path / "dataset.yaml"
+        name = emu.corpus.collections[0].name
+        spec.write_text(f"name: r\nserver: {emu.base_url}\nselect:\n  - collection: {name}\n")
+        lock = lock_dataset(spec, ArchiveView(client)).lock_path
+        data = tmp_path / "data"
+        assert fetch_dataset(lock, data, client).ok
+        yield lock, data
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args))
+    return result.exit_code, result.output
+
+
+def test_report_formats_and_verified_copy(fetched: tuple[Path, Path], tmp_path: Path) -> None:
+    lock, data = fetched
+    code, out = invoke("report", str(lock))
+    assert code == 0 and out.startswith("# Data supplement: r")
+    page = tmp_path / "s.html"
+    code, _ = invoke(
+        "report", str(lock), "--verify", str(data), "--format", "html", "--output", str(page)
+    )
+    assert code == 0 and "clean: all 4 series verified" in page.read_text()
+    code, out = invoke("report", str(lock), "--format", "json")
+    assert code == 0 and json.loads(out)["dataset"]["series"] == 4
+
+
+def test_report_exits_1_when_the_copy_does_not_verify(fetched: tuple[Path, Path]) -> None:
+    lock, data = fetched
+    victim = next(p for p in sorted(data.rglob("*.dcm")))
+    victim.unlink()
+    code, out = invoke("report", str(lock), "--verify", str(data))
+    assert code == 1 and "FINDINGS: 1 missing" in out
+
+
+def test_report_of_a_missing_lock_is_exit_3(tmp_path: Path) -> None:
+    code, out = invoke("report", str(tmp_path / "none.lock"))
+    assert code == 3 and "lock not found" in out
