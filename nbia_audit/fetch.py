@@ -208,7 +208,7 @@ def _sort_out(
 ) -> tuple[list[LockedSeries], list[SeriesOutcome]]:
     """Split the selected series into those to fetch and those already in place."""
     known = records_by_sop(records)
-    stamp = now().astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = now().astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     todo: list[LockedSeries] = []
     skipped: list[SeriesOutcome] = []
     for index, series in enumerate(plan.series, start=1):

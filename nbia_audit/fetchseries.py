@@ -310,7 +310,7 @@ def _place(
         return _Failure((*collisions, hint), final=True)
     filled = not series.images_pinned and _fill_lock(run, series, images)
     keys = run.workspace.place([(i.temp_path, paths[i.sop_uid]) for i in images])
-    stamp = run.now().astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = run.now().astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     run.state.upsert(
         _record(image, str(paths[image.sop_uid]), key, series.series_uid, stamp, run.lock_root)
         for image, key in zip(images, keys, strict=True)

@@ -12,7 +12,7 @@ import dataclasses
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +98,13 @@ class FileRecord:
         return StatKey(self.device, self.inode, self.size, self.mtime_ns, self.ctime_ns)
 
 
+_COLUMNS = tuple(f.name for f in dataclasses.fields(FileRecord))
+_INSERT = (
+    f"INSERT OR REPLACE INTO files ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
+)
+
+
 class LocalState:
     """Thread-safe access to one copy's state database (created on first use)."""
 
@@ -133,13 +140,23 @@ class LocalState:
 
     def upsert(self, records: Iterable[FileRecord]) -> None:
         """Record files (replacing earlier records of the same paths), in one transaction."""
-        rows = [dataclasses.asdict(r) for r in records]
+        self.upsert_rows([dataclasses.astuple(r) for r in records])
+
+    def upsert_rows(self, rows: Sequence[tuple[object, ...]]) -> None:
+        """:meth:`upsert` from plain tuples in :class:`FileRecord` field order.
+
+        Every column is given, so replacing a row equals updating it; one ``executemany``
+        avoids sqlite-utils' per-row dict handling (about 90 µs a file).
+
+        Raises:
+            StoreError: SQLite failed (disk full, a read-only copy).
+        """
         if not rows:
             return
         with self._lock:
             try:
-                with self.db.atomic():
-                    self.db.table("files").upsert_all(rows, pk="path")
+                with self.db.conn:
+                    self.db.conn.executemany(_INSERT, rows)
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.path}: cannot record files: {exc}") from exc
 

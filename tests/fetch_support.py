@@ -24,7 +24,9 @@ from nbia_audit.locking import lock_dataset
 from nbia_audit.models import LockedImage, LockedSeries
 from nbia_audit.store import LockDatabase
 
-FAST = RetryPolicy(attempts=3, base=0.001, cap=0.01, retry_after_cap=0.05)
+# More client attempts than any transient fault below injects (times=3 or 4): with two
+# workers the faults may all land on one request, which must still get through.
+FAST = RetryPolicy(attempts=5, base=0.001, cap=0.01, retry_after_cap=0.05)
 FAST_SERIES = SeriesRetry(attempts=3, base=0.001, cap=0.01)
 
 
