@@ -46,6 +46,9 @@ def reports(lock: Path, root: Path) -> Iterator[dict[str, object]]:
     yield json.loads(render_json(verify_copy(lock, root)))
     yield json.loads(render_json(verify_copy(lock, root, sample=0.5, seed=1, ignore=["x"])))
     yield json.loads(render_json(verify_copy(lock, root, level="stat")))
+    (root / "notes.txt").unlink()  # now clean: a second stat pass comes from the memo
+    assert verify_copy(lock, root, level="stat").clean
+    yield json.loads(render_json(verify_copy(lock, root, level="stat")))
     alone = root.parent / "alone" / "dataset.lock"
     alone.parent.mkdir(exist_ok=True)
     shutil.copy2(lock, alone)

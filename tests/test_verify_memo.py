@@ -1,0 +1,97 @@
+"""The stat memo: an unchanged tree costs one walk; any change, or another level, voids it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from verify_support import (
+    Download,
+    backdate,
+    clone,
+    download_all,
+    flip_bit_keep_mtime,
+    image_files,
+    make_lock,
+    materialise,
+    sop_of,
+)
+
+from nbia_audit.emulator import CorpusSpec, Emulator
+from nbia_audit.verify import verify_copy
+from nbia_audit.verify_memo import MEMO_NAME
+
+SPEC = CorpusSpec(seed=8, collections=1, patients=2, studies=1, series=2, images=3)
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[Emulator]:
+    with Emulator.from_spec(SPEC) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def lock(emu: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_lock(tmp_path_factory.mktemp("lock"), emu)
+
+
+@pytest.fixture(scope="module")
+def pristine(emu: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    downloads: list[Download] = download_all(emu, tmp_path_factory.mktemp("zips"))
+    root = tmp_path_factory.mktemp("pristine") / "copy"
+    materialise(emu, downloads, root, "ours")
+    backdate(root)
+    return root
+
+
+@pytest.fixture
+def copy(pristine: Path, lock: Path, tmp_path: Path) -> Path:
+    root = clone(pristine, tmp_path / "copy")
+    assert verify_copy(lock, root).clean
+    return root
+
+
+def memo_file(root: Path) -> Path:
+    return root / ".nbia-audit" / MEMO_NAME
+
+
+def test_second_stat_pass_over_an_unchanged_tree_uses_the_memo(copy: Path, lock: Path) -> None:
+    first = verify_copy(lock, copy, level="stat")
+    assert first.clean and "memo" not in first.facts and memo_file(copy).exists()
+    second = verify_copy(lock, copy, level="stat")
+    assert second.clean and "nothing else was read" in str(second.facts["memo"])
+    assert second.series == first.series
+    assert second.finished_at >= first.finished_at
+
+
+def test_any_change_to_the_tree_voids_the_memo(copy: Path, lock: Path) -> None:
+    assert verify_copy(lock, copy, level="stat").clean
+    victim = next(image_files(copy))
+    flip_bit_keep_mtime(victim)  # ctime moves, so the stat key does
+    report = verify_copy(lock, copy, level="stat")
+    assert "memo" not in report.facts
+    assert {(f.kind, f.sop_uid) for f in report.findings} == {("modified", sop_of(victim))}
+    assert not memo_file(copy).exists()  # a report with findings is never remembered
+
+
+def test_new_file_voids_the_memo(copy: Path, lock: Path) -> None:
+    assert verify_copy(lock, copy, level="stat").clean
+    (copy / "notes.bin").write_bytes(os.urandom(64))
+    report = verify_copy(lock, copy, level="stat")
+    assert "memo" not in report.facts and not report.clean
+
+
+def test_other_levels_forget_the_memo(copy: Path, lock: Path) -> None:
+    assert verify_copy(lock, copy, level="stat").clean
+    assert memo_file(copy).exists()
+    assert verify_copy(lock, copy, level="quick").clean
+    assert not memo_file(copy).exists()
+
+
+def test_a_changed_lock_database_voids_the_memo(copy: Path, lock: Path) -> None:
+    assert verify_copy(lock, copy, level="stat").clean
+    db = lock.with_name(lock.name + ".db")
+    os.utime(db)  # a rewritten lock database (e.g. a fetch filling in images)
+    assert "memo" not in verify_copy(lock, copy, level="stat").facts
