@@ -106,7 +106,8 @@ def verify_copy(
         finished_at=_iso(finished),
         findings=verdict.findings,
         series=verdict.series,
-        complete=run.tally.complete,
+        # An image that nothing can prove (no usable archive MD5) leaves the check incomplete.
+        complete=run.tally.complete and not verdict.unprovable,
         facts=run.facts(verdict, str(root), workers or os.cpu_count() or 1),
     )
     if level == "stat" and sample is None:

@@ -213,8 +213,10 @@ def _image_status(
     sample: frozenset[str] | None, acc: _Acc,
 ) -> SeriesStatus:  # fmt: skip
     before = len(acc.findings)
+    unprovable_before = acc.unprovable
     inputs, hows, days, hashed_all, count = _judge_images(s, work, tally, root, sample, acc)
     summary = _how_summary(hows, _since_range(days))
+    unprovable = acc.unprovable - unprovable_before
     if hashed_all:
         recomputed = series_hash(inputs)
         if recomputed == s.series_hash:
@@ -225,6 +227,11 @@ def _image_status(
         hashes = "series hash not recomputed (not every image was hashed)"
     detail = f"{count} images: {summary}; {hashes}" if summary else f"{count} images; {hashes}"
     problem = len(acc.findings) > before
+    if unprovable and not problem:
+        # Present, but the archive stores no usable MD5 (NULL or malformed): nothing can say
+        # these bytes are the locked ones, so the series is not "ok" (fetch refuses it too).
+        detail += f"; {unprovable} image(s) cannot be proven: the archive stores no usable MD5"
+        return SeriesStatus(s.series_uid, "not-checked", detail, s.collection)
     return SeriesStatus(s.series_uid, "problem" if problem else "ok", detail, s.collection)
 
 

@@ -184,7 +184,16 @@ def test_null_archive_md5_is_present_but_unprovable(tmp_path: Path) -> None:
         root = tmp_path / "copy"
         materialise(emu, download_all(emu, tmp_path / "zips"), root, "ours")
     report = verify_copy(lock, root)
-    assert report.clean and report.facts["unprovable_images"] == 1
+    # Nothing can prove those bytes, whatever they are: never clean, and the series says why.
+    assert not report.clean and not report.complete and not report.findings
+    assert report.facts["unprovable_images"] == 1
+    status = next(s for s in report.series if s.series_uid == victim.series_uid)
+    assert status.status == "not-checked" and "cannot be proven" in status.detail
+    flipped = next(p for p in image_files(root) if sop_of(p) == victim.sop_uid)
+    data = bytearray(flipped.read_bytes())
+    data[-10] ^= 1
+    flipped.write_bytes(bytes(data))
+    assert not verify_copy(lock, root).clean  # a changed unprovable image is not clean either
 
 
 def test_a_file_whose_header_cannot_be_read_is_matched_by_content(tmp_path: Path) -> None:
