@@ -6,7 +6,7 @@ changed. It is deterministic: the same upstream gives the same bytes (the resolv
 ``resolved-at`` when nothing else changed).
 
 The lock is two files, which cannot be renamed together atomically. The text lock is the
-commit point: it names the root digest, and so does the database. ``commit_lock`` keeps the
+commit point: the database records the sha256 of the text it belongs with. ``commit_lock`` keeps the
 previous database as ``<db>.old`` until the new text lock is in place, and
 ``recover_interrupted`` (run before any command reads a lock) rolls an interrupted commit
 forward or back, so a reader always sees the old pair or the new pair, never a mix.
@@ -14,12 +14,14 @@ forward or back, so a reader always sees the old pair or the new pair, never a m
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import sqlite3
 import tomllib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,33 +170,72 @@ def _write_durably(path: Path, text: str) -> None:
         os.fsync(handle.fileno())
 
 
-def _root_of_database(db_path: Path) -> str | None:
+_IDENTITY_KEY = "text_sha256"
+
+
+def _text_identity(lock_path: Path) -> str | None:
+    """The sha256 of the text lock's bytes: what its database must name to be its pair."""
+    try:
+        return hashlib.sha256(lock_path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _database_identity(db_path: Path) -> str | None:
     try:
         conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
         try:
-            row = conn.execute("SELECT value FROM meta WHERE key = 'root_digest'").fetchone()
-            lock_id = conn.execute("SELECT value FROM meta WHERE key = 'resolved_at'").fetchone()
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (_IDENTITY_KEY,)).fetchone()
         finally:
             conn.close()
     except sqlite3.Error:
         return None
-    return f"{row[0]}@{lock_id[0]}" if row and lock_id else None
+    return str(row[0]) if row else None
 
 
-def _root_of_text(lock_path: Path) -> str | None:
+def _stamp_database(db_path: Path, text: str) -> None:
+    """Record in the new database which text lock it belongs with."""
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    conn = sqlite3.connect(str(db_path))
     try:
-        header = read_text_lock(lock_path).header
-    except (LockNotFound, StoreError):
-        return None
-    return f"{header.root_digest}@{header.resolved_at}"
+        with conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (_IDENTITY_KEY, digest)
+            )
+    finally:
+        conn.close()
+
+
+@contextlib.contextmanager
+def _pair_guard(lock_path: Path) -> Iterator[None]:
+    """Serialise commits and recoveries of lock pairs in one folder, across processes.
+
+    Without it, one process's recovery would delete the temporary files of another's commit
+    in progress. Held only while files are renamed, never while the archive is asked.
+    """
+    fd = os.open(lock_path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def recover_interrupted(lock_path: Path) -> None:
     """Finish or undo a lock commit that was interrupted, and remove stray temporary files.
 
     Raises:
-        StoreError: the files are in a state this function cannot explain.
+        StoreError: the files are in a state this function cannot explain, or cannot be
+            changed (permissions, disk).
     """
+    try:
+        with _pair_guard(lock_path):
+            _recover(lock_path)
+    except OSError as exc:
+        raise StoreError(f"{lock_path}: cannot recover the lock pair: {exc.strerror}") from None
+
+
+def _recover(lock_path: Path) -> None:
     db_path = database_path(lock_path)
     old_db = db_path.with_name(db_path.name + ".old")
     for stray in (
@@ -205,10 +246,10 @@ def recover_interrupted(lock_path: Path) -> None:
         stray.unlink(missing_ok=True)
     if not old_db.exists():
         return
-    text_id = _root_of_text(lock_path)
-    if text_id is not None and text_id == _root_of_database(db_path):
+    text_id = _text_identity(lock_path)
+    if text_id is not None and text_id == _database_identity(db_path):
         old_db.unlink()  # the new text lock landed: the commit completed
-    elif text_id is not None and text_id == _root_of_database(old_db):
+    elif text_id is not None and text_id == _database_identity(old_db):
         os.replace(old_db, db_path)  # the text lock is still the old one: roll back
     elif not lock_path.exists():
         # Interrupted before the first text lock ever landed: there was no previous lock.
@@ -226,28 +267,38 @@ def commit_lock(lock_path: Path, text: str, write_database: Callable[[Path], Non
     ``write_database(path)`` writes the complete new database at ``path``. Until the final
     rename of the text lock, any interruption leaves the previous pair in force (after
     :func:`recover_interrupted`).
+
+    Raises:
+        StoreError: the pair cannot be written (disk full, permissions, a file system
+            without hard links); the previous pair is left in force.
     """
-    recover_interrupted(lock_path)
     db_path = database_path(lock_path)
     new_db = db_path.with_name(db_path.name + ".new")
     new_text = lock_path.with_name(lock_path.name + ".new")
     old_db = db_path.with_name(db_path.name + ".old")
     try:
-        write_database(new_db)
-        with open(new_db, "rb") as handle:
-            os.fsync(handle.fileno())
-        _write_durably(new_text, text)
-        if db_path.exists():
-            os.link(db_path, old_db)  # keep the previous database until the text lands
-            _fsync_dir(lock_path.parent)
-        os.replace(new_db, db_path)
-        _fsync_dir(lock_path.parent)
-        os.replace(new_text, lock_path)  # the commit point
-        _fsync_dir(lock_path.parent)
-        old_db.unlink(missing_ok=True)
-    except BaseException:
-        new_db.unlink(missing_ok=True)
-        new_text.unlink(missing_ok=True)
-        if old_db.exists():
-            recover_interrupted(lock_path)
-        raise
+        with _pair_guard(lock_path):
+            _recover(lock_path)
+            try:
+                write_database(new_db)
+                _stamp_database(new_db, text)
+                with open(new_db, "rb") as handle:
+                    os.fsync(handle.fileno())
+                _write_durably(new_text, text)
+                if db_path.exists():
+                    os.link(db_path, old_db)  # keep the previous database until the text lands
+                    _fsync_dir(lock_path.parent)
+                os.replace(new_db, db_path)
+                _fsync_dir(lock_path.parent)
+                os.replace(new_text, lock_path)  # the commit point
+                _fsync_dir(lock_path.parent)
+                old_db.unlink(missing_ok=True)
+            except BaseException:
+                new_db.unlink(missing_ok=True)
+                new_text.unlink(missing_ok=True)
+                if old_db.exists():
+                    _recover(lock_path)
+                raise
+    except (OSError, sqlite3.Error) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise StoreError(f"{lock_path}: cannot write the lock: {reason}") from exc

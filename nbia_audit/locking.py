@@ -162,7 +162,13 @@ def lock_dataset(
     if existing and existing.header.spec_digest == spec.digest() and not upgrade:
         return _keep_existing(lock_path, existing, selection, archive, workers, requests)
 
-    keep = existing.series if existing and not upgrade else {}
+    # Pins are kept only when they came from the same archive and API family: hashes seen
+    # on another server say nothing about this one.
+    same_source = existing is not None and (existing.header.base_url, existing.header.api) == (
+        archive.base_url,
+        spec.api,
+    )
+    keep = existing.series if existing and same_source and not upgrade else {}
     fresh = {u: i for u, i in selection.series.items() if u not in keep}
     pins = pin_series(
         fresh, archive, series_only=series_only, workers=workers, on_progress=on_progress
@@ -174,7 +180,7 @@ def lock_dataset(
     )
     images = {u: existing.images.get(u, ()) for u in series if existing and u in keep}
     images.update(pins.images)
-    problems = _merge_problems(existing, keep, pins.problems)
+    problems = _merge_problems(existing, set(series), pins.problems)
 
     pending = LockChanges()
     if existing and not upgrade:
@@ -275,9 +281,15 @@ def _licenses(archive: LockArchive, series: Sequence[LockedSeries]) -> list[Lock
 
 
 def _merge_problems(
-    existing: _Existing | None, keep: dict[str, LockedSeries], fresh: Sequence[Problem]
+    existing: _Existing | None, final: set[str], fresh: Sequence[Problem]
 ) -> tuple[Problem, ...]:
-    kept = [p for p in existing.problems if p.series_uid in keep] if existing else []
+    """Kept series keep their problems; series no longer in the lock take theirs along."""
+    fresh_uids = {p.series_uid for p in fresh}
+    kept = [
+        p
+        for p in (existing.problems if existing else ())
+        if p.series_uid in final and p.series_uid not in fresh_uids
+    ]
     return tuple(sorted([*kept, *fresh], key=lambda p: (p.series_uid, p.kind)))
 
 
@@ -365,7 +377,9 @@ def check_lock(
         return CheckResult(True, (reason,), LockChanges(), 0)
     if archive is None:
         return CheckResult(False, (), LockChanges(), 0)
-    selection: Selection = select_series(spec, archive, workers=workers)
+    # Not strict: a locked series the archive no longer serves makes the lock stale (exit 1),
+    # it does not make the spec wrong (exit 2).
+    selection: Selection = select_series(spec, archive, workers=workers, strict=False)
     current = pin_series(selection.series, archive, series_only=True, workers=workers)
     locked = {str(s["uid"]): str(s["hash"]) for s in text.series}
     changes = _diff(locked, current.series_hashes)

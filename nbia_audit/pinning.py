@@ -157,7 +157,9 @@ def _check_images(
                     " from its per-image MD5s",
                 )
             )
-        short = sum(1 for i in pinned if i.archive_md5 and len(i.archive_md5.strip()) < 32)
+        # CTP stored a single space when it had no digest (protocol §3): that is missing,
+        # not short.
+        short = sum(1 for i in pinned if i.archive_md5 and 0 < len(i.archive_md5.strip()) < 32)
         if short:
             problems.append(
                 Problem(
@@ -166,7 +168,7 @@ def _check_images(
                     f"{short} archive MD5 value(s) lack leading zeros (kept verbatim)",
                 )
             )
-        missing = sum(1 for i in pinned if not i.archive_md5)
+        missing = sum(1 for i in pinned if not (i.archive_md5 or "").strip())
         if missing:
             problems.append(
                 Problem(uid, "missing-archive-md5", f"{missing} image(s) have no archive MD5")

@@ -85,8 +85,14 @@ class Selection:
 T = TypeVar("T")
 
 
-def select_series(spec: DatasetSpec, archive: Archive, *, workers: int = 8) -> Selection:
+def select_series(
+    spec: DatasetSpec, archive: Archive, *, workers: int = 8, strict: bool = True
+) -> Selection:
     """Resolve ``spec.select`` minus ``spec.exclude`` into series with their metadata.
+
+    ``strict=False`` (for checking an existing lock) tolerates explicit UIDs the archive no
+    longer serves and selectors that now select nothing: they are simply absent from the
+    result, where a comparison with the lock reports them.
 
     Raises:
         SpecError: a selector names an unknown collection or UID, or selects nothing.
@@ -97,7 +103,7 @@ def select_series(spec: DatasetSpec, archive: Archive, *, workers: int = 8) -> S
     for selector in (*spec.select, *spec.exclude):
         _check_collections(spec, selector, known)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        chosen = _resolve_all(spec, spec.select, archive, pool, counter, required=True)
+        chosen = _resolve_all(spec, spec.select, archive, pool, counter, required=strict)
         excluded = _resolve_all(spec, spec.exclude, archive, pool, counter, required=False)
     selected: dict[str, SeriesInfo] = {}
     for found in chosen:
@@ -105,7 +111,7 @@ def select_series(spec: DatasetSpec, archive: Archive, *, workers: int = 8) -> S
     for found in excluded:
         for uid in found:
             selected.pop(uid, None)
-    if not selected:
+    if not selected and strict:
         raise SpecError(
             "the selection is empty once `exclude` is applied",
             path=spec.path,
@@ -170,7 +176,7 @@ def _resolve_all(
 ) -> list[dict[str, SeriesInfo]]:
     results = []
     for selector in selectors:
-        found = _resolve_one(spec, selector, archive, pool, counter)
+        found = _resolve_one(spec, selector, archive, pool, counter, strict=required)
         kept = {uid: info for uid, info in found.items() if _passes_filters(selector, info)}
         if required and not kept:
             raise SpecError(
@@ -190,6 +196,8 @@ def _resolve_one(
     archive: Archive,
     pool: ThreadPoolExecutor,
     counter: _Counter,
+    *,
+    strict: bool,
 ) -> dict[str, SeriesInfo]:
     if selector.kind == "collection":
         assert selector.collection is not None
@@ -206,11 +214,13 @@ def _resolve_one(
         calls = [partial(archive.series, study_uid=s) for s in selector.studies]
         found = _by_uid(_flatten(pool.map(counter.call, calls)))
         seen = {info.study_uid for info in found.values()}
-        _require_known(spec, selector, "studies", [s for s in selector.studies if s not in seen])
+        if strict:
+            missing_studies = [s for s in selector.studies if s not in seen]
+            _require_known(spec, selector, "studies", missing_studies)
         return found
     uids = _source_uids(selector, archive, counter)
     found = _metadata(uids, archive, pool, counter)
-    if selector.kind == "series":
+    if selector.kind == "series" and strict:
         missing = [u for u in uids if u not in found]
         _require_known(spec, selector, "series", missing)
     return found
@@ -233,6 +243,8 @@ def _source_uids(selector: Selector, archive: Archive, counter: _Counter) -> lis
             for key, values in sorted(selector.search.items())
             for value in values
         ]
+        if selector.collection and "collection" not in selector.search:
+            criteria.insert(0, (SEARCH_CRITERIA["collection"], selector.collection))
         return counter.call(lambda: archive.simple_search_series(criteria))
     if selector.kind == "text":
         assert selector.text is not None
@@ -291,8 +303,9 @@ def _passes_filters(selector: Selector, info: SeriesInfo) -> bool:
             return False
     if selector.patients and info.patient_id not in selector.patients:
         return False
+    # Beside explicit UIDs or a search, `collection` constrains what the source yields.
     in_other_collection = selector.collection and info.collection != selector.collection
-    if selector.kind in ("series", "studies") and in_other_collection:
+    if selector.kind != "collection" and in_other_collection:
         return False
     released = _released_on(info)
     if selector.released_after and (released is None or released < selector.released_after):

@@ -252,6 +252,8 @@ def _parse_yaml(text: str, path: str) -> MarkedDict:
         ) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"YAML error: {exc}", path=path) from None
+    except (ValueError, OverflowError) as exc:  # a constructor failing on an odd scalar
+        raise SpecError(f"cannot read a value: {exc}", path=path, hint="quote it") from None
     if data is None:
         raise SpecError(
             "the spec is empty", path=path, hint="it needs at least `name:` and `select:`"

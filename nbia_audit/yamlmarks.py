@@ -85,6 +85,12 @@ def _construct_seq(loader: _MarkingLoader, node: Node) -> MarkedList:
 
 _MarkingLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _MarkingLoader.add_constructor("tag:yaml.org,2002:seq", _construct_seq)
+# Unquoted dates stay strings: YAML's own timestamp constructor raises a bare ValueError,
+# with no line, on an impossible date such as 2020-13-01; the spec validates dates itself.
+_MarkingLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 def load_marked(text: str) -> Any:

@@ -182,7 +182,7 @@ def test_failed_database_write_leaves_previous_lock_untouched(tmp_path: Path) ->
         path.write_bytes(b"partial")
         raise OSError(28, "No space left on device")
 
-    with pytest.raises(OSError):
+    with pytest.raises(StoreError, match="No space left on device"):
         commit_lock(lock, "new text\n", failing)
     assert (lock.read_bytes(), database_path(lock).read_bytes()) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.lock", "d.lock.db"]

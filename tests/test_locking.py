@@ -145,6 +145,14 @@ def test_series_studies_doi_manifest_cart_search_text_selectors(
                 if s.collection == collection and s.modality == series[0].modality
             },
         ),
+        "search beside collection": (
+            f"  - collection: {collection}\n    search: {{modality: {series[0].modality}}}\n",
+            {
+                s.series_uid
+                for s in emu.corpus.series
+                if s.collection == collection and s.modality == series[0].modality
+            },
+        ),
         "text": (
             f"  - text: 'patientid:{series[0].patient_id}'\n",
             {s.series_uid for s in emu.corpus.series if s.patient_id == series[0].patient_id},
@@ -311,3 +319,43 @@ def test_sigkill_during_real_lock_leaves_old_or_new_pair(tmp_path: Path, emu: Em
         }
         assert not leftovers, leftovers
     assert len(roots) > 1  # some kills landed after the commit: the new pair was seen too
+
+
+def test_check_of_an_explicit_series_list_reports_a_hidden_series_as_stale(
+    tmp_path: Path, emu: Emulator, archive: ArchiveView
+) -> None:
+    collection, _ = first(emu)
+    uids = sorted(s.series_uid for s in emu.corpus.series if s.collection == collection)[:2]
+    spec = write_spec(tmp_path, emu, f"  - series: {uids}\n")
+    lock_dataset(spec, archive)
+    emu.hide_series(uids[0])
+    check = check_lock(spec, archive)
+    assert check.stale and check.changes.removed == (uids[0],)
+
+
+def test_ctp_space_placeholder_is_missing_not_short(
+    tmp_path: Path, emu: Emulator, archive: ArchiveView
+) -> None:
+    collection, _ = first(emu)
+    series = sorted(s.series_uid for s in emu.corpus.series if s.collection == collection)[0]
+    target = emu.corpus.images_of(series)[0]
+    emu.set_stored_md5(target.sop_uid, " ")  # what CTP stored when it had no digest
+    spec = write_spec(tmp_path, emu, f"  - series: ['{series}']\n")
+    result = lock_dataset(spec, archive)
+    # The series hash over the verbatim " " still matches the archive's, so no mismatch.
+    assert [(p.series_uid, p.kind) for p in result.problems] == [(series, "missing-archive-md5")]
+
+
+def test_pins_from_another_server_are_not_kept(
+    tmp_path: Path, emu: Emulator, archive: ArchiveView
+) -> None:
+    collection, _ = first(emu)
+    spec = write_spec(tmp_path, emu, f"  - collection: {collection}\n")
+    lock_dataset(spec, archive)
+    series = sorted(s.series_uid for s in emu.corpus.series if s.collection == collection)[0]
+    emu.replace_image(emu.corpus.images_of(series)[0].sop_uid)
+    # The same archive under another URL (a mirror): the spec changes, and so does the source.
+    spec.write_text(spec.read_text().replace("127.0.0.1", "localhost"))
+    with NbiaClient(emu.base_url.replace("127.0.0.1", "localhost")) as client:
+        result = lock_dataset(spec, ArchiveView(client))
+    assert series in result.changes.changed  # re-pinned from the new source, not kept

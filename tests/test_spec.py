@@ -214,6 +214,13 @@ BAD_SPECS: list[tuple[str, str | None, int | None, str | None, str]] = [
         "select[0].released_after",
         "swap",
     ),
+    (
+        "impossible date",
+        "name: x\nselect:\n  - collection: C\n    released_after: 2020-13-01\n",
+        4,
+        "select[0].released_after",
+        "not a date",
+    ),
     ("bad doi", "name: x\nselect:\n  - doi: not-a-doi\n", 3, "select[0].doi", "not a DOI"),
     (
         "bad server",

@@ -26,7 +26,7 @@ import requests
 from nbia_audit.client.records import TokenInfo
 from nbia_audit.client.servers import ServerUrls
 from nbia_audit.client.transport import Transport, server_message
-from nbia_audit.errors import AuthError
+from nbia_audit.errors import ApiUnavailable, AuthError
 
 __all__ = ["Credentials", "TokenManager", "credentials_from_env"]
 
@@ -216,7 +216,16 @@ class TokenManager:
             # Refreshes are forwarded as given, so name the client the token was issued to.
             "client_id": token.client_id,
         }
-        response = self._transport.send("POST", self._urls.token, endpoint="oauth/token", data=form)
+        # Not idempotent: with refresh-token rotation a retried refresh would present a spent
+        # token. A failed refresh falls back to a fresh login instead.
+        try:
+            response = self._transport.send(
+                "POST", self._urls.token, endpoint="oauth/token", data=form, idempotent=False
+            )
+        except ApiUnavailable:
+            log.debug("token refresh failed in transit; logging in again")
+            self._token = None
+            return self._login()
         with response:
             if response.status_code != 200:
                 log.debug("token refresh refused (HTTP %d); logging in again", response.status_code)
