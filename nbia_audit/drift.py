@@ -6,7 +6,8 @@ One run, in order (docs/drift.md):
    spec no longer reaches, with every selected series' current metadata;
 2. ask the change feed (``getUpdatedSeries`` since the lock) as a hint;
 3. descend the hash tree (drift_tree): one live hash per covered patient, or in fast mode one
-   cached hash per whole collection, and deeper only where a hash differs;
+   cached hash per whole collection (unless the change feed failed: then live, as normal
+   mode), and deeper only where a hash differs;
 4. classify series that left the resolution (served, hidden or removed) and list the images
    of changed series (drift_observe);
 5. turn the lock and what the archive now serves into findings (drift_diff.diff, pure).
@@ -42,6 +43,7 @@ from .drift_select import (
     CurrentSelection,
     DriftArchive,
     as_drift_archive,
+    reach_of,
     resolve,
 )
 from .drift_tree import Descent, Runner, build_probes, descend
@@ -112,7 +114,8 @@ def check_drift(
     ``archive`` is a client, an archive view, or a factory called with the lock's header
     (the command line builds the client for the lock's server that way; a client made by the
     factory is closed afterwards). ``fast`` trusts the archive's nightly collection hashes
-    where they match (the report states the staleness window).
+    where they match (the report states the staleness window), unless the change feed cannot
+    be asked: then every covered patient is asked live, as without ``fast``.
 
     Raises:
         LockNotFound, StoreError: the lock cannot be read.
@@ -156,8 +159,12 @@ def _gather(
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         runner = Runner(pool, on_progress)
         feed = _read_feed(archive, runner, lock.header)
-        suspects = _suspects(lock.series, selection, feed) if fast else frozenset()
-        roots = build_probes(lock.series, lock.nodes, fast=fast)
+        # --fast lets the feed (with the listings) choose which patients below a matching
+        # cached collection hash are re-checked live; without its answer that choice is
+        # blind, so every covered patient is asked live instead, as in normal mode.
+        cached = fast and not feed.error
+        suspects = _suspects(lock.series, selection, feed) if cached else frozenset()
+        roots = build_probes(lock.series, lock.nodes, fast=cached)
         descent = descend(roots, archive, runner, now=lambda: _iso(clock()), suspects=suspects)
         absent = observe_absent(
             [u for u in locked if u not in selection.series],
@@ -167,7 +174,7 @@ def _gather(
             proofs=descent.unchanged,
         )
         images = observe_images(_image_targets(locked, selection, descent), archive, runner)
-    upstream, unknown = _upstream(locked, selection, descent, absent, images)
+    upstream, unknown = _upstream(locked, selection, descent, absent, images, lock.spec)
     return Evidence(
         fast=fast,
         locked=locked,
@@ -242,6 +249,7 @@ def _upstream(
     descent: Descent,
     absent: Absent,
     images: Images,
+    spec: DatasetSpec,
 ) -> tuple[Upstream, dict[str, str]]:
     """What the archive serves now, and the locked series that could not be determined."""
     unknown: dict[str, str] = dict(absent.failed)
@@ -264,7 +272,7 @@ def _upstream(
         else:
             unknown[uid] = descent.failed.get(uid, "its hash was not reached")
             selected[uid] = SeriesView(uid, meta, None)
-    deselected = _deselected(locked, selection, absent, unknown)
+    deselected = _deselected(locked, spec, absent, unknown)
     upstream = Upstream(
         selected=selected,
         deselected=deselected,
@@ -276,15 +284,16 @@ def _upstream(
 
 def _deselected(
     locked: Mapping[str, SeriesView],
-    selection: CurrentSelection,
+    spec: DatasetSpec,
     absent: Absent,
     unknown: dict[str, str],
 ) -> dict[str, SeriesView]:
-    """Locked series still served that the spec no longer reaches, if that is believable."""
+    """Locked series still served that the spec no longer reaches, if that is believable:
+    decided per series, from the selectors that could have selected it (protocol §4.3)."""
     out: dict[str, SeriesView] = {}
     for uid, info in absent.served.items():
-        meta = SeriesMeta.from_info(info)
-        if deselection_explained(locked[uid].meta, meta, selection.selector_kinds):
+        meta, old = SeriesMeta.from_info(info), locked[uid].meta
+        if deselection_explained(old, meta, reach_of(spec, uid, old)):
             out[uid] = SeriesView(uid, meta, None)
         else:
             unknown[uid] = (

@@ -21,7 +21,9 @@ from .hashing import normalise_archive_md5
 from .models import LockedSeries
 
 __all__ = [
+    "EXTERNAL_SELECTOR_KINDS",
     "FIELD_LABELS",
+    "Reach",
     "SeriesMeta",
     "SeriesView",
     "Upstream",
@@ -33,7 +35,9 @@ __all__ = [
 
 # Selector kinds whose answer can change without any field of the series changing (a cart is
 # edited, a search index rebuilt), so leaving the selection needs no metadata to explain it.
-EXTERNAL_SELECTOR_KINDS = frozenset({"cart", "search", "text", "doi"})
+# A DOI is not one of them: NBIA resolves it from the series' own DataDescriptionURI
+# (protocol §7), a field drift compares.
+EXTERNAL_SELECTOR_KINDS = frozenset({"cart", "search", "text"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,17 +338,39 @@ def metadata_findings(
     return found
 
 
-def deselection_explained(old: SeriesMeta, new: SeriesMeta, selector_kinds: Iterable[str]) -> bool:
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """Which of the spec's selectors could take one series in or out, judged by the series'
+    own locked fields (computed by ``drift_select.reach_of``).
+
+    - ``by_fields``: a selector whose answer follows from those fields alone (collection,
+      study, UID list, manifest, DOI) selects it;
+    - ``external``: a cart, search or text selector whose filters it passes could have;
+    - ``excluded``: an exclude selector could take it out.
+    """
+
+    by_fields: bool = False
+    external: bool = False
+    excluded: bool = False
+
+
+def deselection_explained(old: SeriesMeta, new: SeriesMeta, reach: Reach) -> bool:
     """Whether a series that is still served may really have left the spec's resolution.
 
-    A changed field the spec can select on explains it, and so does a source the archive
-    answers from outside the series' own fields (cart, search, text, DOI). Otherwise the
-    listing that left it out is not trusted (it may be an empty answer to a rejected token,
-    protocol §4.3): the series is reported as not checked, never as removed.
+    Decided for this series alone. A changed field the spec can select on explains it, and
+    so does an exclude that could now take it out. Otherwise, if a selector that reads only
+    the series' unchanged fields selects it, the spec must still resolve to it: the listing
+    that left it out is not trusted (it may be an empty or short answer, protocol §4.3) and
+    the series is reported as not checked, never as removed. Only a series that nothing but
+    a cart, search or text selector could have selected may leave without a visible cause.
     """
     if any(getattr(old, name) != getattr(new, name) for name in _SELECTING):
         return True
-    return bool(EXTERNAL_SELECTOR_KINDS & set(selector_kinds))
+    if reach.excluded:
+        return True
+    if reach.by_fields:
+        return False
+    return reach.external
 
 
 def swap_blind(images: Mapping[str, str | None]) -> bool:

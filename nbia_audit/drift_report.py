@@ -114,7 +114,7 @@ def _facts(header: LockHeader, evidence: Evidence, finished: dt.datetime) -> dic
     cached = "collection" in evidence.descent.levels
     facts: dict[str, object] = {
         "requests": evidence.requests,
-        "mode": _mode_text(evidence.fast, cached),
+        "mode": _mode_text(evidence.fast, cached, bool(evidence.feed.error)),
         "lock": f"{len(locked)} series, {pinned} images pinned, resolved {header.resolved_at}",
         "selection": _selection_text(evidence),
     }
@@ -137,13 +137,15 @@ def _facts(header: LockHeader, evidence: Evidence, finished: dt.datetime) -> dic
     return facts
 
 
-def _mode_text(fast: bool, cached: bool) -> str:
+def _mode_text(fast: bool, cached: bool, feed_failed: bool) -> str:
     if fast and cached:
         return (
             "fast: the archive's cached collection hashes for whole collections, live hashes "
             "only below a differing or suspect collection"
         )
     live = "every covered patient's hash asked live (computed on request)"
+    if fast and feed_failed:
+        return f"fast requested, but the change feed could not be asked: {live}, as normal"
     if fast:
         return f"fast, but the lock holds no whole collection: {live}"
     return f"normal: {live}"
@@ -224,7 +226,18 @@ def _images_text(evidence: Evidence) -> str:
 def _feed_text(evidence: Evidence) -> str:
     feed = evidence.feed
     if feed.error:
-        return f"getUpdatedSeries since {feed.since} could not be asked ({feed.error}); not needed"
+        failed = f"getUpdatedSeries since {feed.since} could not be asked ({feed.error})"
+        if not evidence.fast:
+            return f"{failed}; not needed: a hint only, every covered patient is asked live"
+        # In fast mode the feed chooses which patients are re-checked live below a matching
+        # cached collection hash: without it the fast guarantee would not hold, so the run
+        # fell back to normal mode's live hashes rather than claim it (docs/drift.md).
+        return (
+            f"{failed}; --fast relies on it to choose which patients to re-check live below "
+            "a matching cached collection hash, so without it that guarantee would not hold: "
+            "every covered patient's hash was asked live instead (normal mode's guarantee, "
+            "at normal mode's cost)"
+        )
     mine = len(feed.series & set(evidence.locked))
     use = "sent to a live check" if evidence.fast else "a hint only: releases, not image changes"
     return (

@@ -20,6 +20,7 @@ from typing import Protocol
 from .archive import ArchiveView
 from .client import NbiaClient
 from .client.records import SeriesInfo
+from .drift_diff import EXTERNAL_SELECTOR_KINDS, Reach, SeriesMeta
 from .errors import SpecError
 from .pinning import HashArchive
 from .selection import Archive, select_series
@@ -31,6 +32,7 @@ __all__ = [
     "DriftArchive",
     "DriftArchiveView",
     "as_drift_archive",
+    "reach_of",
     "resolve",
 ]
 
@@ -142,7 +144,6 @@ class CurrentSelection:
 
     series: dict[str, SeriesInfo]
     relaxed: tuple[str, ...]  # what had to be relaxed, for the report
-    selector_kinds: frozenset[str]
 
 
 def prepare(spec: DatasetSpec) -> DatasetSpec:
@@ -179,22 +180,21 @@ def resolve(spec: DatasetSpec, archive: Archive, *, workers: int = 8) -> Current
         ApiError: the archive could not answer (nothing can be concluded then).
         SpecError: the embedded spec itself is unusable (not a drift matter).
     """
-    kinds = frozenset(s.kind for s in spec.select)
     current = prepare(spec)
     relaxed: list[str] = []
     # Each round relaxes one selector, so this ends after at most one round per selector.
     for _ in range(len(current.select) + len(current.exclude) + 2):
         if not current.select:
-            return CurrentSelection({}, tuple(relaxed), kinds)
+            return CurrentSelection({}, tuple(relaxed))
         try:
             selection = select_series(current, archive, workers=workers)
         except SpecError as error:
             relaxed_spec = _relax(current, error, relaxed)
             if relaxed_spec is None:
-                return CurrentSelection({}, tuple(relaxed), kinds)
+                return CurrentSelection({}, tuple(relaxed))
             current = relaxed_spec
             continue
-        return CurrentSelection(selection.series, tuple(relaxed), kinds)
+        return CurrentSelection(selection.series, tuple(relaxed))
     raise SpecError("the spec could not be resolved", path=spec.path)  # pragma: no cover
 
 
@@ -231,3 +231,67 @@ def _describe(selector: Selector) -> str:
         return f"{selector.kind} list of {len(selector.series)} series"
     value = selector.collection or selector.doi or selector.cart or selector.text or ""
     return f"{selector.kind} {value}".strip()
+
+
+def reach_of(spec: DatasetSpec, series_uid: str, meta: SeriesMeta) -> Reach:
+    """Which of ``spec``'s selectors could select or exclude one series, judged by its fields.
+
+    Decides, per series, whether its absence from a listing can be believed
+    (:func:`nbia_audit.drift_diff.deselection_explained`): one cart or search selector
+    elsewhere in the spec says nothing about a series only a collection selector reaches.
+    The selectors are the spec's own (not :func:`prepare`'s split), matched as
+    :func:`nbia_audit.selection.select_series` matches what the archive lists.
+    """
+    selecting = [s for s in spec.select if _could_match(s, series_uid, meta)]
+    return Reach(
+        by_fields=any(s.kind not in EXTERNAL_SELECTOR_KINDS for s in selecting),
+        external=any(s.kind in EXTERNAL_SELECTOR_KINDS for s in selecting),
+        excluded=any(_could_match(s, series_uid, meta) for s in spec.exclude),
+    )
+
+
+def _could_match(selector: Selector, series_uid: str, meta: SeriesMeta) -> bool:
+    return _in_source(selector, series_uid, meta) and _passes_filters(selector, meta)
+
+
+def _in_source(selector: Selector, series_uid: str, meta: SeriesMeta) -> bool:
+    if selector.kind == "collection":
+        return meta.collection == selector.collection
+    if selector.kind == "studies":
+        return meta.study_uid in selector.studies
+    if selector.kind in ("series", "manifest"):
+        return series_uid in selector.series
+    if selector.kind == "doi":
+        # NBIA matches the DOI against the series' DataDescriptionURI exactly (protocol §7).
+        return meta.doi == selector.doi
+    return True  # cart, search, text: only the archive knows what they answer
+
+
+def _passes_filters(selector: Selector, meta: SeriesMeta) -> bool:
+    # The same filters as selection._passes_filters, on the lock's text fields.
+    checks = [
+        (selector.modality, meta.modality),
+        (selector.body_part, meta.body_part),
+        (selector.manufacturer, meta.manufacturer),
+    ]
+    for wanted, actual in checks:
+        if wanted and actual.upper() not in {w.upper() for w in wanted}:
+            return False
+    if selector.patients and meta.patient_id not in selector.patients:
+        return False
+    in_other_collection = selector.collection and meta.collection != selector.collection
+    if selector.kind != "collection" and in_other_collection:
+        return False
+    released = _date(meta.released)
+    if selector.released_after and (released is None or released < selector.released_after):
+        return False
+    return not (
+        selector.released_before and (released is None or released > selector.released_before)
+    )
+
+
+def _date(text: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text[:10]) if text else None
+    except ValueError:
+        return None  # not a date the lock wrote: no date filter can be said to pass

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from nbia_audit.drift_diff import (
     FIELD_LABELS,
+    Reach,
     SeriesMeta,
     SeriesView,
     Upstream,
@@ -225,6 +226,19 @@ def test_a_changed_selecting_field_explains_leaving_the_selection(
     meta: SeriesMeta, name: str
 ) -> None:
     moved = dataclasses.replace(meta, **{name: getattr(meta, name) + "-x"})
-    assert deselection_explained(meta, moved, {"collection"})
-    assert not deselection_explained(meta, meta, {"collection", "series"})
-    assert deselection_explained(meta, meta, {"cart"})
+    assert deselection_explained(meta, moved, Reach(by_fields=True))
+    assert not deselection_explained(meta, meta, Reach(by_fields=True))
+    assert deselection_explained(meta, meta, Reach(external=True))
+
+
+@given(metas, st.booleans(), st.booleans(), st.booleans())
+def test_leaving_unchanged_is_believed_only_where_no_field_selector_reaches_the_series(
+    meta: SeriesMeta, by_fields: bool, external: bool, excluded: bool
+) -> None:
+    # A collection (or study, UID, DOI) selector that still matches the unchanged series
+    # would have listed it: its absence is a short listing (protocol §4.3), whatever carts
+    # or searches the spec also holds. Only an exclude, or a series nothing but a cart,
+    # search or text selector reaches, may leave without a visible cause.
+    reach = Reach(by_fields=by_fields, external=external, excluded=excluded)
+    expected = excluded or (external and not by_fields)
+    assert deselection_explained(meta, meta, reach) == expected

@@ -138,6 +138,39 @@ def test_the_change_feed_is_only_a_hint(lock: Path, emu: Emulator, archive: Arch
     assert "could not be asked" in str(report.facts["change_feed"])
 
 
+def test_fast_mode_without_its_change_feed_asks_the_patients_live(
+    lock: Path, emu: Emulator, archive: ArchiveView
+) -> None:
+    # A change of stored MD5 strings alone: --fast cannot see it under a matching cached
+    # collection hash. With the feed failing, fast mode cannot choose which patients to
+    # re-check, so it must not keep claiming its guarantee: it asks every patient live.
+    image = next(
+        i
+        for s in Place(emu).series_in(WHOLE)
+        for i in emu.corpus.images_of(s.series_uid)
+        if str(i.stored_md5).startswith("0")
+    )
+    short = emu.shorten_md5(image.sop_uid)
+    emu.add_fault(Fault("status", status=503, endpoint="getUpdatedSeries"))
+    report = check_drift(lock, archive, fast=True)
+    assert_exactly(
+        report,
+        {("image-changed", image.series_uid, image.sop_uid, str(image.stored_md5), short, "")},
+    )
+    feed = str(report.facts["change_feed"])
+    assert "could not be asked" in feed and "not needed" not in feed
+    assert "asked live instead" in feed and "change feed could not" in str(report.facts["mode"])
+    assert "staleness_window" not in report.facts and "patient_hashes" in report.facts
+
+
+def test_fast_mode_without_its_change_feed_is_still_clean_when_nothing_changed(
+    lock: Path, emu: Emulator, archive: ArchiveView
+) -> None:
+    emu.add_fault(Fault("status", status=503, endpoint="getUpdatedSeries"))
+    report = check_drift(lock, archive, fast=True)
+    assert report.clean and "4 asked live" in str(report.facts["patient_hashes"])
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_random_faults_never_give_a_wrong_complete_report(
     seed: int, lock: Path, emu: Emulator

@@ -21,8 +21,11 @@ from drift_support import (
 )
 
 from nbia_audit.archive import ArchiveView
+from nbia_audit.client import NbiaClient
+from nbia_audit.client.records import SeriesInfo
 from nbia_audit.drift import check_drift, read_lock
-from nbia_audit.drift_select import prepare
+from nbia_audit.drift_diff import Reach, SeriesMeta
+from nbia_audit.drift_select import DriftArchiveView, prepare, reach_of
 from nbia_audit.emulator import Emulator
 from nbia_audit.errors import SpecError
 from nbia_audit.findings import AuditReport
@@ -187,3 +190,132 @@ def test_fast_mode_without_a_whole_collection_asks_the_patients_live(
     assert report.clean and report.facts["requests"] == 4  # 1 patient, resolution, feed
     assert "staleness_window" not in report.facts
     assert "no whole collection" in str(report.facts["mode"])
+
+
+class ShortListing(DriftArchiveView):
+    """The real archive, except that its ``getSeries`` listings lack one series that it
+    still serves (``getSeriesMetadata`` returns it): an incomplete listing (protocol §4.3)."""
+
+    def __init__(self, client: NbiaClient, omitted: str) -> None:
+        super().__init__(client)
+        self.omitted = omitted
+
+    def series(
+        self,
+        *,
+        collection: str | None = None,
+        patient_id: str | None = None,
+        study_uid: str | None = None,
+    ) -> list[SeriesInfo]:
+        found = super().series(collection=collection, patient_id=patient_id, study_uid=study_uid)
+        return [info for info in found if info.series_uid != self.omitted]
+
+
+def drift_with_short_listing(emu: Emulator, lock: Path, omitted: str) -> AuditReport:
+    with client_for(emu) as client:
+        return check_drift(lock, ShortListing(client, omitted))
+
+
+def collection_doi(emu: Emulator, name: str) -> str:
+    return next(c.doi for c in emu.corpus.collections if c.name == name)
+
+
+@pytest.mark.parametrize("other", ["doi", "cart", "text"])
+def test_a_short_listing_is_not_a_removal_whatever_other_selectors_the_spec_holds(
+    other: str, emu: Emulator, tmp_path: Path
+) -> None:
+    # A DOI, cart or text selector elsewhere in the spec must not make a collection's short
+    # listing believable: that series is reached by its collection alone.
+    elsewhere = at_partial = Place(emu).series_in(PARTIAL, PARTIAL_PATIENT)
+    emu.add_cart("my-cart", [s.series_uid for s in at_partial])
+    line = {
+        "doi": f"  - doi: {collection_doi(emu, PARTIAL)}\n",
+        "cart": "  - cart: my-cart\n",
+        "text": f"  - text: {elsewhere[0].series_uid}\n",
+    }[other]
+    lock = lock_with(emu, tmp_path, f"  - collection: {WHOLE}\n" + line)
+    omitted = Place(emu).series_in(WHOLE)[0].series_uid
+    report = drift_with_short_listing(emu, lock, omitted)
+    assert not report.findings and not report.complete and not report.clean
+    status = {s.series_uid: s for s in report.series}[omitted]
+    assert status.status == "not-checked" and "incomplete" in status.detail
+
+
+def test_a_short_listing_and_a_cart_edit_are_told_apart_series_by_series(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    in_cart = [s.series_uid for s in Place(emu).series_in(PARTIAL, PARTIAL_PATIENT)[:3]]
+    emu.add_cart("my-cart", in_cart)
+    lock = lock_with(emu, tmp_path, f"  - collection: {WHOLE}\n  - cart: my-cart\n")
+    cart = emu.corpus.carts[0]
+    emu.corpus.carts[0] = dataclasses.replace(cart, series_uids=tuple(in_cart[:2]))
+    omitted = Place(emu).series_in(WHOLE)[0].series_uid
+    report = drift_with_short_listing(emu, lock, omitted)
+    # Only the cart could have selected in_cart[2]: leaving the cart is a real removal.
+    assert {(f.kind, f.series_uid) for f in report.findings} == {("series-removed", in_cart[2])}
+    assert not report.complete
+    statuses = {s.series_uid: s.status for s in report.series}
+    assert statuses[omitted] == "not-checked" and statuses[in_cart[2]] == "problem"
+
+
+def test_a_series_leaving_a_doi_selector_without_a_doi_change_is_not_believed(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    # NBIA resolves a DOI from the series' own DataDescriptionURI (protocol §7): with that
+    # unchanged, a DOI answer that lacks the series is short, not a removal.
+    lock = lock_with(emu, tmp_path, f"  - doi: {collection_doi(emu, PARTIAL)}\n")
+    target = Place(emu).series_in(PARTIAL)[0].series_uid
+
+    class ShortDoiAnswer(DriftArchiveView):
+        def series_for_doi(self, doi: str) -> list[str]:
+            return [uid for uid in super().series_for_doi(doi) if uid != target]
+
+    with client_for(emu) as client:
+        report = check_drift(lock, ShortDoiAnswer(client))
+    assert not report.findings and not report.complete
+    assert {s.series_uid: s.status for s in report.series}[target] == "not-checked"
+
+
+REACH_SPEC = """
+name: reach
+server: https://example.org/nbia-api/services
+select:
+  - collection: C1
+    patients: [P1]
+    modality: [ct]
+  - studies: ["1.2.3"]
+  - series: ["1.2.5"]
+    collection: C2
+  - doi: https://doi.org/10.7937/X
+  - search: {modality: [MR]}
+    collection: C3
+exclude:
+  - text: lung
+    released_before: 2015-01-01
+"""
+
+
+@pytest.mark.parametrize(
+    ("uid", "meta", "reach"),
+    [
+        ("9", SeriesMeta(collection="C1", patient_id="P1", modality="CT"), Reach(by_fields=True)),
+        ("9", SeriesMeta(collection="C1", patient_id="P2", modality="CT"), Reach()),
+        ("9", SeriesMeta(collection="C1", patient_id="P1", modality="MR"), Reach()),
+        ("9", SeriesMeta(collection="C9", study_uid="1.2.3"), Reach(by_fields=True)),
+        ("1.2.5", SeriesMeta(collection="C2"), Reach(by_fields=True)),
+        ("1.2.5", SeriesMeta(collection="C1"), Reach()),
+        ("9", SeriesMeta(collection="C9", doi="https://doi.org/10.7937/X"), Reach(by_fields=True)),
+        ("9", SeriesMeta(collection="C9", doi="https://doi.org/10.7937/Y"), Reach()),
+        ("9", SeriesMeta(collection="C3"), Reach(external=True)),
+        (
+            "9",
+            SeriesMeta(collection="C3", released="2014-02-03"),
+            Reach(external=True, excluded=True),
+        ),
+        ("9", SeriesMeta(collection="C9", released="2016-02-03"), Reach()),
+    ],
+)
+def test_reach_names_the_selectors_that_could_have_selected_a_series(
+    uid: str, meta: SeriesMeta, reach: Reach
+) -> None:
+    assert reach_of(parse_spec(REACH_SPEC), uid, meta) == reach
