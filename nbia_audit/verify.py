@@ -15,7 +15,9 @@ identified by content alone), and judges them against the lock
 At ``quick`` and ``stat``, files new or changed since the last pass are hashed in full. A
 full hash of a file is recorded in the local state (``<root>/.nbia-audit/state.db``) so the
 cheaper levels have something to compare with. ``--sample`` hashes a seeded random fraction
-of the locked images and still checks every file's presence (the walk is cheap).
+of the unchanged locked images, every new or changed file, and still checks every file's
+presence (the walk is cheap). A state record is trusted only on the device and inode it was
+taken on (a state database copied with the tree proves nothing).
 """
 
 from __future__ import annotations

@@ -44,8 +44,9 @@ def _proof(run: Run) -> str:
         text = f"full: {c['hashed_md5']} files hashed (MD5) and compared with the lock"
     if run.plan.sample is not None:
         text += (
-            f"; only the sample was hashed ({c['present_only']} locked files outside it were "
-            "identified and counted present)"
+            "; only the sample and files new or changed since their last pass were hashed "
+            f"({c['present_only']} unchanged locked files outside it were identified from "
+            "their records and counted present)"
         )
     return text
 

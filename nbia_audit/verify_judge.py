@@ -36,7 +36,7 @@ class Seen(NamedTuple):
     rel: str
     sop: str
     series: str
-    md5: str  # "" for HOW_PRESENT
+    md5: str  # HOW_PRESENT: the MD5 recorded at the file's last pass, or ""
     how: str
     since: str = ""  # HOW_XXH3 / HOW_STAT: when the recorded MD5 was computed
 
@@ -118,6 +118,7 @@ def _bad_copy(root: str, series: str, sop: str, seen: Seen, archive: str | None)
         HOW_MD5: "",
         HOW_XXH3: " (the MD5 recorded at its last full pass; its fingerprint is unchanged)",
         HOW_STAT: f" (the MD5 recorded on {seen.since[:10]}; stat unchanged, not re-read)",
+        HOW_PRESENT: " (the MD5 recorded at its last pass; stat unchanged, outside the sample)",
     }.get(seen.how, "")
     return Finding(
         "modified",
@@ -178,9 +179,13 @@ def _judge_image(
         hows[copy.how] += 1
         if copy.how == HOW_STAT:
             days.add(copy.since[:10])
-        if copy.how == HOW_PRESENT:
-            continue
         check = check_archive_md5(archive, copy.md5)
+        if copy.how == HOW_PRESENT:
+            # Outside the sample and unchanged: not re-read, but a file its last pass found
+            # wrong is still wrong (that pass recorded the wrong MD5 with the stat key).
+            if copy.md5 and check is ArchiveMd5Check.MISMATCH:
+                acc.findings.append(_bad_copy(root, s.series_uid, sop, copy, archive))
+            continue
         if check in _GOOD:
             good = copy
             acc.short_md5 += check is ArchiveMd5Check.MATCH_SHORT
@@ -189,7 +194,9 @@ def _judge_image(
             acc.findings.append(_bad_copy(root, s.series_uid, sop, copy, archive))
         else:
             acc.unprovable += 1
-    if sample is not None and (good or bad):
+    if sample is not None and sop in sample and (good or bad):
+        # Only the random draw counts: a new or changed file hashed outside it is judged,
+        # but would bias the bound (verify_run.Run.admit).
         acc.sample_checked += 1
         acc.sample_failures += bad is not None
     if good is not None:
@@ -235,15 +242,16 @@ def _image_status(
     return SeriesStatus(s.series_uid, "problem" if problem else "ok", detail, s.collection)
 
 
-def _series_hash_status(
-    s: ExpectedSeries, sops: list[str], tally: Tally, root: str, sample: frozenset[str] | None,
-    acc: _Acc,
-) -> SeriesStatus:  # fmt: skip
-    """Judge a series the lock pins by its hash only (text lock, or a series-only lock)."""
-    before = len(acc.findings)
+def _series_copies(
+    s: ExpectedSeries, sops: list[str], tally: Tally, acc: _Acc
+) -> tuple[Counter[str], list[str], set[str], int]:
+    """Report duplicates; return how the images were known, their MD5s (this run's, or
+    recorded at the last pass), the days stat-trusted ones were verified, and how many
+    were hashed in this run."""
     hows: Counter[str] = Counter()
     md5s: list[str] = []
     days: set[str] = set()
+    hashed = 0
     for sop in sops:
         copies = tally.copies(sop)
         if len(copies) > 1:
@@ -253,25 +261,42 @@ def _series_hash_status(
             )
         hows.update(c.how for c in copies)
         days.update(c.since[:10] for c in copies if c.how == HOW_STAT)
-        if copies[0].how != HOW_PRESENT:
+        hashed += copies[0].how != HOW_PRESENT
+        if copies[0].md5:
             md5s.append(copies[0].md5)
+    return hows, md5s, days, hashed
+
+
+def _series_hash_status(
+    s: ExpectedSeries, sops: list[str], tally: Tally, root: str, sample: frozenset[str] | None,
+    acc: _Acc,
+) -> SeriesStatus:  # fmt: skip
+    """Judge a series the lock pins by its hash only (text lock, or a series-only lock)."""
+    before = len(acc.findings)
+    hows, md5s, days, hashed = _series_copies(s, sops, tally, acc)
     summary = _how_summary(hows, _since_range(days))
     attributed = s.series_uid in tally.blocked_units
-    if len(md5s) < len(sops):  # outside the sample: presence by count only
+    in_sample = sample is None or s.series_uid in sample
+    known = len(md5s) == len(sops)
+    padded = series_hash(md5s) if known else ""
+    unpadded = series_hash((m.lstrip("0") or "0") for m in md5s) if known else ""
+    matches = known and s.series_hash in (padded, unpadded)
+    # Outside the sample a series is judged by count only, unless a file of it was new or
+    # changed (and so hashed) or its last pass found it wrong: then its hash is recomputed,
+    # unchanged files counting with the MD5s recorded at their last pass.
+    if not known or (not in_sample and not hashed and matches):
         ok = len(sops) == s.image_count and not attributed
         detail = f"{len(sops)} of {s.image_count} images present (count only: not in the sample)"
         if not ok and not attributed:
             acc.findings.append(_count_finding(s, len(sops)))
         return _status(s, acc, before, detail)
-    padded = series_hash(md5s)
-    unpadded = series_hash((m.lstrip("0") or "0") for m in md5s)
-    if s.series_hash in (padded, unpadded):
+    if matches:
         form = "32-character MD5s" if s.series_hash == padded else "CTP-style unpadded MD5s"
         detail = f"{len(sops)} images: {summary}; series hash from their {form} matches the lock"
-        if sample is not None:
+        if sample is not None and in_sample:
             acc.sample_checked += 1
         return _status(s, acc, before, detail)
-    if sample is not None:
+    if sample is not None and in_sample:
         acc.sample_checked += 1
         acc.sample_failures += 1
     _explain_series_mismatch(s, sops, tally, root, acc, attributed)

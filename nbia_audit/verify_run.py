@@ -2,10 +2,15 @@
 
 :class:`Run` sits between the walk and the worker pool. For each file it decides, from the
 level and the local state's record of the file, whether the record already answers
-(``stat``: an unchanged stat key; ``--sample``: a file outside the sample is only counted
-present) or which read a worker must do (``quick``: the xxh3-128 fingerprint; otherwise
-identity and MD5). Results come back here, in walk order, to be placed in the
-:class:`~nbia_audit.verify_judge.Tally` and recorded in the local state.
+(``stat``: an unchanged stat key; ``--sample``: an unchanged file outside the sample is only
+counted present) or which read a worker must do (``quick``: the xxh3-128 fingerprint;
+otherwise identity and MD5). A file with no record, or whose stat key changed or is racily
+clean, is always read in full, whatever the level or the sample (issue 5: "files new or
+changed since the last pass are always fully hashed"). A record is trusted only for the
+device and inode it was taken on: a state database copied along with a tree (rsync, a
+crafted one) describes other inodes and proves nothing. Results come back here, in walk
+order, to be placed in the :class:`~nbia_audit.verify_judge.Tally` and recorded in the
+local state.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass
 from .dicomheader import DicomIdentity
 from .findings import Finding
 from .localstate import LocalState
-from .sidecars import dicom_expected, sidecar_tool
+from .sidecars import dicom_expected, sidecar_of
 from .verify_judge import HOW_MD5, HOW_PRESENT, HOW_STAT, HOW_XXH3, Seen, Tally, Verdict
 from .verify_lock import Expectation
 from .verify_read import Examined, Want, examine, fingerprint
@@ -58,17 +63,20 @@ class Plan:
         return self.sample is None or sop in self.sample or series in self.sample
 
     def decide(self, identity: DicomIdentity | None) -> Want:
-        """How much of a file to read once its header is known (runs on worker threads)."""
+        """How much of a file to read once its header is known (runs on worker threads).
+
+        Every locked file a worker examines is hashed: :meth:`Run.admit` sends a worker
+        only files that are new, changed, or in the sample.
+        """
         if identity is None:
             # Not DICOM (or unreadable header): only its content MD5 can say which locked
             # image it is, and only a lock with per-image MD5s can answer.
             return Want.FULL if self.exp.has_pinned_images else Want.IDENTITY
-        sop, series = identity.sop_uid, identity.series_uid
-        if sop not in self.exp.images:
-            locked = self.exp.series.get(series)
+        if identity.sop_uid not in self.exp.images:
+            locked = self.exp.series.get(identity.series_uid)
             if locked is None or locked.images_pinned:
                 return Want.IDENTITY  # unexpected: reported, never hashed
-        return Want.FULL if self.in_sample(sop, series) else Want.IDENTITY
+        return Want.FULL
 
 
 class Run:
@@ -107,23 +115,23 @@ class Run:
         """Account for a file; return the read a worker must do, or None if none is needed."""
         rel = entry.rel
         self.seen_paths.add(rel)
-        if sidecar_tool(rel) is not None:
+        if sidecar_of(rel, entry.path) is not None:
             self.counts["sidecars"] += 1
             return None
         self.files += 1
         plan = self.plan
         rec = self.record(rel)
-        if rec is None or not rec.md5:
+        # A record describes one inode: one copied along with the tree proves nothing.
+        if rec is None or not rec.md5 or rec[3:5] != entry.key[:2]:
             return functools.partial(examine, entry.path, plan)
-        unchanged = rec[3:8] == entry.key and not self._racy(rec)
-        if unchanged and plan.level == "stat":
-            self.trust(rel, rec.sop, rec.series, rec.md5, rec.verified_at)
-            return None
-        sampled_out = rec.sop and not plan.in_sample(rec.sop, rec.series)
-        if unchanged and sampled_out:
-            self._place(rel, rec.sop, rec.series, "", HOW_PRESENT)
-            return None
-        if plan.level == "quick" and rec.xxh3 and not sampled_out:
+        if rec[3:8] == entry.key and not self._racy(rec):  # unchanged since its last pass
+            if plan.level == "stat":
+                self.trust(rel, rec.sop, rec.series, rec.md5, rec.verified_at)
+                return None
+            if rec.sop and not plan.in_sample(rec.sop, rec.series):
+                self._place(rel, rec.sop, rec.series, rec.md5, HOW_PRESENT)
+                return None
+        if plan.level == "quick" and rec.xxh3:
             return functools.partial(fingerprint, entry.path, rec.xxh3, plan)
         return functools.partial(examine, entry.path, plan)
 
@@ -166,7 +174,10 @@ class Run:
         sop, series = self._place(
             entry.rel, sop, series, found.md5, HOW_MD5, reason=found.not_dicom
         )
-        self._remember(entry.rel, sop, series, found, found.md5, self.plan.stamp)
+        if sop or self._held(entry.rel) is None:
+            # A file that held a locked image and no longer reads as one keeps its record,
+            # so the next pass names the image again rather than calling it missing.
+            self._remember(entry.rel, sop, series, found, found.md5, self.plan.stamp)
 
     def _place(
         self, rel: str, sop: str, series: str, md5: str, how: str, since: str = "",
@@ -190,6 +201,16 @@ class Run:
                 detail = "DICOM image of a locked series, not in the lock"
             self.tally.strays.append(Finding("unexpected", series, sop, rel, detail))
             return sop, series
+        held = self._held(rel)
+        if held is not None:
+            # The file the last pass recorded as this image no longer reads as DICOM (cut
+            # inside its header, overwritten): one tampering, one finding, named by image.
+            sop, series = held
+            self.tally.blocked_units.update(held)
+            detail = f"not DICOM ({reason or 'no readable header'}); held image {sop} "
+            detail += "when last verified"
+            self.tally.strays.append(Finding("unreadable", series, sop, rel, detail))
+            return "", ""
         if dicom_expected(rel):
             detail = f"not DICOM where DICOM is expected ({reason or 'no readable header'})"
             self.tally.strays.append(Finding("unreadable", path=rel, detail=detail))
@@ -220,6 +241,20 @@ class Run:
         else:
             self.tally.unattributed_blocked += 1
         self.tally.strays.append(Finding("unreadable", series, sop, rel, detail))
+
+    def _held(self, rel: str) -> tuple[str, str] | None:
+        """The locked image (SOP, series) the last pass recorded at ``rel``, if any."""
+        rec = self.record(rel)
+        if rec is None or not rec.sop:
+            return None
+        exp = self.plan.exp
+        image = exp.images.get(rec.sop)
+        if image is not None:
+            return rec.sop, image.series_uid
+        locked = exp.series.get(rec.series)
+        if locked is not None and not locked.images_pinned:
+            return rec.sop, rec.series
+        return None
 
     def _attribute_directory(self, rel: str) -> str:
         # The images the state saw below an unlistable directory are not "missing": they

@@ -4,7 +4,9 @@ Sorted (names within each directory), so two runs over the same tree see the sam
 one ``scandir`` per directory and one ``stat`` per file, nothing more. Directory symbolic
 links are never followed (no loops, no escaping the copy); a symbolic link to a regular
 file is read through, because the bytes are what a copy holds (git-annex and DataLad keep
-every file as such a link). nbia-audit's own ``.nbia-audit`` state directory is skipped.
+every file as such a link). nbia-audit's own ``.nbia-audit`` state directory is skipped at
+the root of the copy only: a folder of that name anywhere else is walked like any other, so
+it cannot hide files.
 """
 
 from __future__ import annotations
@@ -150,7 +152,7 @@ def walk(
             found = _classify(entry, rel)
             if found is not None:
                 yield found
-            elif entry.name != STATE_DIR_NAME:
+            elif rel != STATE_DIR_NAME:  # our state lives at the root only
                 subdirs.append((entry.path, rel + "/"))
         pending.extend(reversed(subdirs))
 

@@ -33,6 +33,7 @@ from verify_support import (
     truncate_half,
 )
 
+from nbia_audit.digests import xxh3_file
 from nbia_audit.emulator import CorpusSpec, Emulator
 from nbia_audit.localstate import LocalState, stat_key
 from nbia_audit.render import render_json
@@ -291,3 +292,51 @@ def _verify_as_nobody(lock: Path, root: Path) -> dict[str, Any]:
     os.close(read_end)
     os.waitpid(pid, 0)
     return dict(json.loads(b"".join(chunks)))
+
+
+@pytest.mark.parametrize("level", ["full", "quick", "stat"])
+def test_a_file_cut_inside_its_header_is_one_finding(copy: Path, lock: Path, level: str) -> None:
+    """Cut before the SOPInstanceUID, a file no longer names its image; the last pass's
+    record does, so the one tampering is one ``unreadable`` finding, not also ``missing``."""
+    target = next(image_files(copy))
+    sop = sop_of(target)
+    os.truncate(target, 200)  # past the 'DICM' marker, inside the file meta group
+    expected = {("unreadable", sop, rel(copy, target))}
+    for _ in range(2):  # and again: the record that names the image is kept
+        report = verify_copy(lock, copy, level=level)
+        assert kinds(report) == expected
+        (finding,) = report.findings
+        assert finding.series_uid and f"held image {sop}" in finding.detail
+
+
+def test_a_state_database_copied_with_the_tree_is_not_trusted(
+    copy: Path, lock: Path, tmp_path: Path
+) -> None:
+    """A record is trusted only for the inode it was taken on. A tree copied with its
+    state database (rsync, cp -a), even one whose records were crafted to fit tampered
+    files, is hashed in full."""
+    shipped = clone(copy, tmp_path / "shipped")
+    target = next(image_files(shipped))
+    path = rel(shipped, target)
+    flip_bit_keep_mtime(target)
+    with LocalState(shipped) as state:  # craft: the tampered bytes' fingerprint, old MD5
+        old = state.get(path)
+        assert old is not None
+        key = stat_key(target)
+        fake = xxh3_file(target).xxh3_128
+        state.upsert(
+            [
+                dataclasses.replace(
+                    old, xxh3_128=fake, size=key.size, mtime_ns=key.mtime_ns,
+                    ctime_ns=key.ctime_ns,
+                )
+            ]
+        )  # fmt: skip
+    for level in ("quick", "stat"):
+        report = verify_copy(lock, shipped, level=level)
+        assert kinds(report) == {("modified", sop_of(target), path)}, level
+    untouched = clone(copy, tmp_path / "untouched")
+    quick = verify_copy(lock, untouched, level="quick")
+    assert quick.clean and quick.facts["hashed_md5"] == 24 and quick.facts["proven_xxh3"] == 0
+    again = verify_copy(lock, untouched, level="quick")  # now its own records: trusted
+    assert again.clean and again.facts["proven_xxh3"] == 24

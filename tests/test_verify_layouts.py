@@ -14,9 +14,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from verify_support import LAYOUTS, Download, download_all, image_files, make_lock, materialise
+from verify_support import (
+    LAYOUTS,
+    Download,
+    download_all,
+    foreign_dicom,
+    image_files,
+    make_lock,
+    materialise,
+)
 
 from nbia_audit.emulator import CorpusSpec, Emulator
+from nbia_audit.sidecars import has_dicom_marker, sidecar_of, sidecar_tool
 from nbia_audit.verify import verify_copy
 
 SPEC = CorpusSpec(seed=3, collections=2, patients=1, studies=1, series=2, images=3)
@@ -66,13 +75,46 @@ def test_a_layout_still_catches_a_missing_image(
 def test_a_sidecar_name_is_not_a_hiding_place_for_images(
     emu: Emulator, lock: Path, downloads: list[Download], tmp_path: Path
 ) -> None:
-    """Sidecars are recognised by name and never opened; a locked image renamed to
-    ``md5hashes.csv`` is therefore missing, not silently accepted."""
+    """A file named like a sidecar is one only without the DICOM marker: a locked image
+    renamed to ``md5hashes.csv`` is still that image (a rename is no finding), and a
+    foreign DICOM file under any sidecar name is unexpected."""
     root = tmp_path / "copy"
     materialise(emu, downloads, root, "tcia_utils")
     victim = next(image_files(root))
     victim.replace(victim.parent / "md5hashes.csv")
-    assert [f.kind for f in verify_copy(lock, root).findings] == ["missing"]
+    report = verify_copy(lock, root)
+    assert report.clean and report.facts["hashed_md5"] == 12
+    hideouts = ["._evil.dcm", "LICENSE", "notes.json", "x/metadata/a.json", "x/y.tcia"]
+    for name in hideouts:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(foreign_dicom())
+    report = verify_copy(lock, root)
+    assert sorted((f.kind, f.path) for f in report.findings) == sorted(
+        ("unexpected", name) for name in hideouts
+    )
+
+
+def test_a_state_folder_below_the_root_hides_nothing(
+    emu: Emulator, lock: Path, downloads: list[Download], tmp_path: Path
+) -> None:
+    root = tmp_path / "copy"
+    materialise(emu, downloads, root, "ours")
+    (root / "sub" / ".nbia-audit").mkdir(parents=True)
+    (root / "sub" / ".nbia-audit" / "z.dcm").write_bytes(foreign_dicom())
+    report = verify_copy(lock, root)
+    assert [(f.kind, f.path) for f in report.findings] == [("unexpected", "sub/.nbia-audit/z.dcm")]
+    assert (root / ".nbia-audit" / "state.db").is_file()  # ours, at the root: skipped
+
+
+def test_a_sidecar_is_read_only_as_far_as_its_marker(tmp_path: Path) -> None:
+    """132 bytes decide: DICOM's marker at byte 128 makes a sidecar name an ordinary file."""
+    plain, dicom = tmp_path / "LICENSE", tmp_path / "x.tcia"
+    plain.write_bytes(b"CC BY 4.0\n" * 100)
+    dicom.write_bytes(foreign_dicom())
+    assert sidecar_of("LICENSE", str(plain)) == sidecar_tool("LICENSE")
+    assert sidecar_of("x.tcia", str(dicom)) is None
+    assert sidecar_of("a.dcm", str(dicom)) is None
+    assert has_dicom_marker(str(dicom)) and not has_dicom_marker(str(plain))
 
 
 def test_ignore_patterns_leave_files_out(
