@@ -69,6 +69,15 @@ def _kinds(report: AuditReport) -> set[tuple[str, str, str]]:
     return {(f.kind, f.series_uid, f.sop_uid) for f in report.findings}
 
 
+def _listing(report: AuditReport) -> str:
+    """``kind (series UID, image UID)`` for each finding, sorted."""
+    items = []
+    for kind, series, sop in sorted(_kinds(report)):
+        where = f"series {series}" + (f", image {sop}" if sop else "")
+        items.append(f"{kind} ({where})")
+    return "; ".join(items) if items else "nothing"
+
+
 class _Story:
     def __init__(self, workdir: Path, emu: Emulator, client: NbiaClient) -> None:
         self.workdir = workdir
@@ -162,7 +171,7 @@ class _Story:
         expected = {("modified", record.series_uid, record.sop_uid)}
         return DemoStep(
             "Flipped one bit in one local file (mtime restored); verify caught exactly that",
-            f"{target}: verify --level quick reports {sorted(_kinds(report))}",
+            f"{target}: verify --level quick reports {_listing(report)}",
             _kinds(report) == expected,
         )
 
@@ -193,7 +202,7 @@ class _Story:
         return DemoStep(
             "Changed the archive (one image replaced, one series added, one license changed); "
             "drift caught exactly that",
-            f"drift reports {sorted(_kinds(report))} using {requests} requests",
+            f"drift reports {_listing(report)}; {requests} requests",
             _kinds(report) == expected and report.complete,
         )
 
