@@ -267,15 +267,18 @@ def _attempt(
     try:
         size = run.client.series_size(series.series_uid)
         zip_path = workdir / "series.zip"
-        counter = run.progress.counter(series.series_uid)
+        expectation = _expectation(series, images, size)
+        on_bytes = _capped(run.progress.counter(series.series_uid), series, expectation)
         try:
-            run.client.download_series(series.series_uid, zip_path, on_bytes=counter)
+            run.client.download_series(series.series_uid, zip_path, on_bytes=on_bytes)
+        except _TooLarge as exc:
+            return _Failure((str(exc),))  # a misbehaving server must not fill the disk
         except DownloadError as exc:
             if isinstance(exc.__cause__, OSError):
                 raise  # the destination could not be written: no series can succeed
             return _Failure((str(exc),))  # the stream kept breaking: try again later
         try:
-            check = check_series_zip(zip_path, _expectation(series, images, size), workdir)
+            check = check_series_zip(zip_path, expectation, workdir)
         except OSError as exc:
             raise DownloadError(f"{workdir}: cannot extract the series ({exc})") from exc
         zip_path.unlink()  # free its space before placing
@@ -284,6 +287,36 @@ def _attempt(
         return _place(run, series, check.images)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+class _TooLarge(Exception):
+    """The archive sent far more bytes for a series than the lock says it holds."""
+
+
+def _capped(
+    count: Callable[[int], None], series: LockedSeries, expectation: SeriesExpectation
+) -> Callable[[int], None]:
+    """Count bytes as they arrive, and stop a download that outgrows the series.
+
+    The ZIP's declared sizes are checked only once it is complete; without this cap a
+    misbehaving server could fill the disk first. A restarted attempt reports the bytes it
+    discarded as a negative count, so the running total is what is on disk.
+    """
+    if series.bytes <= 0:
+        return count  # size unknown to the lock: the ZIP's declared sizes still bound it
+    received = 0
+
+    def capped(n: int) -> None:
+        nonlocal received
+        received += n
+        if received > expectation.max_bytes:
+            raise _TooLarge(
+                f"the archive sent more than {expectation.max_bytes} bytes for a series the "
+                f"lock says holds {series.bytes}; download stopped"
+            )
+        count(n)
+
+    return capped
 
 
 def _expectation(

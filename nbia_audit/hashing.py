@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 __all__ = [
+    "MATCHES",
     "ArchiveMd5Check",
     "Hierarchy",
     "SeriesLeaf",
@@ -175,3 +176,10 @@ def check_archive_md5(stored: str | None, computed_hexdigest: str) -> ArchiveMd5
     if stored != normalised:
         return ArchiveMd5Check.MATCH_NONCANONICAL
     return ArchiveMd5Check.MATCH
+
+
+# The outcomes that mean "these bytes are the archive's": exact, unpadded (protocol §3), or
+# stored in another case.
+MATCHES = frozenset(
+    {ArchiveMd5Check.MATCH, ArchiveMd5Check.MATCH_SHORT, ArchiveMd5Check.MATCH_NONCANONICAL}
+)

@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 
 from .errors import SpecError
 from .headerfields import HeaderValues, read_header_values
+from .localstate import STATE_DIR
 from .models import LockedSeries
 
 __all__ = [
@@ -248,6 +249,8 @@ def parse_layout(text: str) -> Layout:
     if template.startswith("/") or "\\" in template or any(ord(c) < 32 for c in template):
         raise _layout_error(text, "a template is a relative path with / separators")
     components = tuple(template.split("/"))
+    if components[0] == STATE_DIR:
+        raise _layout_error(text, f"{STATE_DIR}/ holds nbia-audit's own state, not images")
     used: set[str] = set()
     for component in components:
         used |= _check_component(text, component)

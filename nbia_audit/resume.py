@@ -16,17 +16,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from .digests import digest_file
-from .hashing import ArchiveMd5Check, check_archive_md5
+from .hashing import MATCHES, check_archive_md5
 from .headerfields import HeaderValues, read_header_values
 from .layouts import ImageFields, Layout, SeriesFields, series_fields
 from .localstate import FileRecord, stat_key
 from .models import LockedImage, LockedSeries
 
 __all__ = ["PathClaims", "PlacedCheck", "check_placed", "records_by_sop"]
-
-_MATCHES = frozenset(
-    {ArchiveMd5Check.MATCH, ArchiveMd5Check.MATCH_SHORT, ArchiveMd5Check.MATCH_NONCANONICAL}
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +118,7 @@ def _first_proven(
 
 def _prove(dest: Path, record: FileRecord, image: LockedImage, stamp: str) -> FileRecord | None:
     """The record if its file is still what was proven (re-dated if it had to be hashed)."""
-    if check_archive_md5(image.archive_md5, record.md5) not in _MATCHES:
+    if check_archive_md5(image.archive_md5, record.md5) not in MATCHES:
         return None  # the lock now pins other bytes for this image
     path = dest / record.path
     try:

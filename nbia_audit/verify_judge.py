@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from .dicomscan import truncation
 from .findings import Finding, SeriesStatus
-from .hashing import ArchiveMd5Check, check_archive_md5, series_hash
+from .hashing import MATCHES, ArchiveMd5Check, check_archive_md5, series_hash
 from .verify_lock import Expectation, ExpectedSeries
 
 __all__ = ["HOW_MD5", "HOW_PRESENT", "HOW_STAT", "HOW_XXH3", "Seen", "Tally", "Verdict", "judge"]
@@ -25,9 +25,6 @@ HOW_MD5 = "md5"  # MD5 computed in this run
 HOW_XXH3 = "xxh3"  # xxh3-128 equal to the fingerprint of the file's last full pass
 HOW_STAT = "stat"  # stat key unchanged since the last full pass; not re-read
 HOW_PRESENT = "present"  # identified, not hashed (outside a --sample)
-_GOOD = frozenset(
-    {ArchiveMd5Check.MATCH, ArchiveMd5Check.MATCH_SHORT, ArchiveMd5Check.MATCH_NONCANONICAL}
-)
 
 
 class Seen(NamedTuple):
@@ -186,7 +183,7 @@ def _judge_image(
             if copy.md5 and check is ArchiveMd5Check.MISMATCH:
                 acc.findings.append(_bad_copy(root, s.series_uid, sop, copy, archive))
             continue
-        if check in _GOOD:
+        if check in MATCHES:
             good = copy
             acc.short_md5 += check is ArchiveMd5Check.MATCH_SHORT
         elif check is ArchiveMd5Check.MISMATCH:

@@ -35,7 +35,7 @@ import xxhash
 
 from .dicomheader import NotDicomError, read_identity
 from .digests import BLOCK_SIZE
-from .hashing import ArchiveMd5Check, check_archive_md5, series_hash
+from .hashing import MATCHES, ArchiveMd5Check, check_archive_md5, series_hash
 
 __all__ = [
     "CSV_NAME",
@@ -49,9 +49,6 @@ __all__ = [
 CSV_NAME = "md5hashes.csv"
 _NOT_IMAGES = frozenset({CSV_NAME, "LICENSE"})  # getImage adds LICENSE (protocol §2.2)
 _CSV_LIMIT = 64 * 1024 * 1024  # a CSV row is < 200 bytes: 300k images fit easily
-_MATCHES = frozenset(
-    {ArchiveMd5Check.MATCH, ArchiveMd5Check.MATCH_SHORT, ArchiveMd5Check.MATCH_NONCANONICAL}
-)
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 
@@ -297,7 +294,7 @@ def _image_problems(images: list[ExtractedImage], expect: SeriesExpectation) -> 
 def _md5_problem(label: str, computed: str, source: str, stored: str | None) -> list[str]:
     # Protocol §3: compare after strip/lower/zfill(32); a short archive value still matches.
     outcome = check_archive_md5(stored, computed)
-    if outcome in _MATCHES:
+    if outcome in MATCHES:
         return []
     if outcome is ArchiveMd5Check.ARCHIVE_MISSING:
         return [f"{label}: {source} has no MD5 for it (NULL), so its bytes cannot be verified"]

@@ -223,3 +223,8 @@ def test_header_dependent_collision_fails_only_the_colliding_series(
     for outcome in report.failed:
         assert outcome.attempts == 1 and "would overwrite" in outcome.reasons[0]
     assert len(tree(tmp_path / "d")) == len(patients) * SPEC.images
+
+
+def test_a_template_cannot_write_into_the_state_folder() -> None:
+    with pytest.raises(SpecError, match="nbia-audit's own state"):
+        parse_layout(".nbia-audit/{sop_uid}")

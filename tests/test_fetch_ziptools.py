@@ -203,3 +203,21 @@ def test_duplicate_names_and_garbage_are_refused(tmp_path: Path) -> None:
     (tmp_path / "junk.zip").write_bytes(b"<html>502 Bad Gateway</html>")
     junk = check_series_zip(tmp_path / "junk.zip", expectation(), tmp_path / "work")
     assert junk.problems[0].startswith("the download is not a readable ZIP")
+
+
+def test_a_download_that_outgrows_its_series_is_stopped() -> None:
+    from nbia_audit.fetchseries import _capped, _expectation, _TooLarge
+    from nbia_audit.models import LockedSeries
+
+    series = LockedSeries(
+        "1.2", "C", "P", "1.1", "CT", "", "", "", "", 2, 1000, "h", "", "", "", "", "", False, True
+    )
+    expectation = _expectation(series, [], None)
+    seen: list[int] = []
+    on_bytes = _capped(seen.append, series, expectation)
+    on_bytes(expectation.max_bytes)  # up to the limit is fine
+    on_bytes(-expectation.max_bytes)  # a restarted attempt discards what it had
+    on_bytes(expectation.max_bytes)
+    with pytest.raises(_TooLarge, match="download stopped"):
+        on_bytes(1)
+    assert sum(seen) == expectation.max_bytes
