@@ -19,6 +19,7 @@ from .client.records import SeriesInfo
 from .findings import Finding
 from .hashing import normalise_archive_md5
 from .models import LockedSeries
+from .pinning import locked_series
 
 __all__ = [
     "EXTERNAL_SELECTOR_KINDS",
@@ -76,22 +77,9 @@ class SeriesMeta:
 
     @classmethod
     def from_info(cls, info: SeriesInfo) -> SeriesMeta:
-        # The same mapping `lock` applies (locking._locked_series), so equal answers compare
-        # equal whichever listing endpoint gave them.
-        return cls(
-            collection=info.collection or "",
-            patient_id=info.patient_id or "",
-            study_uid=info.study_uid or "",
-            modality=info.modality or "",
-            body_part=info.body_part or "",
-            manufacturer=info.manufacturer or "",
-            description=info.description or "",
-            license=_license(info.license_name or "", info.license_url or ""),
-            doi=info.doi or "",
-            released=info.released.date().isoformat() if info.released else "",
-            image_count=info.image_count or 0,
-            bytes=info.file_size or 0,
-        )
+        # The very mapping `lock` applies, so equal answers compare equal whichever listing
+        # endpoint gave them.
+        return cls.from_locked(locked_series(info, "", True))
 
 
 def _license(name: str, url: str) -> str:

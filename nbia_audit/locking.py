@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from . import __version__
-from .client.records import License, SeriesInfo
+from .client.records import License
 from .errors import LockNotFound, StoreError
 from .lockfile import (
     commit_lock,
@@ -28,7 +28,7 @@ from .lockfile import (
     root_digest,
 )
 from .models import LOCK_FORMAT, LockedImage, LockedLicense, LockedSeries, LockHeader, Problem
-from .pinning import HashArchive, hash_nodes, pin_series
+from .pinning import HashArchive, hash_nodes, locked_series, pin_series
 from .selection import Archive, Selection, select_series
 from .spec import DatasetSpec, load_spec
 from .store import LockDatabase, write_lock_database
@@ -176,7 +176,7 @@ def lock_dataset(
     requests += pins.requests
     series = {u: keep[u] for u in selection.series if u in keep}
     series.update(
-        {u: _locked_series(i, pins.series_hashes[u], not series_only) for u, i in fresh.items()}
+        {u: locked_series(i, pins.series_hashes[u], not series_only) for u, i in fresh.items()}
     )
     images = {u: existing.images.get(u, ()) for u in series if existing and u in keep}
     images.update(pins.images)
@@ -296,34 +296,6 @@ def _merge_problems(
 def _same_content(existing: _Existing, header: LockHeader, spec_json: str) -> bool:
     comparable = dataclasses.replace(header, resolved_at=existing.header.resolved_at)
     return comparable == existing.header and spec_json == existing.spec_json
-
-
-def _iso_date(value: dt.datetime | None) -> str:
-    return value.date().isoformat() if value else ""
-
-
-def _locked_series(info: SeriesInfo, series_hash: str, images_pinned: bool) -> LockedSeries:
-    return LockedSeries(
-        series_uid=info.series_uid,
-        collection=info.collection or "",
-        patient_id=info.patient_id or "",
-        study_uid=info.study_uid or "",
-        modality=info.modality or "",
-        description=info.description or "",
-        series_number="" if info.series_number is None else str(info.series_number),
-        body_part=info.body_part or "",
-        manufacturer=info.manufacturer or "",
-        image_count=info.image_count or 0,
-        bytes=info.file_size or 0,
-        series_hash=series_hash,
-        released=_iso_date(info.released),
-        max_submission=info.max_submission.isoformat() if info.max_submission else "",
-        license_name=info.license_name or "",
-        license_url=info.license_url or "",
-        doi=info.doi or "",
-        third_party=bool(info.third_party),
-        images_pinned=images_pinned,
-    )
 
 
 def _header(

@@ -10,6 +10,7 @@ recorded as wholly covered by the lock, which is what lets drift ask one hash fo
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -22,7 +23,7 @@ from .client.records import SeriesInfo
 from .hashing import combine, series_hash
 from .models import HashNode, LockedImage, LockedSeries, Problem
 
-__all__ = ["HashArchive", "Pins", "hash_nodes", "pin_series"]
+__all__ = ["HashArchive", "Pins", "hash_nodes", "locked_series", "pin_series"]
 
 T = TypeVar("T")
 ProgressCallback = Callable[[str, int, int], None]
@@ -237,3 +238,33 @@ def hash_nodes(
         for c, a in zip(collection_keys, archive_collections, strict=True)
     ]
     return nodes, calls.count
+
+
+def _iso_date(value: dt.datetime | None) -> str:
+    return value.date().isoformat() if value else ""
+
+
+def locked_series(info: SeriesInfo, series_hash: str, images_pinned: bool) -> LockedSeries:
+    """The lock's record of a series as the archive lists it (``lock`` and ``drift`` both
+    use this one mapping, so equal answers always compare equal)."""
+    return LockedSeries(
+        series_uid=info.series_uid,
+        collection=info.collection or "",
+        patient_id=info.patient_id or "",
+        study_uid=info.study_uid or "",
+        modality=info.modality or "",
+        description=info.description or "",
+        series_number="" if info.series_number is None else str(info.series_number),
+        body_part=info.body_part or "",
+        manufacturer=info.manufacturer or "",
+        image_count=info.image_count or 0,
+        bytes=info.file_size or 0,
+        series_hash=series_hash,
+        released=_iso_date(info.released),
+        max_submission=info.max_submission.isoformat() if info.max_submission else "",
+        license_name=info.license_name or "",
+        license_url=info.license_url or "",
+        doi=info.doi or "",
+        third_party=bool(info.third_party),
+        images_pinned=images_pinned,
+    )
