@@ -33,6 +33,7 @@ __all__ = [
     "collection_hash",
     "combine",
     "compute_hierarchy",
+    "hierarchy_from_series",
     "normalise_archive_md5",
     "patient_hash",
     "series_hash",
@@ -116,13 +117,31 @@ def compute_hierarchy(leaves: Iterable[SeriesLeaf]) -> Hierarchy:
     (every visible series of a study, every study of a patient, every public patient of a
     collection); callers decide which levels they may compare.
     """
+    return hierarchy_from_series(
+        (
+            leaf.collection,
+            leaf.patient_id,
+            leaf.study_uid,
+            leaf.series_uid,
+            series_hash(leaf.stored_md5s),
+        )
+        for leaf in leaves
+    )
+
+
+def hierarchy_from_series(rows: Iterable[tuple[str, str, str, str, str]]) -> Hierarchy:
+    """The upper levels from ``(collection, patient, study, series, series hash)`` rows.
+
+    For pins that hold a series hash but no images (a series-only lock), and for
+    :func:`compute_hierarchy`.
+    """
     series: dict[str, str] = {}
     series_by_study: defaultdict[str, list[str]] = defaultdict(list)
     studies_by_patient: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
-    for leaf in leaves:
-        series[leaf.series_uid] = series_hash(leaf.stored_md5s)
-        series_by_study[leaf.study_uid].append(leaf.series_uid)
-        studies_by_patient[(leaf.collection, leaf.patient_id)].add(leaf.study_uid)
+    for collection, patient_id, study_uid, series_uid, value in rows:
+        series[series_uid] = value
+        series_by_study[study_uid].append(series_uid)
+        studies_by_patient[(collection, patient_id)].add(study_uid)
     studies = {
         study: study_hash(series[uid] for uid in uids) for study, uids in series_by_study.items()
     }

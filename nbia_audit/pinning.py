@@ -20,7 +20,7 @@ from functools import partial
 from typing import Protocol, TypeVar
 
 from .client.records import SeriesInfo
-from .hashing import combine, series_hash
+from .hashing import hierarchy_from_series, series_hash
 from .models import HashNode, LockedImage, LockedSeries, Problem
 
 __all__ = ["HashArchive", "Pins", "hash_nodes", "locked_series", "pin_series"]
@@ -193,17 +193,11 @@ def hash_nodes(
         ApiError: the archive could not answer.
     """
     wanted = set(whole_collections)
-    by_study: defaultdict[str, list[str]] = defaultdict(list)
-    by_patient: defaultdict[tuple[str, str], set[str]] = defaultdict(set)
-    for s in series:
-        by_study[s.study_uid].append(s.series_hash)
-        by_patient[(s.collection, s.patient_id)].add(s.study_uid)
-    studies = {uid: combine(h) for uid, h in by_study.items()}
-    patients = {k: combine(studies[s] for s in ss) for k, ss in by_patient.items()}
-    by_collection: defaultdict[str, list[str]] = defaultdict(list)
-    for (collection, _), value in patients.items():
-        by_collection[collection].append(value)
-    collections = {c: combine(v) for c, v in by_collection.items() if c in wanted}
+    tree = hierarchy_from_series(
+        (s.collection, s.patient_id, s.study_uid, s.series_uid, s.series_hash) for s in series
+    )
+    studies, patients = dict(tree.studies), dict(tree.patients)
+    collections = {c: v for c, v in tree.collections.items() if c in wanted}
 
     study_keys, patient_keys, collection_keys = (
         sorted(studies),
