@@ -368,3 +368,16 @@ def test_arbitrary_text_never_raises_anything_but_spec_error(text: str) -> None:
         parse_spec(text)
     except SpecError as error:
         assert str(error)
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "lockfiles").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_spec_in_lockfiles_is_valid(example: Path) -> None:
+    spec = load_spec(example)
+    assert spec.select and spec.digest().startswith("sha256:")
+
+
+def test_there_are_example_specs() -> None:
+    assert len(EXAMPLES) >= 5
