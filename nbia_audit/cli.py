@@ -100,7 +100,9 @@ def lock(
         f"{verb} {outcome.lock_path} ({h.series_count} series, {h.image_count} images, "
         f"{human_bytes(h.total_bytes)}; root {h.root_digest}; {outcome.requests} requests)"
     )
-    _echo_changes(outcome.changes)
+    first_lock = len(outcome.changes.added) == h.series_count and not outcome.changes.removed
+    if not first_lock:
+        _echo_changes(outcome.changes)
     if outcome.pending:
         click.echo("Upstream differs from the pins (kept; `--upgrade` takes it):")
         _echo_changes(outcome.pending)
@@ -117,10 +119,15 @@ def lock(
     sys.exit(ExitCode.FINDINGS if serious else ExitCode.CLEAN)
 
 
+_CHANGES_SHOWN = 20  # per kind; `lock --check` and `drift` list everything
+
+
 def _echo_changes(changes: LockChanges) -> None:
     for label, uids in (("+", changes.added), ("-", changes.removed), ("~", changes.changed)):
-        for uid in uids:
+        for uid in uids[:_CHANGES_SHOWN]:
             click.echo(f"  {label} series {uid}")
+        if len(uids) > _CHANGES_SHOWN:
+            click.echo(f"  {label} ... and {len(uids) - _CHANGES_SHOWN} more series")
 
 
 @cli.command(epilog=EXIT_CODE_HELP, context_settings=CONTEXT_SETTINGS)

@@ -59,6 +59,8 @@ def render_text(report: AuditReport) -> str:
         verdict = "FINDINGS"
     lines.append(f"{report.command} {report.lock_path}: {verdict}")
     for key, value in report.facts.items():
+        if value == 0 and not isinstance(value, bool):
+            continue  # a zero count says nothing on a terminal (JSON keeps every fact)
         lines.append(f"  {key}: {value}")
     ok = sum(1 for s in report.series if s.status == "ok")
     lines.append(f"  series: {ok} ok of {len(report.series)}")
