@@ -109,7 +109,14 @@ def lock(
     serious = [
         p
         for p in outcome.problems
-        if p.kind in ("series-hash-mismatch", "image-count-mismatch", "empty-series-hash")
+        if p.kind
+        in (
+            "series-hash-mismatch",
+            "image-count-mismatch",
+            "empty-series-hash",
+            "study-hash-mismatch",
+            "patient-hash-mismatch",
+        )
     ]
     for problem in outcome.problems:
         click.echo(

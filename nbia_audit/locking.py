@@ -199,9 +199,16 @@ def lock_dataset(
         )
 
     ordered = sorted(series.values(), key=lambda s: (s.collection, s.patient_id, s.series_uid))
-    nodes, node_requests = hash_nodes(
-        ordered, archive, whole_collections=selection.whole_collections, workers=workers
+    nodes, node_problems, node_requests = hash_nodes(
+        ordered,
+        archive,
+        whole_collections=selection.whole_collections,
+        whole_studies=selection.whole_studies,
+        whole_patients=selection.whole_patients,
+        fresh=fresh,
+        workers=workers,
     )
+    problems = tuple(sorted((*problems, *node_problems), key=lambda p: (p.series_uid, p.kind)))
     requests += node_requests
     header = _header(spec, archive.base_url, ordered, images, series_only, now)
     changes = _diff(

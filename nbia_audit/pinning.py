@@ -182,12 +182,19 @@ def hash_nodes(
     archive: HashArchive,
     *,
     whole_collections: Iterable[str] = (),
+    whole_studies: Iterable[str] = (),
+    whole_patients: Iterable[tuple[str, str]] = (),
+    fresh: Iterable[str] | None = None,
     workers: int = 8,
     on_progress: ProgressCallback | None = None,
-) -> tuple[list[HashNode], int]:
+) -> tuple[list[HashNode], list[Problem], int]:
     """Compute study, patient and whole-collection hashes and ask the archive for each.
 
-    Returns the nodes and the number of archive calls made.
+    A node covers the whole of the archive's node when the spec selects it whole (by a
+    collection or study UIDs, unfiltered) or when the archive's hash agrees. A node selected
+    whole whose hash disagrees although every series under it was pinned just now
+    (``fresh``; None: all) is the archive contradicting itself: a problem. Returns the
+    nodes, those problems, and the number of archive calls made.
 
     Raises:
         ApiError: the archive could not answer.
@@ -217,21 +224,47 @@ def hash_nodes(
             "collection hashes",
             [partial(archive.md5_hierarchy, collection=c) for c in collection_keys],
         )
-    nodes = [
-        HashNode("study", s, studies[s], a, a == studies[s])
-        for s, a in zip(study_keys, archive_studies, strict=True)
-    ]
-    nodes += [
-        HashNode("patient", f"{c}/{p}", patients[(c, p)], a, a == patients[(c, p)])
-        for (c, p), a in zip(patient_keys, archive_patients, strict=True)
-    ]
+    structural_studies, structural_patients = set(whole_studies), set(whole_patients)
+    fresh_uids = None if fresh is None else set(fresh)
+    nodes: list[HashNode] = []
+    problems: list[Problem] = []
+    for uid, answer in zip(study_keys, archive_studies, strict=True):
+        whole = uid in structural_studies
+        nodes.append(HashNode("study", uid, studies[uid], answer, whole or answer == studies[uid]))
+        members = [x for x in series if x.study_uid == uid]
+        if whole and answer != studies[uid] and _all_fresh(members, fresh_uids):
+            problems.append(_node_problem(members, "study", uid, answer, studies[uid]))
+    for (c, p), answer in zip(patient_keys, archive_patients, strict=True):
+        whole = (c, p) in structural_patients
+        key = f"{c}/{p}"
+        nodes.append(
+            HashNode("patient", key, patients[(c, p)], answer, whole or answer == patients[(c, p)])
+        )
+        members = [x for x in series if (x.collection, x.patient_id) == (c, p)]
+        if whole and answer != patients[(c, p)] and _all_fresh(members, fresh_uids):
+            problems.append(_node_problem(members, "patient", key, answer, patients[(c, p)]))
     # A whole collection is covered by construction; its archive hash is a nightly cache
     # (protocol §1.3), so a difference here is recorded, not judged.
     nodes += [
         HashNode("collection", c, collections[c], a, True)
         for c, a in zip(collection_keys, archive_collections, strict=True)
     ]
-    return nodes, calls.count
+    return nodes, problems, calls.count
+
+
+def _all_fresh(members: Sequence[LockedSeries], fresh: set[str] | None) -> bool:
+    return fresh is None or all(m.series_uid in fresh for m in members)
+
+
+def _node_problem(
+    members: Sequence[LockedSeries], level: str, key: str, archive: str, computed: str
+) -> Problem:
+    return Problem(
+        members[0].series_uid,
+        f"{level}-hash-mismatch",
+        f"{level} {key}: the archive's hash {archive or '(empty)'} != {computed} computed from "
+        "the series hashes it gave for every series of it",
+    )
 
 
 def _iso_date(value: dt.datetime | None) -> str:

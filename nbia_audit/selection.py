@@ -79,6 +79,10 @@ class Selection:
 
     series: dict[str, SeriesInfo]
     whole_collections: frozenset[str]  # selected without filters and with nothing excluded
+    # Studies and (collection, patient) pairs the spec selects whole by construction: every
+    # visible series of them, nothing filtered or excluded.
+    whole_studies: frozenset[str]
+    whole_patients: frozenset[tuple[str, str]]
     requests: int  # archive calls made, for the progress line and benchmarks
 
 
@@ -129,7 +133,44 @@ def select_series(
     whole = frozenset(
         c for c in whole if not any(info.collection == c for f in excluded for info in f.values())
     )
-    return Selection(series=selected, whole_collections=whole, requests=counter.count)
+    studies, patients = _whole_nodes(spec.select, chosen, excluded)
+    return Selection(
+        series=selected,
+        whole_collections=whole,
+        whole_studies=studies,
+        whole_patients=patients,
+        requests=counter.count,
+    )
+
+
+def _whole_nodes(
+    selectors: Sequence[Selector],
+    chosen: Sequence[dict[str, SeriesInfo]],
+    excluded: Sequence[dict[str, SeriesInfo]],
+) -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
+    """Studies and patients selected whole: by a collection (optionally narrowed to named
+    patients) or by study UIDs, with no filter and nothing of theirs excluded."""
+    studies: set[str] = set()
+    patients: set[tuple[str, str]] = set()
+    for selector, found in zip(selectors, chosen, strict=True):
+        filtered = any(
+            (
+                selector.modality,
+                selector.body_part,
+                selector.manufacturer,
+                selector.released_after,
+                selector.released_before,
+            )
+        )
+        if filtered or selector.kind not in ("collection", "studies"):
+            continue
+        studies |= {info.study_uid or "" for info in found.values()}
+        if selector.kind == "collection":
+            patients |= {(info.collection or "", info.patient_id or "") for info in found.values()}
+    gone = [info for f in excluded for info in f.values()]
+    studies -= {info.study_uid or "" for info in gone}
+    patients -= {(info.collection or "", info.patient_id or "") for info in gone}
+    return frozenset(studies), frozenset(patients)
 
 
 class _Counter:

@@ -359,3 +359,68 @@ def test_pins_from_another_server_are_not_kept(
     with NbiaClient(emu.base_url.replace("127.0.0.1", "localhost")) as client:
         result = lock_dataset(spec, ArchiveView(client))
     assert series in result.changes.changed  # re-pinned from the new source, not kept
+
+
+class _SelfContradictingArchive:
+    """Answers like an archive whose study hash disagrees with its own series hashes."""
+
+    def md5_hierarchy(self, *, series_uid=None, study_uid=None, patient_id=None, collection=None):  # type: ignore[no-untyped-def]
+        return "f" * 32 if study_uid else ""
+
+    def sop_instance_uids(self, series_uid: str) -> list[str]:
+        return []
+
+    def image_md5(self, sop_uid: str) -> str | None:
+        return None
+
+
+def test_a_whole_study_the_archive_contradicts_is_a_problem_unless_pins_were_kept() -> None:
+    from nbia_audit.models import LockedSeries
+    from nbia_audit.pinning import hash_nodes
+
+    row = LockedSeries(
+        "1.1",
+        "C",
+        "P",
+        "9.9",
+        "CT",
+        "",
+        "",
+        "",
+        "",
+        1,
+        1,
+        "a" * 32,
+        "",
+        "",
+        "",
+        "",
+        "",
+        False,
+        True,
+    )
+    archive = _SelfContradictingArchive()
+    nodes, problems, _ = hash_nodes([row], archive, whole_studies={"9.9"}, fresh={"1.1"})
+    assert [p.kind for p in problems] == ["study-hash-mismatch"]
+    assert next(n for n in nodes if n.level == "study").covers_whole_node  # selected whole
+    _, kept, _ = hash_nodes([row], archive, whole_studies={"9.9"}, fresh=set())
+    assert kept == []  # a kept (old) pin disagreeing with today's archive is drift, not this
+    nodes, problems, _ = hash_nodes([row], archive, fresh={"1.1"})
+    assert problems == [] and not next(n for n in nodes if n.level == "study").covers_whole_node
+
+
+def test_kept_pins_never_raise_node_problems(
+    tmp_path: Path, emu: Emulator, archive: ArchiveView
+) -> None:
+    collection, others = first(emu)
+    spec = write_spec(tmp_path, emu, f"  - collection: {collection}\n")
+    lock_dataset(spec, archive)
+    series = sorted(s.series_uid for s in emu.corpus.series if s.collection == collection)[0]
+    emu.replace_image(emu.corpus.images_of(series)[0].sop_uid)
+    write_spec(tmp_path, emu, f"  - collection: {collection}\n  - collection: {others[1]}\n")
+    result = lock_dataset(spec, archive)  # spec changed, no upgrade: old pins kept
+    assert result.written and not [p for p in result.problems if p.kind.endswith("hash-mismatch")]
+    with LockDatabase(database_path(result.lock_path)) as db:
+        studies = [n for n in db.nodes() if n.level == "study"]
+    assert all(n.covers_whole_node for n in studies)  # whole by construction
+    assert any(n.archive_hash != n.computed_hash for n in studies)  # the kept pin differs
