@@ -8,6 +8,7 @@ archive must be caught, and nothing else reported).
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from .archive import ArchiveView
 from .client import NbiaClient
 from .drift import check_drift
 from .emulator import CorpusSpec, Emulator
+from .errors import SpecError
 from .fetch import fetch_dataset
 from .findings import AuditReport
 from .localstate import LocalState
@@ -54,7 +56,7 @@ def run_demo(workdir: Path, on_step: StepCallback | None = None) -> list[DemoSte
         NbiaAuditError: a step could not run at all (not merely failed its expectation).
     """
     steps: list[DemoStep] = []
-    workdir.mkdir(parents=True, exist_ok=True)
+    _prepare(workdir)
     with Emulator.from_spec(DEMO_CORPUS) as emu, NbiaClient(emu.base_url) as client:
         for step in _Story(workdir.resolve(), emu, client).steps():
             steps.append(step)
@@ -63,6 +65,34 @@ def run_demo(workdir: Path, on_step: StepCallback | None = None) -> list[DemoSte
             if not step.ok:
                 break
     return steps
+
+
+# What a demo run leaves in its folder; a re-run starts by removing exactly these.
+_DEMO_FILES = ("dataset.yaml", "dataset.lock", "dataset.lock.db", "supplement.html")
+_DEMO_DIRS = ("data",)
+
+
+def _prepare(workdir: Path) -> None:
+    """Start from an empty folder: a previous demo's files are removed, anything else is
+    left alone and refused.
+
+    Raises:
+        SpecError: the folder holds files the demo did not write (choose another --dir).
+    """
+    if workdir.exists():
+        foreign = sorted(
+            p.name for p in workdir.iterdir() if p.name not in (*_DEMO_FILES, *_DEMO_DIRS)
+        )
+        if foreign:
+            raise SpecError(
+                f"{workdir} holds files the demo did not write ({', '.join(foreign[:5])})",
+                hint="give an empty or new folder with --dir",
+            )
+        for name in _DEMO_FILES:
+            (workdir / name).unlink(missing_ok=True)
+        for name in _DEMO_DIRS:
+            shutil.rmtree(workdir / name, ignore_errors=True)
+    workdir.mkdir(parents=True, exist_ok=True)
 
 
 def _kinds(report: AuditReport) -> set[tuple[str, str, str]]:
@@ -187,11 +217,10 @@ class _Story:
             image = next(iter(db.images(series[0])))
         self.emu.replace_image(image.sop_uid)
         added = self.emu.add_series(collection=self.whole, images=3)
-        other_collection = self.emu.corpus.series_by_uid(self.extra)
-        assert other_collection is not None
+        other = next(s for s in self.emu.corpus.series if s.series_uid == self.extra)
         current = {lic.short_name for lic in self.emu.corpus.licenses}
-        new_license = sorted(current - {self._license_short_name(other_collection.collection)})[0]
-        self.emu.set_license(other_collection.collection, new_license)
+        new_license = sorted(current - {self._license_short_name(other.collection)})[0]
+        self.emu.set_license(other.collection, new_license)
         report = check_drift(self.lock, self.client)
         expected = {
             ("image-changed", series[0], image.sop_uid),

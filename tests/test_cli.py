@@ -110,3 +110,14 @@ def test_every_bad_spec_exits_2_naming_file_line_and_key(
         assert f" {key}: " in err
     assert "Traceback" not in out + err
     assert not (tmp_path / "dataset.lock").exists()
+
+
+def test_demo_runs_again_in_the_same_folder_and_refuses_a_foreign_one(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    assert run("demo", "--dir", str(folder))[0] == ExitCode.CLEAN
+    code, out, _ = run("demo", "--dir", str(folder))
+    assert code == ExitCode.CLEAN and "Demo passed" in out
+    (folder / "my-notes.txt").write_text("mine")
+    code, _, err = run("demo", "--dir", str(folder))
+    assert code == ExitCode.USAGE and "my-notes.txt" in err
+    assert (folder / "my-notes.txt").read_text() == "mine"
