@@ -72,15 +72,21 @@ def drift(lock: Path, fast: bool, fmt: str, output: Path | None, workers: int, q
 
 
 def _exit_code(report: AuditReport) -> ExitCode:
-    if report.findings:
-        return ExitCode.FINDINGS  # drift was found, even if part of the check failed
-    return ExitCode.CLEAN if report.complete else ExitCode.ENVIRONMENT
+    # A check that could not be completed is an environment failure even when it found
+    # something: its findings are true but may not be all (issue: "reports correctly or
+    # exits 3"). The report still lists what was found.
+    if not report.complete:
+        return ExitCode.ENVIRONMENT
+    return ExitCode.FINDINGS if report.findings else ExitCode.CLEAN
 
 
 def _summary(report: AuditReport, output: Path | None) -> str:
-    if report.findings:
+    if not report.complete:
+        found = f", {len(report.findings)} finding(s) so far" if report.findings else ""
+        verdict = f"incomplete: could not check everything{found}"
+    elif report.findings:
         verdict = f"drift: {len(report.findings)} finding(s)"
     else:
-        verdict = "no drift" if report.complete else "incomplete: could not check everything"
+        verdict = "no drift"
     where = f"; report written to {output}" if output else ""
     return f"nbia-audit drift: {verdict}; {report.facts.get('requests', 0)} requests{where}"
