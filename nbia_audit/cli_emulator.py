@@ -13,6 +13,7 @@ import click
 
 from nbia_audit.cli_common import CONTEXT_SETTINGS
 from nbia_audit.emulator import CorpusSpec, Emulator, Fault, build_corpus
+from nbia_audit.emulator.control import MUTATIONS, mutation_signatures
 from nbia_audit.emulator.faults import FAULT_KINDS
 from nbia_audit.emulator.folder import write_corpus
 from nbia_audit.emulator.remote import ControlError, RemoteEmulator
@@ -108,13 +109,22 @@ def build(out: Path, **options: Any) -> None:
     click.echo(f"wrote {len(paths)} DICOM files under {out}")
 
 
-@emulator.command(context_settings=CONTEXT_SETTINGS)
+def _mutation_help() -> str:
+    from nbia_audit.emulator.emulator import Emulator as _Emulator
+
+    lines = ["\b", "Actions and their --arg names ([optional]):"]
+    lines += [f"  {a}: {args or '-'}" for a, args in mutation_signatures(_Emulator).items()]
+    return "\n".join(lines)
+
+
+@emulator.command(context_settings=CONTEXT_SETTINGS, epilog=_mutation_help())
 @click.argument("url")
-@click.argument("action")
+@click.argument("action", type=click.Choice(MUTATIONS))
 @click.option("--arg", "arguments", multiple=True, metavar="KEY=VALUE",
               help="An argument of the mutation, e.g. --arg sop_uid=1.2.3")  # fmt: skip
 def mutate(url: str, action: str, arguments: tuple[str, ...]) -> None:
-    """Apply a mutation (replace_image, add_series, hide_series, ...) to a running emulator."""
+    """Change the archive of a running emulator (e.g. replace an image, add a series, run the
+    nightly collection-hash job)."""
     kwargs: dict[str, Any] = {}
     for item in arguments:
         key, sep, value = item.partition("=")
@@ -124,7 +134,7 @@ def mutate(url: str, action: str, arguments: tuple[str, ...]) -> None:
     try:
         result = RemoteEmulator(url).mutate(action, **kwargs)
     except ControlError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.UsageError(str(exc)) from exc  # a bad action or argument: exit 2
     if result is not None:
         click.echo(result)
 

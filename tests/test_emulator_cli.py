@@ -87,7 +87,7 @@ def test_mutate_and_fault_a_running_emulator(emulator: Emulator) -> None:
     )
     assert added.exit_code == 0 and emulator.corpus.series_by_uid(added.output.strip())
     bad = runner.invoke(emulator_group, ["mutate", emulator.base_url, "explode"])
-    assert bad.exit_code == 1 and "unknown action" in bad.output
+    assert bad.exit_code == 2 and "'explode' is not one of" in bad.output
     fault = runner.invoke(
         emulator_group,
         [
@@ -119,3 +119,17 @@ def test_bad_arguments() -> None:
     )
     assert runner.invoke(emulator_group, ["serve", "--user", "nopassword"]).exit_code == 2
     assert runner.invoke(emulator_group, ["fault", "http://x", "meteor"]).exit_code == 2
+
+
+def test_mutate_runs_the_nightly_job_and_rejects_bad_arguments_with_exit_2(
+    emulator: Emulator,
+) -> None:
+    runner = CliRunner()
+    series = emulator.corpus.series[0]
+    emulator.replace_image(emulator.corpus.images_of(series.series_uid)[0].sop_uid)
+    done = runner.invoke(emulator_group, ["mutate", emulator.base_url, "run_nightly_job"])
+    assert done.exit_code == 0 and series.collection in done.output  # its hash was rewritten
+    wrong = runner.invoke(emulator_group, ["mutate", emulator.base_url, "hide_series"])
+    assert wrong.exit_code == 2 and "hide_series takes: series_uid" in wrong.output
+    helped = runner.invoke(emulator_group, ["mutate", "--help"])
+    assert "set_release_date: target, when" in helped.output

@@ -24,6 +24,7 @@ Mutation actions are the ``Emulator`` methods of the same name: ``replace_image`
 from __future__ import annotations
 
 import base64
+import inspect
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +48,21 @@ MUTATIONS = (
     "set_stored_md5",
     "clear_md5_cache",
     "add_cart",
+    "run_nightly_job",
+    "expire_tokens",
 )
+
+
+def mutation_signatures(emu_class: type) -> dict[str, str]:
+    """``action -> "name=..., other=..."`` for help texts, from the Emulator's own methods."""
+    out = {}
+    for action in MUTATIONS:
+        parameters = list(inspect.signature(getattr(emu_class, action)).parameters.values())[1:]
+        out[action] = ", ".join(
+            p.name if p.default is inspect.Parameter.empty else f"[{p.name}]" for p in parameters
+        )
+    return out
+
 
 Result = tuple[int, object]
 
@@ -128,5 +143,11 @@ def _mutate(emu: Emulator, payload: dict[str, Any]) -> object:
         raise ValueError(f"unknown action {action!r}; use one of {', '.join(MUTATIONS)}")
     if action == "replace_image" and "data_base64" in arguments:
         arguments["data"] = base64.b64decode(arguments.pop("data_base64"))
-    result = getattr(emu, action)(**arguments)
+    method = getattr(emu, action)
+    try:
+        inspect.signature(method).bind(**arguments)
+    except TypeError:
+        expected = mutation_signatures(type(emu))[action] or "no arguments"
+        raise ValueError(f"{action} takes: {expected}") from None
+    result = method(**arguments)
     return result if result is None or isinstance(result, str | dict) else str(result)
