@@ -95,7 +95,7 @@ def lock(
     except NbiaAuditError as error:
         fail(error)
     h = outcome.header
-    verb = "Wrote" if outcome.written else "Unchanged:"
+    verb = "Wrote" if outcome.written else ("Kept" if outcome.pending else "Unchanged:")
     click.echo(
         f"{verb} {outcome.lock_path} ({h.series_count} series, {h.image_count} images, "
         f"{human_bytes(h.total_bytes)}; root {h.root_digest}; {outcome.requests} requests)"
@@ -104,7 +104,10 @@ def lock(
     if not first_lock:
         _echo_changes(outcome.changes)
     if outcome.pending:
-        click.echo("Upstream differs from the pins (kept; `--upgrade` takes it):")
+        click.echo(
+            "Upstream differs from the pins (+ added, - removed, ~ content, m metadata); "
+            "they are kept: `--upgrade` takes the changes"
+        )
         _echo_changes(outcome.pending)
     serious = [
         p
@@ -130,11 +133,17 @@ _CHANGES_SHOWN = 20  # per kind; `lock --check` and `drift` list everything
 
 
 def _echo_changes(changes: LockChanges) -> None:
-    for label, uids in (("+", changes.added), ("-", changes.removed), ("~", changes.changed)):
-        for uid in uids[:_CHANGES_SHOWN]:
-            click.echo(f"  {label} series {uid}")
-        if len(uids) > _CHANGES_SHOWN:
-            click.echo(f"  {label} ... and {len(uids) - _CHANGES_SHOWN} more series")
+    metadata = tuple(f"{uid} ({', '.join(fields)})" for uid, fields in changes.metadata)
+    for label, items in (
+        ("+", changes.added),
+        ("-", changes.removed),
+        ("~", changes.changed),
+        ("m", metadata),
+    ):
+        for item in items[:_CHANGES_SHOWN]:
+            click.echo(f"  {label} series {item}")
+        if len(items) > _CHANGES_SHOWN:
+            click.echo(f"  {label} ... and {len(items) - _CHANGES_SHOWN} more series")
 
 
 @cli.command(epilog=EXIT_CODE_HELP, context_settings=CONTEXT_SETTINGS)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -61,9 +61,11 @@ class LockChanges:
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()  # same series, different series hash
+    # Same series and hash, other metadata: (series UID, the fields that differ).
+    metadata: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.added or self.removed or self.changed)
+        return bool(self.added or self.removed or self.changed or self.metadata)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +256,14 @@ def _keep_existing(
     """The spec is unchanged and no upgrade was asked: keep every pin, report what differs."""
     current = pin_series(selection.series, archive, series_only=True, workers=workers)
     pending = _diff({u: s.series_hash for u, s in existing.series.items()}, current.series_hashes)
+    pending = dataclasses.replace(
+        pending,
+        metadata=_metadata_changes(
+            {u: _text_row(x) for u, x in existing.series.items()},
+            selection,
+            current.series_hashes,
+        ),
+    )
     return LockResult(
         lock_path=lock_path,
         header=existing.header,
@@ -263,6 +273,48 @@ def _keep_existing(
         problems=existing.problems,
         requests=requests + current.requests,
     )
+
+
+# What the text lock shows of a series besides its hash, by LockedSeries field.
+_TEXT_FIELDS = {
+    "image_count": "images",
+    "bytes": "bytes",
+    "collection": "collection",
+    "patient_id": "patient",
+    "study_uid": "study",
+    "modality": "modality",
+    "released": "released",
+    "license_name": "license",
+    "doi": "doi",
+}
+
+
+def _metadata_changes(
+    locked: Mapping[str, Mapping[str, object]],
+    selection: Selection,
+    hashes: Mapping[str, str],
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Series whose hash is unchanged but whose listed metadata differs from the lock's.
+
+    ``locked`` maps series UIDs to rows as the text lock writes them (``hash``, ``images``,
+    ``license`` ...; :func:`_text_row` makes one from a LockedSeries).
+    """
+    out = []
+    for uid, old in sorted(locked.items()):
+        info = selection.series.get(uid)
+        if info is None or hashes.get(uid) != old["hash"]:
+            continue  # added, removed or changed: reported as such
+        new = _text_row(locked_series(info, "", True))
+        fields = tuple(key for key in _TEXT_FIELDS.values() if str(old[key]) != str(new[key]))
+        if fields:
+            out.append((uid, fields))
+    return tuple(out)
+
+
+def _text_row(series: LockedSeries) -> dict[str, object]:
+    row: dict[str, object] = {label: getattr(series, a) for a, label in _TEXT_FIELDS.items()}
+    row["hash"] = series.series_hash
+    return row
 
 
 def _licenses(archive: LockArchive, series: Sequence[LockedSeries]) -> list[LockedLicense]:
@@ -362,9 +414,16 @@ def check_lock(
     current = pin_series(selection.series, archive, series_only=True, workers=workers)
     locked = {str(s["uid"]): str(s["hash"]) for s in text.series}
     changes = _diff(locked, current.series_hashes)
+    rows = {str(s["uid"]): s for s in text.series}
+    changes = dataclasses.replace(
+        changes, metadata=_metadata_changes(rows, selection, current.series_hashes)
+    )
     reasons = [f"series added upstream: {u}" for u in changes.added]
     reasons += [f"series no longer selected or served: {u}" for u in changes.removed]
     reasons += [f"series changed upstream (hash differs): {u}" for u in changes.changed]
+    reasons += [
+        f"series metadata changed upstream ({', '.join(f)}): {u}" for u, f in changes.metadata
+    ]
     return CheckResult(
         bool(changes), tuple(reasons), changes, selection.requests + current.requests
     )

@@ -424,3 +424,28 @@ def test_kept_pins_never_raise_node_problems(
         studies = [n for n in db.nodes() if n.level == "study"]
     assert all(n.covers_whole_node for n in studies)  # whole by construction
     assert any(n.archive_hash != n.computed_hash for n in studies)  # the kept pin differs
+
+
+def test_relock_and_check_report_metadata_changes(
+    tmp_path: Path, emu: Emulator, archive: ArchiveView
+) -> None:
+    collection, _ = first(emu)
+    spec = write_spec(tmp_path, emu, f"  - collection: {collection}\n")
+    lock_dataset(spec, archive)
+    before = (tmp_path / "dataset.lock").read_bytes()
+    current = {
+        lic.short_name
+        for lic in emu.corpus.licenses
+        for s in emu.corpus.series
+        if s.collection == collection and s.license_name == lic.long_name
+    }
+    other = sorted({lic.short_name for lic in emu.corpus.licenses} - current)[0]
+    emu.set_license(collection, other)
+    uids = sorted(s.series_uid for s in emu.corpus.series if s.collection == collection)
+    kept = lock_dataset(spec, archive)
+    assert not kept.written and (tmp_path / "dataset.lock").read_bytes() == before
+    assert [uid for uid, fields in kept.pending.metadata if fields == ("license",)] == uids
+    check = check_lock(spec, archive)
+    assert check.stale and all("metadata changed upstream (license)" in r for r in check.reasons)
+    upgraded = lock_dataset(spec, archive, upgrade=True)
+    assert upgraded.written and not check_lock(spec, archive).stale
