@@ -11,6 +11,7 @@ from .cli_common import CONTEXT_SETTINGS, EXIT_CODE_HELP, ExitCode, fail
 from .errors import NbiaAuditError
 from .findings import AuditReport
 from .reportfile import write_report
+from .supplement import DEFAULT_INSTALL
 
 
 @click.command(epilog=EXIT_CODE_HELP, context_settings=CONTEXT_SETTINGS)
@@ -36,12 +37,23 @@ from .reportfile import write_report
     show_default=True,
 )
 @click.option(
+    "--install-command",
+    default=DEFAULT_INSTALL,
+    show_default=True,
+    help="How readers install nbia-audit (e.g. a VCS URL pinned to the version you used).",
+)
+@click.option(
     "--output",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write here (atomically) instead of standard output.",
 )
 def report(
-    lock_path: Path, verify_dir: Path | None, level: str, fmt: str, output: Path | None
+    lock_path: Path,
+    verify_dir: Path | None,
+    level: str,
+    fmt: str,
+    install_command: str,
+    output: Path | None,
 ) -> None:
     """Write the publication supplement of LOCK: what, where from, licenses, how to check."""
     from .supplement import build_supplement
@@ -49,7 +61,8 @@ def report(
 
     try:
         verification = _verify(lock_path, verify_dir, level) if verify_dir else None
-        text = render_supplement(build_supplement(lock_path, verification), fmt)
+        supplement = build_supplement(lock_path, verification, install_command=install_command)
+        text = render_supplement(supplement, fmt)
         if output is None:
             click.echo(text, nl=False)
         else:

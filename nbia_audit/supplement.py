@@ -18,6 +18,9 @@ from .store import LockDatabase
 __all__ = ["CollectionSummary", "Supplement", "Verification", "build_supplement"]
 
 SUPPLEMENT_SCHEMA_VERSION = 1
+# How a reader installs nbia-audit; authors set it (report --install-command) to wherever
+# their readers get it, e.g. a VCS URL pinned to the release they used.
+DEFAULT_INSTALL = "python3 -m pip install nbia-audit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,19 +67,25 @@ class Supplement:
     studies: int
     series: tuple[LockedSeries, ...]
     verification: Verification | None
+    install_command: str = DEFAULT_INSTALL
 
     def reader_commands(self) -> list[str]:
         """The exact commands a reader runs to fetch and verify their own copy."""
         lock = self.lock_name
         return [
-            "python3 -m pip install nbia-audit",
+            self.install_command,
             f"nbia-audit fetch {lock} --dest data/",
             f"nbia-audit verify {lock} data/",
             f"nbia-audit drift {lock}",
         ]
 
 
-def build_supplement(lock_path: Path, verification: AuditReport | None = None) -> Supplement:
+def build_supplement(
+    lock_path: Path,
+    verification: AuditReport | None = None,
+    *,
+    install_command: str = DEFAULT_INSTALL,
+) -> Supplement:
     """Collect the supplement's content from the lock (and a verify report, if given).
 
     Raises:
@@ -101,6 +110,7 @@ def build_supplement(lock_path: Path, verification: AuditReport | None = None) -
         studies=len({s.study_uid for s in series}),
         series=series,
         verification=_verification(verification) if verification else None,
+        install_command=install_command,
     )
 
 

@@ -60,3 +60,10 @@ def test_report_exits_1_when_the_copy_does_not_verify(fetched: tuple[Path, Path]
 def test_report_of_a_missing_lock_is_exit_3(tmp_path: Path) -> None:
     code, out = invoke("report", str(tmp_path / "none.lock"))
     assert code == 3 and "lock not found" in out
+
+
+def test_the_install_line_readers_get_can_be_set(fetched: tuple[Path, Path]) -> None:
+    lock, _ = fetched
+    pinned = "python3 -m pip install 'nbia-audit @ git+https://example.org/nbia-audit@v0.1.0'"
+    code, out = invoke("report", str(lock), "--install-command", pinned)
+    assert code == 0 and pinned in out
