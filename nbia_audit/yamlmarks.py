@@ -8,13 +8,14 @@ anything but the YAML core types.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import yaml
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, SequenceNode
 
-__all__ = ["DuplicateKeyError", "MarkedDict", "MarkedList", "load_marked"]
+__all__ = ["DuplicateKeyError", "MarkedDict", "MarkedList", "load_marked", "type_name"]
 
 
 class MarkedDict(dict[Any, Any]):
@@ -101,3 +102,20 @@ def load_marked(text: str) -> Any:
             error's ``problem_mark`` (or ``line`` for duplicates) says where.
     """
     return yaml.load(text, Loader=_MarkingLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def type_name(value: object) -> str:
+    """How a YAML value reads to a person: ``number``, ``list``, ``true/false value`` ..."""
+    if isinstance(value, bool):
+        return "true/false value"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, dict):
+        return "mapping"
+    if isinstance(value, dt.date):
+        return "date"
+    return "null" if value is None else type(value).__name__
