@@ -45,6 +45,14 @@ def locked_uids(lock: Path) -> set[str]:
     return {str(s["uid"]) for s in read_text_lock(lock).series}
 
 
+def lock_first_collection(tmp_path: Path, emu: Emulator, archive: ArchiveView) -> tuple[str, Path]:
+    """Lock the emulator's first collection; return its name and the spec's path."""
+    collection = first(emu)[0]
+    spec = write_spec(tmp_path, emu, f"  - collection: {collection}\n")
+    lock_dataset(spec, archive)
+    return collection, spec
+
+
 def first(emu: Emulator) -> tuple[str, list[str]]:
     collections = sorted(c.name for c in emu.corpus.collections)
     return collections[0], collections
@@ -80,9 +88,7 @@ def test_whole_collection_pins_every_image_and_every_level(
 def test_relock_of_unchanged_upstream_is_byte_identical(
     tmp_path: Path, emu: Emulator, archive: ArchiveView
 ) -> None:
-    collection, _ = first(emu)
-    spec = write_spec(tmp_path, emu, f"  - collection: {collection}\n")
-    lock_dataset(spec, archive)
+    collection, spec = lock_first_collection(tmp_path, emu, archive)
     before = (tmp_path / "dataset.lock").read_bytes()
     again = lock_dataset(spec, archive)
     assert not again.written and not again.pending
@@ -166,9 +172,7 @@ def test_series_studies_doi_manifest_cart_search_text_selectors(
 def test_check_catches_new_removed_and_changed_series(
     tmp_path: Path, emu: Emulator, archive: ArchiveView
 ) -> None:
-    collection, _ = first(emu)
-    spec = write_spec(tmp_path, emu, f"  - collection: {collection}\n")
-    lock_dataset(spec, archive)
+    collection, spec = lock_first_collection(tmp_path, emu, archive)
     assert not check_lock(spec, archive).stale
 
     some_series = sorted(s.series_uid for s in emu.corpus.series if s.collection == collection)
@@ -195,9 +199,8 @@ def test_check_catches_new_removed_and_changed_series(
 def test_check_offline_detects_spec_change(
     tmp_path: Path, emu: Emulator, archive: ArchiveView
 ) -> None:
-    collection, others = first(emu)
-    spec = write_spec(tmp_path, emu, f"  - collection: {collection}\n")
-    lock_dataset(spec, archive)
+    collection, spec = lock_first_collection(tmp_path, emu, archive)
+    others = first(emu)[1]
     assert not check_lock(spec, None).stale
     write_spec(tmp_path, emu, f"  - collection: {others[1]}\n")
     result = check_lock(spec, None)
@@ -259,9 +262,7 @@ def test_unknown_series_uid_is_a_spec_error(
 def test_archive_failure_leaves_previous_lock_untouched(
     tmp_path: Path, emu: Emulator, archive: ArchiveView
 ) -> None:
-    collection, _ = first(emu)
-    spec = write_spec(tmp_path, emu, f"  - collection: {collection}\n")
-    lock_dataset(spec, archive)
+    collection, spec = lock_first_collection(tmp_path, emu, archive)
     before = (
         (tmp_path / "dataset.lock").read_bytes(),
         database_path(tmp_path / "dataset.lock").read_bytes(),
@@ -349,9 +350,7 @@ def test_ctp_space_placeholder_is_missing_not_short(
 def test_pins_from_another_server_are_not_kept(
     tmp_path: Path, emu: Emulator, archive: ArchiveView
 ) -> None:
-    collection, _ = first(emu)
-    spec = write_spec(tmp_path, emu, f"  - collection: {collection}\n")
-    lock_dataset(spec, archive)
+    collection, spec = lock_first_collection(tmp_path, emu, archive)
     series = sorted(s.series_uid for s in emu.corpus.series if s.collection == collection)[0]
     emu.replace_image(emu.corpus.images_of(series)[0].sop_uid)
     # The same archive under another URL (a mirror): the spec changes, and so does the source.
@@ -412,9 +411,8 @@ def test_a_whole_study_the_archive_contradicts_is_a_problem_unless_pins_were_kep
 def test_kept_pins_never_raise_node_problems(
     tmp_path: Path, emu: Emulator, archive: ArchiveView
 ) -> None:
-    collection, others = first(emu)
-    spec = write_spec(tmp_path, emu, f"  - collection: {collection}\n")
-    lock_dataset(spec, archive)
+    collection, spec = lock_first_collection(tmp_path, emu, archive)
+    others = first(emu)[1]
     series = sorted(s.series_uid for s in emu.corpus.series if s.collection == collection)[0]
     emu.replace_image(emu.corpus.images_of(series)[0].sop_uid)
     write_spec(tmp_path, emu, f"  - collection: {collection}\n  - collection: {others[1]}\n")
@@ -429,9 +427,7 @@ def test_kept_pins_never_raise_node_problems(
 def test_relock_and_check_report_metadata_changes(
     tmp_path: Path, emu: Emulator, archive: ArchiveView
 ) -> None:
-    collection, _ = first(emu)
-    spec = write_spec(tmp_path, emu, f"  - collection: {collection}\n")
-    lock_dataset(spec, archive)
+    collection, spec = lock_first_collection(tmp_path, emu, archive)
     before = (tmp_path / "dataset.lock").read_bytes()
     current = {
         lic.short_name
