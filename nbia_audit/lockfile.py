@@ -215,7 +215,10 @@ def _pair_guard(lock_path: Path) -> Iterator[None]:
     """
     fd = os.open(lock_path.parent, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        # Some network file systems refuse locks (ENOLCK, EOPNOTSUPP): the pair is still
+        # replaced atomically, only concurrent runs in one folder are not serialised.
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing releases the lock
