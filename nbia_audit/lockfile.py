@@ -15,7 +15,6 @@ forward or back, so a reader always sees the old pair or the new pair, never a m
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -26,6 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import LockFormatTooNew, LockNotFound, StoreError
+
+try:  # POSIX; elsewhere lock pairs are still replaced atomically, just not serialised
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 from .models import LOCK_FORMAT, LockedSeries, LockHeader
 
 __all__ = [
@@ -211,14 +215,16 @@ def _pair_guard(lock_path: Path) -> Iterator[None]:
     """Serialise commits and recoveries of lock pairs in one folder, across processes.
 
     Without it, one process's recovery would delete the temporary files of another's commit
-    in progress. Held only while files are renamed, never while the archive is asked.
+    in progress. Held while a new pair is written and renamed, never while the archive is
+    asked. A local lock: on network file systems it does not serialise two hosts.
     """
     fd = os.open(lock_path.parent, os.O_RDONLY)
     try:
         # Some network file systems refuse locks (ENOLCK, EOPNOTSUPP): the pair is still
         # replaced atomically, only concurrent runs in one folder are not serialised.
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        if fcntl is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)  # closing releases the lock
@@ -252,8 +258,10 @@ def _recover(lock_path: Path) -> None:
     text_id = _text_identity(lock_path)
     if text_id is not None and text_id == _database_identity(db_path):
         old_db.unlink()  # the new text lock landed: the commit completed
-    elif text_id is not None and text_id == _database_identity(old_db):
-        os.replace(old_db, db_path)  # the text lock is still the old one: roll back
+    elif text_id is not None and _database_identity(old_db) in (text_id, None):
+        # The text lock is still the old one (the old database names it, or predates the
+        # identity stamp, which every new database carries): roll back.
+        os.replace(old_db, db_path)
     elif not lock_path.exists():
         # Interrupted before the first text lock ever landed: there was no previous lock.
         old_db.unlink()

@@ -195,9 +195,10 @@ def lock_dataset(
             workers=workers,
         )
         requests += current.requests
-        pending = _diff(
-            {u: s.series_hash for u, s in keep.items() if u in selection.series},
-            current.series_hashes,
+        kept_rows = {u: _text_row(s) for u, s in keep.items() if u in selection.series}
+        pending = _diff({u: str(r["hash"]) for u, r in kept_rows.items()}, current.series_hashes)
+        pending = dataclasses.replace(
+            pending, metadata=_metadata_changes(kept_rows, selection, current.series_hashes)
         )
 
     ordered = sorted(series.values(), key=lambda s: (s.collection, s.patient_id, s.series_uid))

@@ -225,13 +225,18 @@ def hash_nodes(
             [partial(archive.md5_hierarchy, collection=c) for c in collection_keys],
         )
     structural_studies, structural_patients = set(whole_studies), set(whole_patients)
+    by_study: defaultdict[str, list[LockedSeries]] = defaultdict(list)
+    by_patient: defaultdict[tuple[str, str], list[LockedSeries]] = defaultdict(list)
+    for x in series:  # grouped once: a member list per node would cost series x nodes
+        by_study[x.study_uid].append(x)
+        by_patient[(x.collection, x.patient_id)].append(x)
     fresh_uids = None if fresh is None else set(fresh)
     nodes: list[HashNode] = []
     problems: list[Problem] = []
     for uid, answer in zip(study_keys, archive_studies, strict=True):
         whole = uid in structural_studies
         nodes.append(HashNode("study", uid, studies[uid], answer, whole or answer == studies[uid]))
-        members = [x for x in series if x.study_uid == uid]
+        members = by_study[uid]
         if whole and answer != studies[uid] and _all_fresh(members, fresh_uids):
             problems.append(_node_problem(members, "study", uid, answer, studies[uid]))
     for (c, p), answer in zip(patient_keys, archive_patients, strict=True):
@@ -240,7 +245,7 @@ def hash_nodes(
         nodes.append(
             HashNode("patient", key, patients[(c, p)], answer, whole or answer == patients[(c, p)])
         )
-        members = [x for x in series if (x.collection, x.patient_id) == (c, p)]
+        members = by_patient[(c, p)]
         if whole and answer != patients[(c, p)] and _all_fresh(members, fresh_uids):
             problems.append(_node_problem(members, "patient", key, answer, patients[(c, p)]))
     # A whole collection is covered by construction; its archive hash is a nightly cache

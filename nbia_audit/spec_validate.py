@@ -313,8 +313,17 @@ class Validator:
         if isinstance(value, dt.date):
             return value
         if isinstance(value, str):
+            text = value.strip()
             try:
-                return dt.date.fromisoformat(value.strip())
+                return dt.date.fromisoformat(text)
+            except ValueError:
+                pass
+            try:  # a timestamp, or a date without zero padding (2020-1-1)
+                return dt.datetime.fromisoformat(text).date()
+            except ValueError:
+                pass
+            try:
+                return dt.datetime.strptime(text, "%Y-%m-%d").date()
             except ValueError:
                 pass
         raise self.error(

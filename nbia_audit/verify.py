@@ -113,7 +113,10 @@ def verify_copy(
         facts=run.facts(verdict, str(root), workers or os.cpu_count() or 1),
     )
     if level == "stat" and sample is None:
-        verify_memo.remember(root, memo_key, tree, report)
+        if verify_memo.settled(items, started):
+            verify_memo.remember(root, memo_key, tree, report)
+        else:
+            verify_memo.forget(root)  # a file written just now may change again unseen
     return report
 
 

@@ -17,6 +17,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 
 import xxhash
@@ -27,7 +28,7 @@ from .lockfile import database_path
 from .sidecars import STATE_DIR_NAME
 from .verify_walk import Blocked, FileEntry
 
-__all__ = ["MEMO_NAME", "fingerprint", "forget", "recall", "remember", "setting"]
+__all__ = ["MEMO_NAME", "fingerprint", "forget", "recall", "remember", "setting", "settled"]
 
 MEMO_NAME = "stat-memo.json"
 
@@ -56,6 +57,21 @@ def fingerprint(entries: Iterable[FileEntry | Blocked]) -> str:
         else:
             digest.update(f"F\0{entry.rel}\0{tuple(entry.key)}\n".encode())
     return digest.hexdigest()
+
+
+# A stat key taken within a timestamp tick of a write proves nothing (racily clean): such a
+# tree is not remembered. Two seconds covers whole-second and FAT file systems.
+_RACY_NS = 2_000_000_000
+
+
+def settled(entries: Iterable[FileEntry | Blocked], started: datetime) -> bool:
+    """True when no file's content changed within a timestamp tick of this pass's start
+    (a second write in the same tick would leave its mtime, so its stat key, unchanged)."""
+    limit = int(started.timestamp() * 1_000_000_000) - _RACY_NS
+    return all(
+        isinstance(e, Blocked) or e.key.mtime_ns < limit
+        for e in entries
+    )
 
 
 def recall(root: Path, key: str, tree: str) -> AuditReport | None:

@@ -244,3 +244,35 @@ def test_sigkill_at_random_moments_leaves_a_consistent_pair(tmp_path: Path) -> N
             assert db.integrity_ok()
             assert db.header() == text.header  # never an old text with a new database
         assert not (tmp_path / "d.lock.db.old").exists()
+
+
+def test_recovery_waits_for_a_commit_in_progress(tmp_path: Path) -> None:
+    from nbia_audit.lockfile import _pair_guard
+
+    lock = tmp_path / "d.lock"
+    commit_lock(lock, render_text_lock(make_header(), "{}", SERIES), writer)
+    script = (
+        "import sys; from pathlib import Path; from nbia_audit.lockfile import recover_interrupted;"
+        " recover_interrupted(Path(sys.argv[1]))"
+    )
+    with _pair_guard(lock):  # as a commit holds it while it writes and renames
+        waiting = subprocess.Popen([sys.executable, "-c", script, str(lock)])
+        time.sleep(0.5)
+        assert waiting.poll() is None  # the other process waits for the guard
+    assert waiting.wait(timeout=30) == 0
+
+
+def test_an_unstamped_old_database_is_rolled_back_to(tmp_path: Path) -> None:
+    lock = tmp_path / "d.lock"
+    old_text = render_text_lock(make_header("2026-01-01T00:00:00Z"), "{}", SERIES)
+    lock.write_text(old_text)
+    writer(tmp_path / "d.lock.db.old")  # an old database from before the identity stamp
+    writer(database_path(lock))  # the new one, renamed in before the text was
+    conn = sqlite3.connect(database_path(lock))
+    conn.execute("INSERT INTO meta VALUES ('text_sha256', 'not-the-old-text')")
+    conn.commit()
+    conn.close()
+    recover_interrupted(lock)
+    assert not (tmp_path / "d.lock.db.old").exists()
+    with LockDatabase(database_path(lock)) as db:
+        assert "text_sha256" not in {r["key"] for r in db.db.table("meta").rows}

@@ -381,3 +381,11 @@ def test_every_example_spec_in_lockfiles_is_valid(example: Path) -> None:
 
 def test_there_are_example_specs() -> None:
     assert len(EXAMPLES) >= 5
+
+
+@pytest.mark.parametrize(
+    "written", ["2020-01-05", "2020-1-5", "2020-01-05T10:00:00", "'2020-01-05'"]
+)
+def test_dates_in_every_usual_form(written: str) -> None:
+    spec = parse_spec(f"name: x\nselect:\n  - collection: C\n    released_after: {written}\n")
+    assert spec.select[0].released_after == dt.date(2020, 1, 5)

@@ -95,3 +95,11 @@ def test_a_changed_lock_database_voids_the_memo(copy: Path, lock: Path) -> None:
     db = lock.with_name(lock.name + ".db")
     os.utime(db)  # a rewritten lock database (e.g. a fetch filling in images)
     assert "memo" not in verify_copy(lock, copy, level="stat").facts
+
+
+def test_a_tree_written_just_now_is_not_remembered(copy: Path, lock: Path) -> None:
+    victim = next(image_files(copy))
+    victim.write_bytes(victim.read_bytes())  # same bytes, fresh mtime
+    assert verify_copy(lock, copy).clean  # a full pass proves it again
+    assert verify_copy(lock, copy, level="stat").clean
+    assert not memo_file(copy).exists()  # within a timestamp tick: proves nothing yet
