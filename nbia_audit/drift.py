@@ -216,7 +216,7 @@ def _read_feed(archive: DriftArchive, runner: Runner, header: LockHeader) -> Fee
     except ValueError:
         return Feed("?", frozenset(), f"the lock's resolved-at {header.resolved_at!r} is no date")
     since -= dt.timedelta(days=1)
-    (answer,) = runner.run("change feed", [lambda: archive.updated_series(since)])
+    (answer,) = runner.run_keeping_errors("change feed", [lambda: archive.updated_series(since)])
     if isinstance(answer, ApiError):
         return Feed(since.isoformat(), frozenset(), str(answer))
     return Feed(since.isoformat(), frozenset(info.series_uid for info in answer), "")

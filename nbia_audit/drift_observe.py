@@ -67,7 +67,7 @@ def observe_absent(
     result = Absent()
     ordered = sorted(uids)
     batches = [ordered[i : i + METADATA_BATCH] for i in range(0, len(ordered), METADATA_BATCH)]
-    answers = runner.run(
+    answers = runner.run_keeping_errors(
         "metadata of series no longer selected",
         [partial(archive.series_metadata, batch) for batch in batches],
     )
@@ -101,7 +101,7 @@ def _classify_unserved(
                 "the listing may be incomplete (protocol §4.3)"
             )
     to_ask = [u for u in uids if u not in series_answers and u not in result.failed]
-    asked = runner.run(
+    asked = runner.run_keeping_errors(
         "series hashes of unlisted series",
         [partial(archive.md5_hierarchy, series_uid=u) for u in to_ask],
     )
@@ -146,7 +146,9 @@ def observe_images(
     """
     out = Images()
     uids = sorted(targets)
-    listed = runner.run("image lists", [partial(archive.sop_instance_uids, u) for u in uids])
+    listed = runner.run_keeping_errors(
+        "image lists", [partial(archive.sop_instance_uids, u) for u in uids]
+    )
     lists: dict[str, list[str]] = {}
     for uid, answer in zip(uids, listed, strict=True):
         if isinstance(answer, ApiError):
@@ -193,7 +195,7 @@ def _ask_md5s(
 ) -> dict[str, str | None]:
     pairs = [(uid, sop) for uid, sops in sorted(wanted.items()) for sop in sops]
     calls: list[Callable[[], str | None]] = [partial(archive.image_md5, sop) for _, sop in pairs]
-    answers = runner.run(stage, calls)
+    answers = runner.run_keeping_errors(stage, calls)
     out.md5_requests += len(pairs)
     found: dict[str, str | None] = {}
     for (uid, sop), answer in zip(pairs, answers, strict=True):

@@ -16,19 +16,17 @@ difference proves nothing until the patients below it are asked.
 
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Protocol
 
+from .calls import CallRunner
 from .errors import ApiError
 from .models import HashNode, LockedSeries
 
 __all__ = ["Descent", "LevelTally", "Probe", "Proof", "Runner", "build_probes", "descend"]
 
-T = TypeVar("T")
 ProgressCallback = Callable[[str, int, int], None]
 LEVELS = ("collection", "patient", "study", "series")
 
@@ -46,36 +44,10 @@ class HashSource(Protocol):
     ) -> str: ...
 
 
-class Runner:
-    """Runs archive calls on a shared pool, counts them and keeps failures as values.
-
-    A failed call (an :class:`ApiError` after the client's own retries) comes back as the
-    error, so one unreachable node makes its series "not checked" instead of ending the run.
-    Counting is the archive wrapper's job (drift_select.CountingArchive).
-    """
-
-    def __init__(self, pool: ThreadPoolExecutor, on_progress: ProgressCallback | None) -> None:
-        self.pool = pool
-        self.on_progress = on_progress
-        self._lock = threading.Lock()
-
-    def run(self, stage: str, calls: Sequence[Callable[[], T]]) -> list[T | ApiError]:
-        total = len(calls)
-        done = 0
-
-        def one(call: Callable[[], T]) -> T | ApiError:
-            nonlocal done
-            try:
-                result: T | ApiError = call()
-            except ApiError as exc:
-                result = exc
-            with self._lock:
-                done += 1
-                if self.on_progress:
-                    self.on_progress(stage, done, total)
-            return result
-
-        return list(self.pool.map(one, calls))
+# Drift keeps failed calls as values (CallRunner.run_keeping_errors): one unreachable node
+# makes its series "not checked" instead of ending the run. Counting is the archive
+# wrapper's job (drift_select.CountingArchive), which also sees the selection's calls.
+Runner = CallRunner
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +179,7 @@ def descend(
     while frontier:
         depth += 1
         calls = [_asker(archive, probe) for probe in frontier]
-        answers = runner.run(f"hash tree, round {depth}", calls)
+        answers = runner.run_keeping_errors(f"hash tree, round {depth}", calls)
         at = now()
         following: list[Probe] = []
         for probe, answer in zip(frontier, answers, strict=True):

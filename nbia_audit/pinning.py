@@ -11,22 +11,19 @@ recorded as wholly covered by the lock, which is what lets drift ask one hash fo
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol, TypeVar
+from typing import Protocol
 
+from .calls import CallRunner, ProgressCallback
 from .client.records import SeriesInfo
 from .hashing import hierarchy_from_series, series_hash
 from .models import HashNode, LockedImage, LockedSeries, Problem
 
 __all__ = ["HashArchive", "Pins", "hash_nodes", "locked_series", "pin_series"]
-
-T = TypeVar("T")
-ProgressCallback = Callable[[str, int, int], None]
 
 
 class HashArchive(Protocol):
@@ -56,32 +53,6 @@ class Pins:
     requests: int
 
 
-class _Calls:
-    """Runs archive calls on a shared pool and counts them."""
-
-    def __init__(self, pool: ThreadPoolExecutor, on_progress: ProgressCallback | None) -> None:
-        self.pool = pool
-        self.count = 0
-        self._lock = threading.Lock()
-        self.on_progress = on_progress
-
-    def run(self, stage: str, calls: Sequence[Callable[[], T]]) -> list[T]:
-        total = len(calls)
-        done = 0
-
-        def counted(call: Callable[[], T]) -> T:
-            nonlocal done
-            result = call()
-            with self._lock:
-                self.count += 1
-                done += 1
-                if self.on_progress:
-                    self.on_progress(stage, done, total)
-            return result
-
-        return list(self.pool.map(counted, calls))
-
-
 def pin_series(
     selected: dict[str, SeriesInfo],
     archive: HashArchive,
@@ -97,7 +68,7 @@ def pin_series(
     """
     uids = sorted(selected)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        calls = _Calls(pool, on_progress)
+        calls = CallRunner(pool, on_progress)
         hashes = calls.run(
             "series hashes", [partial(archive.md5_hierarchy, series_uid=u) for u in uids]
         )
@@ -120,7 +91,7 @@ def pin_series(
 
 
 def _pin_images(
-    uids: Sequence[str], archive: HashArchive, calls: _Calls
+    uids: Sequence[str], archive: HashArchive, calls: CallRunner
 ) -> dict[str, tuple[LockedImage, ...]]:
     sop_lists = calls.run("image lists", [partial(archive.sop_instance_uids, u) for u in uids])
     pairs = [(series, sop) for series, sops in zip(uids, sop_lists, strict=True) for sop in sops]
@@ -212,7 +183,7 @@ def hash_nodes(
         sorted(collections),
     )
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        calls = _Calls(pool, on_progress)
+        calls = CallRunner(pool, on_progress)
         archive_studies = calls.run(
             "study hashes", [partial(archive.md5_hierarchy, study_uid=s) for s in study_keys]
         )

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol, TypeVar
+from typing import Protocol
 
+from .calls import CallRunner
 from .client.records import SeriesInfo
 from .errors import SpecError
 from .spec import DatasetSpec, Selector
@@ -86,9 +86,6 @@ class Selection:
     requests: int  # archive calls made, for the progress line and benchmarks
 
 
-T = TypeVar("T")
-
-
 def select_series(
     spec: DatasetSpec, archive: Archive, *, workers: int = 8, strict: bool = True
 ) -> Selection:
@@ -102,13 +99,13 @@ def select_series(
         SpecError: a selector names an unknown collection or UID, or selects nothing.
         ApiError: the archive could not answer.
     """
-    counter = _Counter()
-    known = counter.call(archive.collections)
-    for selector in (*spec.select, *spec.exclude):
-        _check_collections(spec, selector, known)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        chosen = _resolve_all(spec, spec.select, archive, pool, counter, required=strict)
-        excluded = _resolve_all(spec, spec.exclude, archive, pool, counter, required=False)
+        counter = CallRunner(pool)
+        known = counter.call(archive.collections)
+        for selector in (*spec.select, *spec.exclude):
+            _check_collections(spec, selector, known)
+        chosen = _resolve_all(spec, spec.select, archive, counter, required=strict)
+        excluded = _resolve_all(spec, spec.exclude, archive, counter, required=False)
     selected: dict[str, SeriesInfo] = {}
     for found in chosen:
         selected.update(found)
@@ -173,19 +170,6 @@ def _whole_nodes(
     return frozenset(studies), frozenset(patients)
 
 
-class _Counter:
-    """Counts archive calls; thread-safe enough for a monotonically increasing tally."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._lock = threading.Lock()
-
-    def call(self, fn: Callable[[], T]) -> T:
-        with self._lock:
-            self.count += 1
-        return fn()
-
-
 def _check_collections(spec: DatasetSpec, selector: Selector, known: Sequence[str]) -> None:
     names = [selector.collection] if selector.collection else []
     names += list(selector.search.get("collection", ()))
@@ -210,14 +194,13 @@ def _resolve_all(
     spec: DatasetSpec,
     selectors: Sequence[Selector],
     archive: Archive,
-    pool: ThreadPoolExecutor,
-    counter: _Counter,
+    counter: CallRunner,
     *,
     required: bool,
 ) -> list[dict[str, SeriesInfo]]:
     results = []
     for selector in selectors:
-        found = _resolve_one(spec, selector, archive, pool, counter, strict=required)
+        found = _resolve_one(spec, selector, archive, counter, strict=required)
         kept = {uid: info for uid, info in found.items() if _passes_filters(selector, info)}
         if required and not kept:
             raise SpecError(
@@ -235,8 +218,7 @@ def _resolve_one(
     spec: DatasetSpec,
     selector: Selector,
     archive: Archive,
-    pool: ThreadPoolExecutor,
-    counter: _Counter,
+    counter: CallRunner,
     *,
     strict: bool,
 ) -> dict[str, SeriesInfo]:
@@ -250,24 +232,24 @@ def _resolve_one(
             ]
         else:
             calls = [partial(archive.series, collection=collection)]
-        return _by_uid(_flatten(pool.map(counter.call, calls)))
+        return _by_uid(_flatten(counter.run("selection", calls)))
     if selector.kind == "studies":
         calls = [partial(archive.series, study_uid=s) for s in selector.studies]
-        found = _by_uid(_flatten(pool.map(counter.call, calls)))
+        found = _by_uid(_flatten(counter.run("selection", calls)))
         seen = {info.study_uid for info in found.values()}
         if strict:
             missing_studies = [s for s in selector.studies if s not in seen]
             _require_known(spec, selector, "studies", missing_studies)
         return found
     uids = _source_uids(selector, archive, counter)
-    found = _metadata(uids, archive, pool, counter)
+    found = _metadata(uids, archive, counter)
     if selector.kind == "series" and strict:
         missing = [u for u in uids if u not in found]
         _require_known(spec, selector, "series", missing)
     return found
 
 
-def _source_uids(selector: Selector, archive: Archive, counter: _Counter) -> list[str]:
+def _source_uids(selector: Selector, archive: Archive, counter: CallRunner) -> list[str]:
     if selector.kind in ("series", "manifest"):
         return list(selector.series)
     if selector.kind == "doi":
@@ -297,15 +279,13 @@ def _source_uids(selector: Selector, archive: Archive, counter: _Counter) -> lis
 METADATA_BATCH = 500
 
 
-def _metadata(
-    uids: Sequence[str], archive: Archive, pool: ThreadPoolExecutor, counter: _Counter
-) -> dict[str, SeriesInfo]:
+def _metadata(uids: Sequence[str], archive: Archive, counter: CallRunner) -> dict[str, SeriesInfo]:
     unique = sorted(set(uids))
     batches = [unique[i : i + METADATA_BATCH] for i in range(0, len(unique), METADATA_BATCH)]
     calls = [partial(archive.series_metadata, b) for b in batches]
     # getSeriesMetadata lists only visible series; a UID a manifest or DOI names but the
     # archive no longer serves simply does not come back (drift reports it as hidden).
-    return _by_uid(_flatten(pool.map(counter.call, calls)))
+    return _by_uid(_flatten(counter.run("selection", calls)))
 
 
 def _require_known(spec: DatasetSpec, selector: Selector, key: str, missing: list[str]) -> None:
