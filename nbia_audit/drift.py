@@ -49,10 +49,9 @@ from .drift_select import (
 from .drift_tree import Descent, Runner, build_probes, descend
 from .errors import ApiError, StoreError
 from .findings import AuditReport
-from .lockfile import database_path, read_text_lock, recover_interrupted
+from .lockfile import open_pair
 from .models import HashNode, LockedSeries, LockHeader
 from .spec import DatasetSpec, spec_from_normalised
-from .store import LockDatabase
 
 __all__ = ["LockContents", "check_drift", "read_lock"]
 
@@ -79,19 +78,14 @@ def read_lock(lock_path: Path) -> LockContents:
         StoreError: the files cannot be read, or they disagree.
         SpecError: the embedded spec is not one this version reads.
     """
-    recover_interrupted(lock_path)
-    text = read_text_lock(lock_path)
-    with LockDatabase(database_path(lock_path)) as db:
-        header = db.header()
+    text, db = open_pair(lock_path)
+    with db:
+        header = text.header
         series = tuple(db.series())
         images: dict[str, dict[str, str | None]] = {}
         for image in db.images():
             images.setdefault(image.series_uid, {})[image.sop_uid] = image.archive_md5
         nodes = tuple(db.nodes())
-    if header != text.header:
-        raise StoreError(
-            f"{lock_path}: the text lock and its database disagree; re-run `nbia-audit lock`"
-        )
     try:
         spec_data = json.loads(text.spec_json)
     except json.JSONDecodeError as exc:

@@ -31,10 +31,12 @@ try:  # POSIX; elsewhere lock pairs are still replaced atomically, just not seri
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 from .models import LOCK_FORMAT, LockedSeries, LockHeader
+from .store import LockDatabase
 
 __all__ = [
     "TextLock",
     "commit_lock",
+    "open_pair",
     "database_path",
     "read_text_lock",
     "recover_interrupted",
@@ -157,6 +159,26 @@ def read_text_lock(path: Path) -> TextLock:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise StoreError(f"{path}: not a valid nbia-audit lock (missing or bad {exc})") from None
+
+
+def open_pair(lock_path: Path) -> tuple[TextLock, LockDatabase]:
+    """Read the text lock and open its database, after finishing an interrupted commit.
+
+    The caller closes the database (it is a context manager).
+
+    Raises:
+        LockNotFound: either file is missing.
+        StoreError: the files cannot be read, or they are not one pair.
+    """
+    recover_interrupted(lock_path)
+    text = read_text_lock(lock_path)
+    db = LockDatabase(database_path(lock_path))
+    if db.header() != text.header:
+        db.close()
+        raise StoreError(
+            f"{lock_path}: the text lock and its database disagree; re-run `nbia-audit lock`"
+        )
+    return text, db
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -18,10 +18,10 @@ from typing import Protocol
 
 from . import __version__
 from .client.records import License
-from .errors import LockNotFound, StoreError
+from .errors import LockNotFound
 from .lockfile import (
     commit_lock,
-    database_path,
+    open_pair,
     read_text_lock,
     recover_interrupted,
     render_text_lock,
@@ -31,7 +31,7 @@ from .models import LOCK_FORMAT, LockedImage, LockedLicense, LockedSeries, LockH
 from .pinning import HashArchive, hash_nodes, locked_series, pin_series
 from .selection import Archive, Selection, select_series
 from .spec import DatasetSpec, load_spec
-from .store import LockDatabase, write_lock_database
+from .store import write_lock_database
 
 __all__ = [
     "CheckResult",
@@ -109,20 +109,15 @@ def _read_existing(lock_path: Path) -> _Existing | None:
     recover_interrupted(lock_path)
     if not lock_path.exists():
         return None
-    text = read_text_lock(lock_path)
-    with LockDatabase(database_path(lock_path)) as db:
+    text, db = open_pair(lock_path)
+    with db:
         series = {s.series_uid: s for s in db.series()}
         images: dict[str, list[LockedImage]] = {}
         for image in db.images():
             images.setdefault(image.series_uid, []).append(image)
         problems = tuple(db.problems())
-        header = db.header()
-    if header != text.header:
-        raise StoreError(
-            f"{lock_path}: the text lock and its database disagree; re-run `nbia-audit lock`"
-        )
     return _Existing(
-        header=header,
+        header=text.header,
         spec_json=text.spec_json,
         series=series,
         images={k: tuple(v) for k, v in images.items()},
