@@ -12,60 +12,37 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from verify_support import (
+from verify_support import (  # noqa: F401 - shared fixtures
     Download,
     backdate,
     clone,
     download_all,
+    downloads,
+    emu,
     flip_bit_keep_mtime,
     foreign_dicom,
     image_files,
     kinds,
+    lock,
     make_lock,
     materialise,
+    pristine,
     rel,
     sop_of,
     truncate_half,
 )
 
 from nbia_audit.digests import xxh3_file
-from nbia_audit.emulator import CorpusSpec, Emulator
+from nbia_audit.emulator import CorpusSpec
 from nbia_audit.localstate import LocalState, stat_key
 from nbia_audit.render import render_json
 from nbia_audit.verify import verify_copy
 
 SPEC = CorpusSpec(seed=7, collections=2, patients=2, studies=1, series=2, images=3)
-
-
-@pytest.fixture(scope="module")
-def emu() -> Iterator[Emulator]:
-    with Emulator.from_spec(SPEC) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def lock(emu: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_lock(tmp_path_factory.mktemp("lock"), emu)
-
-
-@pytest.fixture(scope="module")
-def downloads(emu: Emulator, tmp_path_factory: pytest.TempPathFactory) -> list[Download]:
-    return download_all(emu, tmp_path_factory.mktemp("zips"))
-
-
-@pytest.fixture(scope="module")
-def pristine(
-    emu: Emulator, downloads: list[Download], tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    root = tmp_path_factory.mktemp("pristine") / "copy"
-    materialise(emu, downloads, root, "ours")
-    backdate(root)
-    return root
 
 
 @pytest.fixture

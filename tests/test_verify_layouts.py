@@ -10,16 +10,18 @@ folder, and our own fetch layout.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from verify_support import (
+from verify_support import (  # noqa: F401 - shared fixtures
     LAYOUTS,
     Download,
     download_all,
+    downloads,
+    emu,
     foreign_dicom,
     image_files,
+    lock,
     make_lock,
     materialise,
 )
@@ -29,22 +31,6 @@ from nbia_audit.sidecars import has_dicom_marker, sidecar_of, sidecar_tool
 from nbia_audit.verify import verify_copy
 
 SPEC = CorpusSpec(seed=3, collections=2, patients=1, studies=1, series=2, images=3)
-
-
-@pytest.fixture(scope="module")
-def emu() -> Iterator[Emulator]:
-    with Emulator.from_spec(SPEC) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def lock(emu: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_lock(tmp_path_factory.mktemp("lock"), emu)
-
-
-@pytest.fixture(scope="module")
-def downloads(emu: Emulator, tmp_path_factory: pytest.TempPathFactory) -> list[Download]:
-    return download_all(emu, tmp_path_factory.mktemp("zips"))
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))

@@ -5,16 +5,17 @@ archive's odd MD5 strings (short CTP values, NULL), and files only their content
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
 import pydicom.uid
 import pytest
-from verify_support import (
+from verify_support import (  # noqa: F401 - shared fixtures
     Download,
     client_for,
     download_all,
+    downloads,
+    emu,
     flip_bit_keep_mtime,
     image_files,
     kinds,
@@ -33,19 +34,8 @@ SPEC = CorpusSpec(seed=5, collections=1, patients=2, studies=1, series=2, images
 
 
 @pytest.fixture(scope="module")
-def emu() -> Iterator[Emulator]:
-    with Emulator.from_spec(SPEC) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def full_lock(emu: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_lock(tmp_path_factory.mktemp("full"), emu)
-
-
-@pytest.fixture(scope="module")
-def downloads(emu: Emulator, tmp_path_factory: pytest.TempPathFactory) -> list[Download]:
-    return download_all(emu, tmp_path_factory.mktemp("zips"))
 
 
 @pytest.fixture(scope="module", params=["text-only", "series-only"])

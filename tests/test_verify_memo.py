@@ -3,47 +3,25 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from verify_support import (
-    Download,
-    backdate,
+from verify_support import (  # noqa: F401 - shared fixtures
     clone,
-    download_all,
+    downloads,
+    emu,
     flip_bit_keep_mtime,
     image_files,
-    make_lock,
-    materialise,
+    lock,
+    pristine,
     sop_of,
 )
 
-from nbia_audit.emulator import CorpusSpec, Emulator
+from nbia_audit.emulator import CorpusSpec
 from nbia_audit.verify import verify_copy
 from nbia_audit.verify_memo import MEMO_NAME
 
 SPEC = CorpusSpec(seed=8, collections=1, patients=2, studies=1, series=2, images=3)
-
-
-@pytest.fixture(scope="module")
-def emu() -> Iterator[Emulator]:
-    with Emulator.from_spec(SPEC) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def lock(emu: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_lock(tmp_path_factory.mktemp("lock"), emu)
-
-
-@pytest.fixture(scope="module")
-def pristine(emu: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    downloads: list[Download] = download_all(emu, tmp_path_factory.mktemp("zips"))
-    root = tmp_path_factory.mktemp("pristine") / "copy"
-    materialise(emu, downloads, root, "ours")
-    backdate(root)
-    return root
 
 
 @pytest.fixture
