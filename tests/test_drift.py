@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from drift_support import (
+from drift_support import (  # noqa: F401 - shared fixtures
     CORPUS,
     PARTIAL,
     PARTIAL_PATIENT,
@@ -17,7 +17,10 @@ from drift_support import (
     assert_exactly,
     client_for,
     copy_lock,
+    emu,
+    lock,
     make_lock,
+    template,
 )
 
 from nbia_audit.archive import ArchiveView
@@ -25,23 +28,6 @@ from nbia_audit.client.auth import Credentials
 from nbia_audit.drift import check_drift
 from nbia_audit.emulator import Emulator
 from nbia_audit.findings import AuditReport
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    with Emulator.from_spec(CORPUS) as emu:
-        return make_lock(emu, tmp_path_factory.mktemp("drift-lock"))
-
-
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    with Emulator.from_spec(CORPUS) as running:
-        yield running
-
-
-@pytest.fixture
-def lock(template: Path, tmp_path: Path) -> Path:
-    return copy_lock(template, tmp_path)
 
 
 @pytest.fixture

@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from drift_support import CORPUS, WHOLE, Place, make_lock
+from drift_support import (
+    WHOLE,
+    Place,
+    emu,  # noqa: F401 - shared fixtures
+    make_lock,
+)
 
 from nbia_audit.cli_drift import drift
 from nbia_audit.emulator import Emulator, Fault
-
-
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    with Emulator.from_spec(CORPUS) as running:
-        yield running
 
 
 @pytest.fixture

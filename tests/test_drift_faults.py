@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from drift_support import (
+from drift_support import (  # noqa: F401 - shared fixtures
     CORPUS,
     PARTIAL,
     PARTIAL_PATIENT,
@@ -18,8 +18,11 @@ from drift_support import (
     assert_exactly,
     client_for,
     copy_lock,
+    emu,
     keys,
+    lock,
     make_lock,
+    template,
 )
 
 from nbia_audit.archive import ArchiveView
@@ -29,23 +32,6 @@ from nbia_audit.emulator import Emulator, Fault
 from nbia_audit.errors import ApiError
 
 QUICK = Timeouts(connect=1.0, read=0.3)
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    with Emulator.from_spec(CORPUS) as emu:
-        return make_lock(emu, tmp_path_factory.mktemp("drift-faults"))
-
-
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    with Emulator.from_spec(CORPUS) as running:
-        yield running
-
-
-@pytest.fixture
-def lock(template: Path, tmp_path: Path) -> Path:
-    return copy_lock(template, tmp_path)
 
 
 @pytest.fixture

@@ -4,12 +4,10 @@ exactly the drift that `lock` would refuse (UIDs no longer served, selectors now
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from drift_support import (
-    CORPUS,
     PARTIAL,
     PARTIAL_PATIENT,
     WHOLE,
@@ -17,6 +15,7 @@ from drift_support import (
     Place,
     assert_exactly,
     client_for,
+    emu,  # noqa: F401 - shared fixtures
     make_lock,
 )
 
@@ -96,12 +95,6 @@ def test_prepare_splits_study_lists_and_relaxes_plain_uid_lists() -> None:
     assert constrained[0].kind == "series"  # keeps its collection constraint
     assert prepared.exclude[0].kind == "manifest"
     assert [s.where for s in prepared.select] == [f"select[{i}]" for i in range(8)]
-
-
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    with Emulator.from_spec(CORPUS) as running:
-        yield running
 
 
 def lock_with(emu: Emulator, tmp_path: Path, select: str) -> Path:
