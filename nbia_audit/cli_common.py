@@ -9,11 +9,13 @@ from __future__ import annotations
 import enum
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, cast
 
 import click
 
 from .errors import NbiaAuditError, SpecError
+from .render import FORMATS as REPORT_FORMATS
 from .units import human_bytes
 
 if TYPE_CHECKING:
@@ -27,6 +29,8 @@ __all__ = [
     "Progress",
     "exit_code_for",
     "fail",
+    "format_option",
+    "output_option",
     "human_bytes",
     "make_archive",
 ]
@@ -51,6 +55,22 @@ Exit codes:
   1  findings: drift, mismatches, a stale lock
   2  usage: bad command line or dataset spec
   3  environment: archive unreachable, disk full, permissions"""
+
+
+# Options every report-writing command shares.
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(REPORT_FORMATS),
+    default="text",
+    show_default=True,
+    help="Report format.",
+)
+output_option = click.option(
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the report to this file (atomically) instead of standard output.",
+)
 
 
 def exit_code_for(error: NbiaAuditError) -> ExitCode:

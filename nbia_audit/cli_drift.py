@@ -7,10 +7,19 @@ from pathlib import Path
 
 import click
 
-from .cli_common import CONTEXT_SETTINGS, EXIT_CODE_HELP, ExitCode, Progress, fail, make_archive
+from .cli_common import (
+    CONTEXT_SETTINGS,
+    EXIT_CODE_HELP,
+    ExitCode,
+    Progress,
+    fail,
+    format_option,
+    make_archive,
+    output_option,
+)
 from .errors import NbiaAuditError
 from .findings import AuditReport
-from .render import FORMATS, render
+from .render import render
 from .reportfile import write_report
 
 __all__ = ["drift"]
@@ -24,15 +33,8 @@ __all__ = ["drift"]
     help="About one request per whole collection: trust the archive's nightly collection "
     "hashes where they match (the report states the staleness window).",
 )
-@click.option(
-    "--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True,
-    help="Report format.",
-)  # fmt: skip
-@click.option(
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the report to this file (atomically) instead of standard output.",
-)
+@format_option
+@output_option
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),

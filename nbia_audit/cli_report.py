@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .cli_common import CONTEXT_SETTINGS, EXIT_CODE_HELP, ExitCode, fail
+from .cli_common import CONTEXT_SETTINGS, EXIT_CODE_HELP, ExitCode, fail, output_option
 from .errors import NbiaAuditError
 from .findings import AuditReport
 from .reportfile import write_report
@@ -42,11 +42,7 @@ from .supplement import DEFAULT_INSTALL
     show_default=True,
     help="How readers install nbia-audit (e.g. a VCS URL pinned to the version you used).",
 )
-@click.option(
-    "--output",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Write here (atomically) instead of standard output.",
-)
+@output_option
 def report(
     lock_path: Path,
     verify_dir: Path | None,

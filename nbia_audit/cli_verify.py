@@ -8,13 +8,20 @@ from pathlib import Path
 
 import click
 
-from .cli_common import CONTEXT_SETTINGS, EXIT_CODE_HELP, ExitCode, Progress, fail
+from .cli_common import (
+    CONTEXT_SETTINGS,
+    EXIT_CODE_HELP,
+    ExitCode,
+    Progress,
+    fail,
+    format_option,
+    output_option,
+)
 from .errors import NbiaAuditError
 
 __all__ = ["verify"]
 
 _LEVELS = ("full", "quick", "stat")
-_FORMATS = ("text", "json", "junit")
 
 
 class Fraction(click.ParamType[float]):
@@ -55,12 +62,8 @@ class Fraction(click.ParamType[float]):
     "every file is still checked for presence. Not with --level stat.",
 )
 @click.option("--seed", type=int, help="Seed for --sample (default: a fresh one, reported).")
-@click.option("--format", "fmt", type=click.Choice(_FORMATS), default="text", show_default=True)
-@click.option(
-    "--output",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Write the report to this file (atomically) instead of standard output.",
-)
+@format_option
+@output_option
 @click.option(
     "--workers",
     type=click.IntRange(1, 256),
