@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import xxhash
 
@@ -28,8 +28,10 @@ class FileDigest:
     size: int
 
 
-def digest_stream(stream: BinaryIO, *, want_md5: bool = True) -> FileDigest:
-    """Digest everything readable from ``stream`` in one pass."""
+def digest_stream(
+    stream: IO[bytes], *, want_md5: bool = True, copy_to: IO[bytes] | None = None
+) -> FileDigest:
+    """Digest everything readable from ``stream`` in one pass, copying it to ``copy_to``."""
     md5 = hashlib.md5() if want_md5 else None
     fingerprint = xxhash.xxh3_128()
     buffer = bytearray(BLOCK_SIZE)
@@ -40,6 +42,8 @@ def digest_stream(stream: BinaryIO, *, want_md5: bool = True) -> FileDigest:
         if md5 is not None:
             md5.update(chunk)
         fingerprint.update(chunk)
+        if copy_to is not None:
+            copy_to.write(chunk)
         size += n
     return FileDigest(md5.hexdigest() if md5 else "", fingerprint.hexdigest(), size)
 

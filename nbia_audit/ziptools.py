@@ -20,7 +20,6 @@ a link) cannot write anywhere. Such names fail the check outright.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import re
 import stat
@@ -31,10 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import xxhash
-
 from .dicomheader import NotDicomError, read_identity
-from .digests import BLOCK_SIZE
+from .digests import digest_stream
 from .hashing import MATCHES, ArchiveMd5Check, check_archive_md5, series_hash
 
 __all__ = [
@@ -241,14 +238,9 @@ def _extract(
     listed: dict[str, str | None],
 ) -> tuple[ExtractedImage | None, str | None]:
     """Stream one member into ``target`` (a name we chose), digesting it on the way."""
-    md5, fingerprint, size = hashlib.md5(), xxhash.xxh3_128(), 0
     try:
         with archive.open(info) as source, open(target, "xb") as sink:
-            while chunk := source.read(BLOCK_SIZE):
-                md5.update(chunk)
-                fingerprint.update(chunk)
-                sink.write(chunk)
-                size += len(chunk)
+            digest = digest_stream(source, copy_to=sink)
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         return None, f"ZIP member {info.filename!r} is corrupt ({exc})"
     try:
@@ -260,9 +252,9 @@ def _extract(
         temp_path=target,
         sop_uid=identity.sop_uid,
         header_series_uid=identity.series_uid,
-        md5=md5.hexdigest(),
-        xxh3_128=fingerprint.hexdigest(),
-        size=size,
+        md5=digest.md5,
+        xxh3_128=digest.xxh3_128,
+        size=digest.size,
         archive_md5=listed.get(info.filename),
     )
     return image, None
