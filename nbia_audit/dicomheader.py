@@ -13,7 +13,7 @@ from typing import BinaryIO
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-__all__ = ["DicomIdentity", "NotDicomError", "read_identity"]
+__all__ = ["DicomIdentity", "NotDicomError", "raw_text", "read_identity"]
 
 _TAGS = {
     "SOPInstanceUID": 0x00080018,
@@ -46,7 +46,7 @@ def read_identity(source: Path | str | BinaryIO) -> DicomIdentity:
     """
     try:
         dataset = pydicom.dcmread(source, stop_before_pixels=True, specific_tags=list(_TAGS))
-        values = {name: _raw_text(dataset, tag) for name, tag in _TAGS.items()}
+        values = {name: raw_text(dataset, tag) for name, tag in _TAGS.items()}
     except OSError:
         raise
     except InvalidDicomError as exc:
@@ -63,13 +63,17 @@ def read_identity(source: Path | str | BinaryIO) -> DicomIdentity:
     )
 
 
-def _raw_text(dataset: pydicom.Dataset, tag: int) -> str:
-    # Read the element's bytes as they are, without pydicom's value conversion, which
-    # validates UIDs and warns on odd ones: we report what the file says, verbatim.
+def raw_text(dataset: pydicom.Dataset, tag: int) -> str:
+    """An element's value as stored, without pydicom's value conversion (which validates
+    UIDs and warns on odd values): we report what the file says, verbatim. UTF-8 when it
+    decodes, else Latin-1, which always does."""
     if tag not in dataset:
         return ""
-    element = dataset.get_item(tag)
-    raw = element.value
+    raw = dataset.get_item(tag).value
     if isinstance(raw, bytes):
-        return raw.decode("latin-1").strip("\0 ")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")
+        return text.strip("\0 ")
     return str(raw or "").strip()

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pydicom
 
+from .dicomheader import raw_text
+
 __all__ = ["HeaderValues", "read_header_values"]
 
 _TAGS = {
@@ -48,22 +50,7 @@ def read_header_values(path: Path) -> HeaderValues:
     """
     try:
         dataset = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(_TAGS.values()))
-        values = {name: _text(dataset, tag) for name, tag in _TAGS.items()}
+        values = {name: raw_text(dataset, tag) for name, tag in _TAGS.items()}
     except Exception:  # noqa: BLE001 - a damaged header only costs the layout its values
         return HeaderValues()
     return HeaderValues(**values)
-
-
-def _text(dataset: pydicom.Dataset, tag: int) -> str:
-    # The element's bytes as stored, without pydicom's value conversion (which warns on odd
-    # values): UTF-8 when it decodes, else Latin-1, which always does.
-    if tag not in dataset:
-        return ""
-    raw = dataset.get_item(tag).value
-    if isinstance(raw, bytes):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text = raw.decode("latin-1")
-        return text.strip("\0 ")
-    return str(raw or "").strip()
