@@ -15,14 +15,15 @@ from . import __version__
 from .cli_common import (
     CONTEXT_SETTINGS,
     EXIT_CODE_HELP,
-    ExitCode,
     Progress,
+    exit_code,
     fail,
     human_bytes,
     make_archive,
 )
 from .errors import NbiaAuditError
-from .locking import LockChanges
+from .locking import SERIOUS_PROBLEMS, LockChanges, LockResult
+from .pinning import SETTLE_ROUNDS
 
 
 @click.group(epilog=EXIT_CODE_HELP, context_settings=CONTEXT_SETTINGS)
@@ -81,7 +82,7 @@ def lock(
             for reason in result.reasons:
                 click.echo(f"stale: {reason}")
             click.echo("lock is stale" if result.stale else "lock is up to date")
-            sys.exit(ExitCode.FINDINGS if result.stale else ExitCode.CLEAN)
+            sys.exit(exit_code(findings=result.stale))
         assert archive is not None
         outcome = lock_dataset(
             spec,
@@ -94,6 +95,9 @@ def lock(
         )
     except NbiaAuditError as error:
         fail(error)
+    if outcome.unsettled:
+        _echo_unsettled(outcome)
+        sys.exit(exit_code(findings=True))
     h = outcome.header
     verb = "Wrote" if outcome.written else ("Kept" if outcome.pending else "Unchanged:")
     click.echo(
@@ -109,24 +113,27 @@ def lock(
             "they are kept: `--upgrade` takes the changes"
         )
         _echo_changes(outcome.pending)
-    serious = [
-        p
-        for p in outcome.problems
-        if p.kind
-        in (
-            "series-hash-mismatch",
-            "image-count-mismatch",
-            "empty-series-hash",
-            "study-hash-mismatch",
-            "patient-hash-mismatch",
-        )
-    ]
     for problem in outcome.problems:
         click.echo(
             f"archive problem: {problem.kind}: series {problem.series_uid}: {problem.detail}",
             err=True,
         )
-    sys.exit(ExitCode.FINDINGS if serious else ExitCode.CLEAN)
+    serious = any(p.kind in SERIOUS_PROBLEMS for p in outcome.problems)
+    sys.exit(exit_code(findings=serious))
+
+
+def _echo_unsettled(outcome: LockResult) -> None:
+    kept = f"{outcome.lock_path} is left as it was" if outcome.lock_path.exists() else "no lock"
+    click.echo(
+        f"Not written ({kept}): the archive changed {len(outcome.unsettled)} series while they"
+        f" were asked, {SETTLE_ROUNDS + 1} times running, so their hash and image MD5s never"
+        " agreed; run the lock again later:",
+        err=True,
+    )
+    for uid in outcome.unsettled[:_CHANGES_SHOWN]:
+        click.echo(f"  unsettled series {uid}", err=True)
+    if len(outcome.unsettled) > _CHANGES_SHOWN:
+        click.echo(f"  ... and {len(outcome.unsettled) - _CHANGES_SHOWN} more series", err=True)
 
 
 _CHANGES_SHOWN = 20  # per kind; `lock --check` and `drift` list everything
@@ -171,7 +178,7 @@ def demo(workdir: Path) -> None:
         fail(error)
     passed = all(step.ok for step in steps)
     click.echo("Demo passed: every step behaved as expected." if passed else "Demo FAILED.")
-    sys.exit(ExitCode.CLEAN if passed else ExitCode.FINDINGS)
+    sys.exit(exit_code(findings=not passed))
 
 
 def _register_subcommands() -> None:

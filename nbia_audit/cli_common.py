@@ -25,7 +25,10 @@ if TYPE_CHECKING:
 __all__ = [
     "CONTEXT_SETTINGS",
     "EXIT_CODE_HELP",
+    "EXIT_CODE_MEANINGS",
+    "EXIT_CODE_RULE",
     "ExitCode",
+    "exit_code",
     "Progress",
     "exit_code_for",
     "fail",
@@ -40,21 +43,50 @@ class ExitCode(enum.IntEnum):
     """The documented exit codes of every command."""
 
     CLEAN = 0  # the check ran and found nothing
-    FINDINGS = 1  # the check ran and found drift, mismatches or a stale lock
+    FINDINGS = 1  # the check found drift, mismatches or a stale lock
     USAGE = 2  # bad command line or dataset spec
     ENVIRONMENT = 3  # archive unreachable, disk, permissions: the check could not run
+
+
+# The one description of the exit codes: --help, docs/cli.md and the README's table are
+# generated from or tested against these lines.
+EXIT_CODE_MEANINGS = {
+    ExitCode.CLEAN: "clean: the check ran to the end and found nothing",
+    ExitCode.FINDINGS: "findings: drift, mismatches, a stale lock, series not fetched or verified",
+    ExitCode.USAGE: "usage: bad command line or dataset spec",
+    ExitCode.ENVIRONMENT: "environment: archive unreachable, disk, permissions, a lock pair that"
+    " fails its proof",
+}
+EXIT_CODE_RULE = (
+    "Any finding exits 1, even from a check that could not finish; otherwise a check that"
+    " could not finish exits 3, never 0."
+)
+
+
+def exit_code(*, findings: bool, complete: bool = True) -> ExitCode:
+    """The exit code of every verb's result, by one rule.
+
+    1 if there is any finding (even from a check that could not finish: what it found is
+    true, and the report says it is incomplete); otherwise 3 if the check could not
+    complete (it never reads clean); otherwise 0.
+    """
+    if findings:
+        return ExitCode.FINDINGS
+    if not complete:
+        return ExitCode.ENVIRONMENT
+    return ExitCode.CLEAN
 
 
 # Every command carries these itself, so ``-h`` works and ``--help`` reads the same whether
 # a command is invoked through the ``nbia-audit`` group or on its own (as tests do).
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
-EXIT_CODE_HELP = """\b
-Exit codes:
-  0  clean: the check ran and found nothing
-  1  findings: drift, mismatches, a stale lock
-  2  usage: bad command line or dataset spec
-  3  environment: archive unreachable, disk full, permissions"""
+EXIT_CODE_HELP = (
+    "\b\nExit codes:\n"
+    + "\n".join(f"  {int(code)}  {meaning}" for code, meaning in EXIT_CODE_MEANINGS.items())
+    + "\n\n"
+    + EXIT_CODE_RULE
+)
 
 
 # Options every report-writing command shares.

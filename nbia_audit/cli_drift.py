@@ -10,8 +10,8 @@ import click
 from .cli_common import (
     CONTEXT_SETTINGS,
     EXIT_CODE_HELP,
-    ExitCode,
     Progress,
+    exit_code,
     fail,
     format_option,
     make_archive,
@@ -70,16 +70,7 @@ def drift(lock: Path, fast: bool, fmt: str, output: Path | None, workers: int, q
         click.echo(text, nl=False)
     if output is not None or fmt != "text":
         click.echo(_summary(report, output), err=True)
-    sys.exit(_exit_code(report))
-
-
-def _exit_code(report: AuditReport) -> ExitCode:
-    # A check that could not be completed is an environment failure even when it found
-    # something: its findings are true but may not be all (issue: "reports correctly or
-    # exits 3"). The report still lists what was found.
-    if not report.complete:
-        return ExitCode.ENVIRONMENT
-    return ExitCode.FINDINGS if report.findings else ExitCode.CLEAN
+    sys.exit(exit_code(findings=bool(report.findings), complete=report.complete))
 
 
 def _summary(report: AuditReport, output: Path | None) -> str:

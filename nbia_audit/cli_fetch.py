@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .cli_common import CONTEXT_SETTINGS, EXIT_CODE_HELP, ExitCode, fail, make_archive
+from .cli_common import CONTEXT_SETTINGS, EXIT_CODE_HELP, exit_code, fail, make_archive
 from .errors import NbiaAuditError
 from .units import human_bytes
 
@@ -99,7 +99,7 @@ def fetch(
         sys.exit(130)
     display.close()
     _summarise(report)
-    sys.exit(ExitCode.FINDINGS if report.failed else ExitCode.CLEAN)
+    sys.exit(exit_code(findings=bool(report.failed)))
 
 
 def _summarise(report: FetchReport) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .cli_common import CONTEXT_SETTINGS, EXIT_CODE_HELP, ExitCode, fail, output_option
+from .cli_common import CONTEXT_SETTINGS, EXIT_CODE_HELP, ExitCode, exit_code, fail, output_option
 from .errors import NbiaAuditError
 from .findings import AuditReport
 from .reportfile import write_report
@@ -66,8 +66,9 @@ def report(
             click.echo(f"Wrote {output}", err=True)
     except NbiaAuditError as error:
         fail(error)
-    failed = verification is not None and not verification.clean
-    sys.exit(ExitCode.FINDINGS if failed else ExitCode.CLEAN)
+    if verification is None:
+        sys.exit(ExitCode.CLEAN)
+    sys.exit(exit_code(findings=bool(verification.findings), complete=verification.complete))
 
 
 def _verify(lock_path: Path, root: Path, level: str) -> AuditReport:

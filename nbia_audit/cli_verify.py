@@ -11,8 +11,8 @@ import click
 from .cli_common import (
     CONTEXT_SETTINGS,
     EXIT_CODE_HELP,
-    ExitCode,
     Progress,
+    exit_code,
     fail,
     format_option,
     output_option,
@@ -114,4 +114,4 @@ def verify(
         click.echo(text, nl=False)
     elif not quiet:
         click.echo(render_text(report).splitlines()[0] + f" (report: {output})")
-    sys.exit(ExitCode.CLEAN if report.clean else ExitCode.FINDINGS)
+    sys.exit(exit_code(findings=bool(report.findings), complete=report.complete))

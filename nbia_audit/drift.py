@@ -49,7 +49,7 @@ from .drift_select import (
 from .drift_tree import Descent, Runner, build_probes, descend
 from .errors import ApiError, StoreError
 from .findings import AuditReport
-from .lockfile import open_pair
+from .lockproof import read_lock as read_proven_lock
 from .models import HashNode, LockedSeries, LockHeader
 from .spec import DatasetSpec, spec_from_normalised
 
@@ -71,23 +71,20 @@ class LockContents:
 
 
 def read_lock(lock_path: Path) -> LockContents:
-    """Read a lock and its database (finishing an interrupted commit first).
+    """Read a lock pair, proven by :func:`lockproof.read_lock`, in the shape drift needs.
 
     Raises:
         LockNotFound: either file is missing.
-        StoreError: the files cannot be read, or they disagree.
+        StoreError: the files cannot be read, or the pair does not prove itself.
         SpecError: the embedded spec is not one this version reads.
     """
-    text, db = open_pair(lock_path)
-    with db:
-        header = text.header
-        series = tuple(db.series())
-        images: dict[str, dict[str, str | None]] = {}
-        for image in db.images():
-            images.setdefault(image.series_uid, {})[image.sop_uid] = image.archive_md5
-        nodes = tuple(db.nodes())
+    lock = read_proven_lock(lock_path)
+    header, series, nodes = lock.header, lock.series, lock.nodes
+    images = {
+        uid: {i.sop_uid: i.archive_md5 for i in pinned} for uid, pinned in lock.images.items()
+    }
     try:
-        spec_data = json.loads(text.spec_json)
+        spec_data = json.loads(lock.spec_json)
     except json.JSONDecodeError as exc:
         raise StoreError(f"{lock_path}: the embedded spec is not JSON ({exc})") from None
     spec = spec_from_normalised(spec_data, path=str(lock_path))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .diskspace import check_free_space, space_needed
-from .errors import SpecError, StoreError
+from .errors import SpecError
 from .fetchseries import (
     FetchArchive,
     FetchInterrupted,
@@ -33,11 +33,10 @@ from .fetchseries import (
 )
 from .layouts import Layout, image_paths, parse_layout
 from .localstate import FileRecord, LocalState
-from .lockfile import database_path, read_text_lock, recover_interrupted
+from .lockproof import read_lock
 from .models import LockedImage, LockedSeries, LockHeader
 from .placement import Workspace
 from .resume import PathClaims, check_placed, records_by_sop
-from .store import LockDatabase
 
 __all__ = [
     "FetchArchive",
@@ -154,18 +153,9 @@ def fetch_dataset(
 
 
 def _read_plan(lock_path: Path, wanted: Iterable[str] | None) -> _Plan:
-    recover_interrupted(lock_path)
-    text = read_text_lock(lock_path)
-    with LockDatabase(database_path(lock_path)) as db:
-        header = db.header()
-        every = tuple(db.series())
-        images: dict[str, list[LockedImage]] = {}
-        for image in db.images():
-            images.setdefault(image.series_uid, []).append(image)
-    if header != text.header:
-        raise StoreError(
-            f"{lock_path}: the text lock and its database disagree; re-run `nbia-audit lock`"
-        )
+    """Raises: LockNotFound, StoreError: the lock pair is missing or does not prove itself."""
+    lock = read_lock(lock_path)
+    header, every = lock.header, lock.series
     selected = every
     if wanted is not None:
         names = set(wanted)
@@ -177,7 +167,7 @@ def _read_plan(lock_path: Path, wanted: Iterable[str] | None) -> _Plan:
                 hint=f"the lock {lock_path} pins {len(every)} series",
             )
         selected = tuple(s for s in every if s.series_uid in names)
-    return _Plan(header, selected, every, {k: tuple(v) for k, v in images.items()})
+    return _Plan(header, selected, every, dict(lock.images))
 
 
 def _check_static_layout(dest: Path, layout: Layout, plan: _Plan) -> None:

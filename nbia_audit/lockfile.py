@@ -15,14 +15,16 @@ forward or back, so a reader always sees the old pair or the new pair, never a m
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
-import json
 import os
 import sqlite3
+import stat
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import LockFormatTooNew, LockNotFound, StoreError
 
@@ -31,13 +33,14 @@ try:  # POSIX; elsewhere lock pairs are still replaced atomically, just not seri
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 from .models import LOCK_FORMAT, LockedSeries, LockHeader
-from .store import LockDatabase
+from .storable import from_storable, to_storable
 
 __all__ = [
+    "MAX_TEXT_LOCK_BYTES",
     "TextLock",
     "commit_lock",
-    "open_pair",
     "database_path",
+    "is_series_hash",
     "read_text_lock",
     "recover_interrupted",
     "render_text_lock",
@@ -58,6 +61,8 @@ _SERIES_KEYS = (
     ("doi", "doi"),
 )
 
+_LOCKED_SERIES_TYPES = {f.name: f.type for f in dataclasses.fields(LockedSeries)}
+
 
 def database_path(lock_path: Path) -> Path:
     """``dataset.lock`` -> ``dataset.lock.db``."""
@@ -71,12 +76,41 @@ def root_digest(series: Iterable[LockedSeries]) -> str:
     commits to the content of the whole dataset, independent of metadata such as licenses.
     """
     lines = sorted(f"{s.series_uid} {s.series_hash} {s.image_count}\n" for s in series)
-    return "sha256:" + hashlib.sha256("".join(lines).encode("ascii")).hexdigest()
+    # UIDs are ASCII in practice; the escape keeps any string the archive sent hashable.
+    return "sha256:" + hashlib.sha256(to_storable("".join(lines)).encode("utf-8")).hexdigest()
+
+
+_TOML_SHORT_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+}
 
 
 def _toml_str(value: str) -> str:
-    # json.dumps produces a valid TOML basic string for any text (same escapes), ASCII-only.
-    return json.dumps(value, ensure_ascii=True)
+    """A TOML basic string, ASCII only, that any TOML reader parses back to ``value``.
+
+    Characters outside the BMP are written as one ``\\UXXXXXXXX`` escape (TOML has no
+    surrogate pairs); lone surrogates, which TOML cannot hold, go through
+    :func:`storable.to_storable` first.
+    """
+    out = ['"']
+    for char in to_storable(value):
+        code = ord(char)
+        if char in _TOML_SHORT_ESCAPES:
+            out.append(_TOML_SHORT_ESCAPES[char])
+        elif 0x20 <= code < 0x7F:
+            out.append(char)
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04X}")
+        else:
+            out.append(f"\\U{code:08X}")
+    out.append('"')
+    return "".join(out)
 
 
 def _toml_value(value: object) -> str:
@@ -87,6 +121,24 @@ def _toml_value(value: object) -> str:
     return _toml_str(str(value))
 
 
+_HEADER_KEYS = (
+    "format",
+    "name",
+    "spec_digest",
+    "server",
+    "base_url",
+    "api",
+    "tool_version",
+    "resolved_at",
+    "root_digest",
+    "metadata_digest",
+    "series_count",
+    "image_count",
+    "total_bytes",
+    "series_only",
+)
+
+
 def render_text_lock(header: LockHeader, spec_json: str, series: Sequence[LockedSeries]) -> str:
     """Render the text lock: header, the normalised spec, then one line per series."""
     lines = [
@@ -95,21 +147,7 @@ def render_text_lock(header: LockHeader, spec_json: str, series: Sequence[Locked
         "",
         "[lock]",
     ]
-    for key in (
-        "format",
-        "name",
-        "spec_digest",
-        "server",
-        "base_url",
-        "api",
-        "tool_version",
-        "resolved_at",
-        "root_digest",
-        "series_count",
-        "image_count",
-        "total_bytes",
-        "series_only",
-    ):
+    for key in _HEADER_KEYS:
         lines.append(f"{key.replace('_', '-')} = {_toml_value(getattr(header, key))}")
     lines.append(f"spec = {_toml_str(spec_json)}")
     lines.append("")
@@ -125,60 +163,194 @@ def render_text_lock(header: LockHeader, spec_json: str, series: Sequence[Locked
 
 @dataclass(frozen=True, slots=True)
 class TextLock:
-    """What the text lock alone says: enough to verify each series of a copy by its hash."""
+    """What the text lock alone says, proven consistent with its own root digest.
+
+    ``series`` carries the fields the text lock writes; the others (description, body
+    part ...) are empty, and ``images_pinned`` is False: the text pins series hashes only.
+    ``sha256`` is the digest of the file's bytes, which its database's stamp must name.
+    """
 
     header: LockHeader
     spec_json: str
-    series: tuple[dict[str, object], ...]
+    series: tuple[LockedSeries, ...]
+    sha256: str
+
+
+# A text lock holds one short line per series: even NLST's 203,087 series stay far below.
+MAX_TEXT_LOCK_BYTES = 1 << 30
+_HEX32 = frozenset("0123456789abcdef")
+_HEADER_TYPES = {f.name: f.type for f in dataclasses.fields(LockHeader)}
+_TEXT_ONLY_DEFAULTS: dict[str, Any] = {
+    "description": "",
+    "series_number": "",
+    "body_part": "",
+    "manufacturer": "",
+    "max_submission": "",
+    "license_url": "",
+    "third_party": False,
+    "images_pinned": False,
+}
+
+
+def is_series_hash(value: str) -> bool:
+    """NBIA's series hash: 32 lowercase hex digits (``%032x``), or "" for a series with no
+    images (protocol §1.3)."""
+    return value == "" or (len(value) == 32 and set(value) <= _HEX32)
 
 
 def read_text_lock(path: Path) -> TextLock:
-    """Parse a text lock.
+    """Parse a text lock and prove it consistent with itself.
+
+    Every header field and series line must be present with its type, series UIDs unique,
+    every series hash well formed, and the counts and the root digest must recompute from
+    the series lines: a lock cut short, or with a line edited or deleted, is refused.
 
     Raises:
         LockNotFound: no file at ``path``.
-        StoreError: the file is not a lock this version can read.
+        LockFormatTooNew: written by a newer nbia-audit.
+        StoreError: the file is not a lock this version can read, or does not prove itself.
     """
+    raw = _read_bounded(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise StoreError(
+            f"{path}: not a readable nbia-audit lock ({_short(str(exc))}); was it cut short"
+            " or edited? Restore it from version control, or re-run `nbia-audit lock`"
+        ) from None
+    header, spec_json = _parse_header(path, data)
+    series = _parse_series(path, data)
+    _check_totals(path, header, series)
+    return TextLock(header, spec_json, series, hashlib.sha256(raw).hexdigest())
+
+
+def _read_bounded(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise StoreError(f"{path}: not a regular file; give the path of a dataset.lock")
+            raw = handle.read(MAX_TEXT_LOCK_BYTES + 1)
     except FileNotFoundError:
         raise LockNotFound(f"{path}: lock not found; run `nbia-audit lock` first") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise StoreError(f"{path}: not a readable nbia-audit lock ({exc})") from None
+    except IsADirectoryError:
+        raise StoreError(f"{path}: is a folder; give the path of a dataset.lock") from None
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read the lock: {exc.strerror}") from None
+    if len(raw) > MAX_TEXT_LOCK_BYTES:
+        raise StoreError(f"{path}: larger than any lock nbia-audit writes (over 1 GiB)")
+    return raw
+
+
+def _short(text: str, limit: int = 120) -> str:
+    text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _parse_header(path: Path, data: dict[str, Any]) -> tuple[LockHeader, str]:
+    table = data.get("lock")
+    if not isinstance(table, dict):
+        raise StoreError(f"{path}: not an nbia-audit lock (no [lock] table)")
+    fmt = table.get("format")
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
+        raise StoreError(f"{path}: not an nbia-audit lock (no valid format number)")
+    if fmt > LOCK_FORMAT:
+        raise LockFormatTooNew(
+            f"{path}: lock format {fmt} is newer than this nbia-audit reads ({LOCK_FORMAT});"
+            " upgrade nbia-audit"
+        )
+    values: dict[str, Any] = {}
+    known = {k.replace("_", "-") for k in _HEADER_TYPES} | {"spec"}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise StoreError(f"{path}: [lock] has a key this version does not write: {unknown[0]}")
+    for name, kind in _HEADER_TYPES.items():
+        key = name.replace("_", "-")
+        if key not in table:
+            if name == "metadata_digest" and fmt == 1:
+                values[name] = ""
+                continue
+            raise StoreError(f"{path}: [lock] lacks {key}")
+        values[name] = _typed(path, f"[lock] {key}", table[key], kind)
+    spec = table.get("spec")
+    if not isinstance(spec, str):
+        raise StoreError(f"{path}: [lock] lacks the embedded spec")
+    return LockHeader(**values), from_storable_checked(path, "[lock] spec", spec)
+
+
+def _typed(path: Path, where: str, value: object, kind: object) -> object:
+    if kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        raise StoreError(f"{path}: {where} must be a whole number, not {_short(repr(value))}")
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        raise StoreError(f"{path}: {where} must be true or false, not {_short(repr(value))}")
+    if isinstance(value, str):
+        return from_storable_checked(path, where, value)
+    raise StoreError(f"{path}: {where} must be a string, not {_short(repr(value))}")
+
+
+def from_storable_checked(path: Path, where: str, value: str) -> str:
     try:
-        raw = data["lock"]
-        fmt = int(raw["format"])
-        if fmt > LOCK_FORMAT:
-            raise LockFormatTooNew(
-                f"{path}: lock format {fmt} is newer than this nbia-audit reads ({LOCK_FORMAT});"
-                " upgrade nbia-audit"
+        return from_storable(value)
+    except ValueError as exc:
+        raise StoreError(f"{path}: {where}: {exc}") from None
+
+
+_SERIES_TYPES = {attr: _LOCKED_SERIES_TYPES[attr] for _key, attr in _SERIES_KEYS}
+
+
+def _parse_series(path: Path, data: dict[str, Any]) -> tuple[LockedSeries, ...]:
+    dataset = data.get("dataset")
+    rows = dataset.get("series") if isinstance(dataset, dict) else None
+    if not isinstance(rows, list):
+        raise StoreError(f"{path}: not an nbia-audit lock (no [dataset] series list)")
+    out: list[LockedSeries] = []
+    seen: set[str] = set()
+    keys = {key for key, _attr in _SERIES_KEYS}
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict) or set(row) != keys:
+            raise StoreError(
+                f"{path}: series entry {number} does not have exactly the fields a lock writes"
             )
-        header = LockHeader(**{k.replace("-", "_"): v for k, v in raw.items() if k != "spec"})
-        return TextLock(
-            header=header, spec_json=str(raw["spec"]), series=tuple(data["dataset"]["series"])
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise StoreError(f"{path}: not a valid nbia-audit lock (missing or bad {exc})") from None
+        values: dict[str, Any] = {
+            attr: _typed(path, f"series entry {number} {key}", row[key], _SERIES_TYPES[attr])
+            for key, attr in _SERIES_KEYS
+        }
+        series = LockedSeries(**values, **_TEXT_ONLY_DEFAULTS)
+        if not series.series_uid:
+            raise StoreError(f"{path}: series entry {number} has an empty uid")
+        if series.series_uid in seen:
+            raise StoreError(f"{path}: series {series.series_uid} is pinned twice")
+        if not is_series_hash(series.series_hash):
+            raise StoreError(
+                f"{path}: series {series.series_uid}: hash {_short(series.series_hash)!r} is not"
+                " an NBIA series hash (32 lowercase hex digits)"
+            )
+        seen.add(series.series_uid)
+        out.append(series)
+    return tuple(out)
 
 
-def open_pair(lock_path: Path) -> tuple[TextLock, LockDatabase]:
-    """Read the text lock and open its database, after finishing an interrupted commit.
-
-    The caller closes the database (it is a context manager).
-
-    Raises:
-        LockNotFound: either file is missing.
-        StoreError: the files cannot be read, or they are not one pair.
-    """
-    recover_interrupted(lock_path)
-    text = read_text_lock(lock_path)
-    db = LockDatabase(database_path(lock_path))
-    if db.header() != text.header:
-        db.close()
+def _check_totals(path: Path, header: LockHeader, series: Sequence[LockedSeries]) -> None:
+    digest = root_digest(series)
+    if digest != header.root_digest:
         raise StoreError(
-            f"{lock_path}: the text lock and its database disagree; re-run `nbia-audit lock`"
+            f"{path}: the series lines give root digest {digest}, the header pins"
+            f" {_short(header.root_digest)}: the lock was edited or cut short; restore it"
+            " from version control, or re-run `nbia-audit lock`"
         )
-    return text, db
+    totals = (
+        ("series-count", header.series_count, len(series)),
+        ("image-count", header.image_count, sum(s.image_count for s in series)),
+        ("total-bytes", header.total_bytes, sum(s.bytes for s in series)),
+    )
+    for key, said, counted in totals:
+        if said != counted:
+            raise StoreError(
+                f"{path}: [lock] {key} is {said}, the series lines add up to {counted}"
+            )
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -252,29 +424,46 @@ def _pair_guard(lock_path: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
+def _leftovers(lock_path: Path) -> list[Path]:
+    """The files an interrupted commit can leave beside a lock pair."""
+    db_path = database_path(lock_path)
+    return [
+        lock_path.with_name(lock_path.name + ".new"),
+        db_path.with_name(db_path.name + ".new"),
+        db_path.with_name(db_path.name + ".new-journal"),  # SQLite's, if killed mid-write
+        db_path.with_name(db_path.name + ".old"),
+    ]
+
+
 def recover_interrupted(lock_path: Path) -> None:
     """Finish or undo a lock commit that was interrupted, and remove stray temporary files.
 
+    A pair with nothing to repair is only looked at, so reading works from a read-only
+    checkout or share; only a repair needs write access to the lock's folder.
+
     Raises:
         StoreError: the files are in a state this function cannot explain, or cannot be
-            changed (permissions, disk).
+            changed (permissions, disk, a read-only location).
     """
+    if not any(p.exists() for p in _leftovers(lock_path)):
+        return
     try:
         with _pair_guard(lock_path):
             _recover(lock_path)
     except OSError as exc:
-        raise StoreError(f"{lock_path}: cannot recover the lock pair: {exc.strerror}") from None
+        raise StoreError(
+            f"{lock_path}: an interrupted `nbia-audit lock` left files to tidy beside it, and"
+            f" tidying them needs write access to {lock_path.parent} ({exc.strerror}); run"
+            " the command once where that folder is writable"
+        ) from None
 
 
 def _recover(lock_path: Path) -> None:
     db_path = database_path(lock_path)
-    old_db = db_path.with_name(db_path.name + ".old")
-    for stray in (
-        lock_path.with_name(lock_path.name + ".new"),
-        db_path.with_name(db_path.name + ".new"),
-        db_path.with_name(db_path.name + ".new-journal"),  # SQLite's, if killed mid-write
-    ):
-        stray.unlink(missing_ok=True)
+    *strays, old_db = _leftovers(lock_path)
+    for stray in strays:
+        if stray.exists():
+            stray.unlink()
     if not old_db.exists():
         return
     text_id = _text_identity(lock_path)

@@ -19,21 +19,16 @@ from typing import Protocol
 from . import __version__
 from .client.records import License
 from .errors import LockNotFound
-from .lockfile import (
-    commit_lock,
-    open_pair,
-    read_text_lock,
-    recover_interrupted,
-    render_text_lock,
-    root_digest,
-)
+from .lockfile import commit_lock, render_text_lock, root_digest
+from .lockproof import LockProofError, read_lock
 from .models import LOCK_FORMAT, LockedImage, LockedLicense, LockedSeries, LockHeader, Problem
-from .pinning import HashArchive, hash_nodes, locked_series, pin_series
+from .pinning import HashArchive, hash_nodes, image_problems, locked_series, pin_series
 from .selection import Archive, Selection, select_series
 from .spec import DatasetSpec, load_spec
-from .store import write_lock_database
+from .store import metadata_digest, write_lock_database
 
 __all__ = [
+    "SERIOUS_PROBLEMS",
     "CheckResult",
     "LockChanges",
     "LockResult",
@@ -43,6 +38,18 @@ __all__ = [
 ]
 
 ProgressCallback = Callable[[str, int, int], None]
+
+# Problems that mean the archive contradicts itself about what a series is: a lock that
+# records one is a finding. Short or missing archive MD5s are facts of old data, not that.
+SERIOUS_PROBLEMS = frozenset(
+    {
+        "series-hash-mismatch",  # only in locks written before pins had to settle
+        "image-count-mismatch",
+        "empty-series-hash",
+        "study-hash-mismatch",
+        "patient-hash-mismatch",
+    }
+)
 
 
 class LockArchive(Archive, HashArchive, Protocol):
@@ -79,6 +86,8 @@ class LockResult:
     pending: LockChanges  # upstream changes kept back because upgrade was not asked for
     problems: tuple[Problem, ...]
     requests: int
+    # Series whose hash and image MD5s never agreed while asked: nothing was written.
+    unsettled: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,22 +115,23 @@ class _Existing:
 
 
 def _read_existing(lock_path: Path) -> _Existing | None:
-    recover_interrupted(lock_path)
-    if not lock_path.exists():
+    """The lock pair already at ``lock_path``, proven (lockproof), or None.
+
+    Raises:
+        StoreError: a lock is there but does not prove itself: nothing of it is kept.
+    """
+    try:
+        lock = read_lock(lock_path)
+    except LockNotFound:
+        if lock_path.exists() or lock_path.is_symlink():
+            raise  # a text lock without its database: refuse rather than start afresh
         return None
-    text, db = open_pair(lock_path)
-    with db:
-        series = {s.series_uid: s for s in db.series()}
-        images: dict[str, list[LockedImage]] = {}
-        for image in db.images():
-            images.setdefault(image.series_uid, []).append(image)
-        problems = tuple(db.problems())
     return _Existing(
-        header=text.header,
-        spec_json=text.spec_json,
-        series=series,
-        images={k: tuple(v) for k, v in images.items()},
-        problems=problems,
+        header=lock.header,
+        spec_json=lock.spec_json,
+        series=dict(lock.series_by_uid()),
+        images=dict(lock.images),
+        problems=lock.problems,
     )
 
 
@@ -177,7 +187,24 @@ def lock_dataset(
     )
     images = {u: existing.images.get(u, ()) for u in series if existing and u in keep}
     images.update(pins.images)
-    problems = _merge_problems(existing, set(series), pins.problems)
+    if pins.unsettled:
+        # The archive kept changing these series while they were asked: no provable pins.
+        # The pair on disk (if any) stays exactly as it was.
+        return _unsettled(lock_path, existing, spec, archive, pins.unsettled, requests)
+    # Problems are computed afresh for every series, kept ones too: none outlives its cause.
+    problems = (
+        *pins.problems,
+        *(
+            p
+            for u in sorted(set(series) - set(fresh))
+            for p in image_problems(
+                u,
+                selection.series.get(u),
+                series[u].series_hash,
+                images.get(u) if series[u].images_pinned else None,
+            )
+        ),
+    )
 
     pending = LockChanges()
     if existing and not upgrade:
@@ -208,7 +235,12 @@ def lock_dataset(
     )
     problems = tuple(sorted((*problems, *node_problems), key=lambda p: (p.series_uid, p.kind)))
     requests += node_requests
-    header = _header(spec, archive.base_url, ordered, images, series_only, now)
+    licenses = _licenses(archive, ordered)
+    requests += 1
+    header = _header(spec, archive.base_url, ordered, series_only, now)
+    header = dataclasses.replace(
+        header, metadata_digest=metadata_digest(ordered, nodes, problems, licenses)
+    )
     changes = _diff(
         {u: s.series_hash for u, s in existing.series.items()} if existing else {},
         {u: s.series_hash for u, s in series.items()},
@@ -220,8 +252,6 @@ def lock_dataset(
     written = False
     if not (lock_path.exists() and lock_path.read_text(encoding="utf-8") == text):
         all_images = [i for u in sorted(images) for i in images[u]]
-        licenses = _licenses(archive, ordered)
-        requests += 1
 
         def write_db(path: Path) -> None:
             write_lock_database(
@@ -238,6 +268,27 @@ def lock_dataset(
         pending=pending,
         problems=problems,
         requests=requests,
+    )
+
+
+def _unsettled(
+    lock_path: Path,
+    existing: _Existing | None,
+    spec: DatasetSpec,
+    archive: LockArchive,
+    unsettled: tuple[str, ...],
+    requests: int,
+) -> LockResult:
+    header = existing.header if existing else _header(spec, archive.base_url, (), False, None)
+    return LockResult(
+        lock_path=lock_path,
+        header=header,
+        written=False,
+        changes=LockChanges(),
+        pending=LockChanges(),
+        problems=(),
+        requests=requests,
+        unsettled=unsettled,
     )
 
 
@@ -335,19 +386,6 @@ def _licenses(archive: LockArchive, series: Sequence[LockedSeries]) -> list[Lock
     return list(out.values())
 
 
-def _merge_problems(
-    existing: _Existing | None, final: set[str], fresh: Sequence[Problem]
-) -> tuple[Problem, ...]:
-    """Kept series keep their problems; series no longer in the lock take theirs along."""
-    fresh_uids = {p.series_uid for p in fresh}
-    kept = [
-        p
-        for p in (existing.problems if existing else ())
-        if p.series_uid in final and p.series_uid not in fresh_uids
-    ]
-    return tuple(sorted([*kept, *fresh], key=lambda p: (p.series_uid, p.kind)))
-
-
 def _same_content(existing: _Existing, header: LockHeader, spec_json: str) -> bool:
     comparable = dataclasses.replace(header, resolved_at=existing.header.resolved_at)
     return comparable == existing.header and spec_json == existing.spec_json
@@ -357,7 +395,6 @@ def _header(
     spec: DatasetSpec,
     base_url: str,
     series: Sequence[LockedSeries],
-    images: dict[str, tuple[LockedImage, ...]],
     series_only: bool,
     now: Callable[[], dt.datetime] | None,
 ) -> LockHeader:
@@ -396,9 +433,13 @@ def check_lock(
     spec = load_spec(spec_path)
     lock_path = lock_path or default_lock_path(spec_path)
     try:
-        text = read_text_lock(lock_path)
+        # The database is not needed to tell staleness, but one that is there must prove
+        # itself: a tampered pair is never reported up to date.
+        text = read_lock(lock_path, load_images=False, text_only_fallback=True)
     except LockNotFound:
         return CheckResult(True, (f"{lock_path} does not exist",), LockChanges(), 0)
+    if text.database_rejected:
+        raise LockProofError(text.database_rejected)
     if text.header.spec_digest != spec.digest():
         reason = f"{spec_path} changed since it was locked (spec digest differs)"
         return CheckResult(True, (reason,), LockChanges(), 0)
@@ -408,9 +449,9 @@ def check_lock(
     # it does not make the spec wrong (exit 2).
     selection: Selection = select_series(spec, archive, workers=workers, strict=False)
     current = pin_series(selection.series, archive, series_only=True, workers=workers)
-    locked = {str(s["uid"]): str(s["hash"]) for s in text.series}
+    locked = {s.series_uid: s.series_hash for s in text.series}
     changes = _diff(locked, current.series_hashes)
-    rows = {str(s["uid"]): s for s in text.series}
+    rows = {s.series_uid: _text_row(s) for s in text.series}
     changes = dataclasses.replace(
         changes, metadata=_metadata_changes(rows, selection, current.series_hashes)
     )

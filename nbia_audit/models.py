@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 __all__ = ["HashNode", "LockHeader", "LockedImage", "LockedLicense", "LockedSeries", "Problem"]
 
-LOCK_FORMAT = 1
+# 2: the header carries ``metadata-digest`` (a digest of what the database holds beyond the
+# text lock). Format 1 locks are still read; their database metadata is not covered.
+LOCK_FORMAT = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,9 @@ class LockHeader:
     image_count: int
     total_bytes: int
     series_only: bool
+    # sha256 over the database's series rows, licenses, hash nodes and problems (everything
+    # the text lock does not already pin); "" in a format 1 lock.
+    metadata_digest: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,15 @@ from .client.records import SeriesInfo
 from .hashing import hierarchy_from_series, series_hash
 from .models import HashNode, LockedImage, LockedSeries, Problem
 
-__all__ = ["HashArchive", "Pins", "hash_nodes", "locked_series", "pin_series"]
+__all__ = [
+    "SETTLE_ROUNDS",
+    "HashArchive",
+    "Pins",
+    "hash_nodes",
+    "image_problems",
+    "locked_series",
+    "pin_series",
+]
 
 
 class HashArchive(Protocol):
@@ -45,12 +53,24 @@ class HashArchive(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Pins:
-    """Everything pinned for a set of series."""
+    """Everything pinned for a set of series.
+
+    ``unsettled`` names series whose archive hash and image MD5s kept disagreeing (the
+    archive changed them while they were asked, every time): they are not pinned, and a
+    lock must not be written with them.
+    """
 
     series_hashes: dict[str, str]
     images: dict[str, tuple[LockedImage, ...]]  # empty for series-only pins
     problems: tuple[Problem, ...]
     requests: int
+    unsettled: tuple[str, ...] = ()
+
+
+# How many times a series whose hash and image MD5s disagree is asked again. A series
+# the archive changes while it is asked settles on the next round; one that never agrees
+# is the archive contradicting itself, and more rounds would not change that.
+SETTLE_ROUNDS = 3
 
 
 def pin_series(
@@ -63,30 +83,55 @@ def pin_series(
 ) -> Pins:
     """Pin every selected series.
 
+    Unless pinning hashes only, a series' pins are accepted only when its image MD5s
+    recompute (NBIA's algorithm) to the series hash the archive gave: a series that
+    disagrees is asked again, hash and images together, up to :data:`SETTLE_ROUNDS` times.
+
     Raises:
         ApiError: the archive could not answer (after the client's retries).
     """
     uids = sorted(selected)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         calls = CallRunner(pool, on_progress)
-        hashes = calls.run(
-            "series hashes", [partial(archive.md5_hierarchy, series_uid=u) for u in uids]
-        )
-        series_hashes = dict(zip(uids, hashes, strict=True))
-        problems = [
-            Problem(u, "empty-series-hash", "the archive has no hash for this series")
-            for u, h in series_hashes.items()
-            if not h
-        ]
+        series_hashes = _ask_hashes(uids, archive, calls)
         images: dict[str, tuple[LockedImage, ...]] = {}
+        unsettled: list[str] = []
         if not series_only:
             images = _pin_images(uids, archive, calls)
-            problems += _check_images(selected, series_hashes, images)
+            unsettled = _disagreeing(series_hashes, images)
+            for _round in range(SETTLE_ROUNDS):
+                if not unsettled:
+                    break
+                series_hashes.update(_ask_hashes(unsettled, archive, calls))
+                images.update(_pin_images(unsettled, archive, calls))
+                unsettled = _disagreeing({u: series_hashes[u] for u in unsettled}, images)
+        settled = {u: h for u, h in series_hashes.items() if u not in unsettled}
+        problems = [
+            p
+            for u in sorted(settled)
+            for p in image_problems(u, selected[u], settled[u], None if series_only else images[u])
+        ]
     return Pins(
-        series_hashes=series_hashes,
-        images=images,
+        series_hashes=settled,
+        images={u: i for u, i in images.items() if u not in unsettled},
         problems=tuple(problems),
         requests=calls.count,
+        unsettled=tuple(sorted(unsettled)),
+    )
+
+
+def _ask_hashes(uids: Sequence[str], archive: HashArchive, calls: CallRunner) -> dict[str, str]:
+    hashes = calls.run(
+        "series hashes", [partial(archive.md5_hierarchy, series_uid=u) for u in uids]
+    )
+    return dict(zip(uids, hashes, strict=True))
+
+
+def _disagreeing(
+    series_hashes: dict[str, str], images: dict[str, tuple[LockedImage, ...]]
+) -> list[str]:
+    return sorted(
+        u for u, h in series_hashes.items() if series_hash(i.archive_md5 for i in images[u]) != h
     )
 
 
@@ -103,48 +148,50 @@ def _pin_images(
     return {u: tuple(sorted(images.get(u, []), key=lambda i: i.sop_uid)) for u in uids}
 
 
-def _check_images(
-    selected: dict[str, SeriesInfo],
-    series_hashes: dict[str, str],
-    images: dict[str, tuple[LockedImage, ...]],
+def image_problems(
+    uid: str,
+    info: SeriesInfo | None,
+    pinned_hash: str,
+    pinned: Sequence[LockedImage] | None,
 ) -> list[Problem]:
+    """What a series' pins say about the archive's own data (recorded in the lock).
+
+    ``info`` is the archive's listing now (None: not listed), ``pinned`` the pinned images
+    (None: pinned by hash only). Computed afresh on every lock, for kept pins too, so a
+    problem never outlives its cause.
+    """
     problems = []
-    for uid, pinned in images.items():
-        expected = selected[uid].image_count
-        if expected is not None and expected != len(pinned):
-            problems.append(
-                Problem(
-                    uid,
-                    "image-count-mismatch",
-                    f"the series lists {expected} images, getSOPInstanceUIDs gave {len(pinned)}",
-                )
+    if not pinned_hash:
+        problems.append(
+            Problem(uid, "empty-series-hash", "the archive has no hash for this series")
+        )
+    if pinned is None:
+        return problems
+    expected = info.image_count if info is not None else None
+    if expected is not None and expected != len(pinned):
+        problems.append(
+            Problem(
+                uid,
+                "image-count-mismatch",
+                f"the series lists {expected} images, getSOPInstanceUIDs gave {len(pinned)}",
             )
-        recomputed = series_hash(i.archive_md5 for i in pinned)
-        if series_hashes[uid] and recomputed != series_hashes[uid]:
-            problems.append(
-                Problem(
-                    uid,
-                    "series-hash-mismatch",
-                    f"the archive's series hash {series_hashes[uid]} != {recomputed} recomputed"
-                    " from its per-image MD5s",
-                )
+        )
+    # CTP stored a single space when it had no digest (protocol §3): that is missing,
+    # not short.
+    short = sum(1 for i in pinned if i.archive_md5 and 0 < len(i.archive_md5.strip()) < 32)
+    if short:
+        problems.append(
+            Problem(
+                uid,
+                "short-archive-md5",
+                f"{short} archive MD5 value(s) lack leading zeros (kept verbatim)",
             )
-        # CTP stored a single space when it had no digest (protocol §3): that is missing,
-        # not short.
-        short = sum(1 for i in pinned if i.archive_md5 and 0 < len(i.archive_md5.strip()) < 32)
-        if short:
-            problems.append(
-                Problem(
-                    uid,
-                    "short-archive-md5",
-                    f"{short} archive MD5 value(s) lack leading zeros (kept verbatim)",
-                )
-            )
-        missing = sum(1 for i in pinned if not (i.archive_md5 or "").strip())
-        if missing:
-            problems.append(
-                Problem(uid, "missing-archive-md5", f"{missing} image(s) have no archive MD5")
-            )
+        )
+    missing = sum(1 for i in pinned if not (i.archive_md5 or "").strip())
+    if missing:
+        problems.append(
+            Problem(uid, "missing-archive-md5", f"{missing} image(s) have no archive MD5")
+        )
     return problems
 
 

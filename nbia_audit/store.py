@@ -8,6 +8,8 @@ documented in docs/lock-format.md.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -18,8 +20,15 @@ from sqlite_utils.migrations import Migrations
 
 from .errors import LockFormatTooNew, LockNotFound, StoreError
 from .models import HashNode, LockedImage, LockedLicense, LockedSeries, LockHeader, Problem
+from .storable import from_storable, to_storable
 
-__all__ = ["LockDatabase", "write_lock_database"]
+__all__ = [
+    "LockDatabase",
+    "connect_read_only",
+    "metadata_digest",
+    "storable_row",
+    "write_lock_database",
+]
 
 MIGRATION_SET = "nbia-audit-lock"
 lock_migrations = Migrations(MIGRATION_SET)
@@ -78,6 +87,55 @@ KNOWN_MIGRATIONS = frozenset({"m001_initial"})
 _HEADER_FIELDS = {f.name: f.type for f in dataclasses.fields(LockHeader)}
 
 
+def storable_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row whose strings SQLite can hold (see storable.py); other values unchanged."""
+    return {k: to_storable(v) if isinstance(v, str) else v for k, v in row.items()}
+
+
+def _loaded_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: from_storable(v) if isinstance(v, str) else v for k, v in row.items()}
+
+
+def metadata_digest(
+    series: Iterable[LockedSeries],
+    nodes: Iterable[HashNode],
+    problems: Iterable[Problem],
+    licenses: Iterable[LockedLicense],
+) -> str:
+    """``sha256:<hex>`` over everything the database holds that the text lock does not pin.
+
+    The text lock's header carries it, so the database's descriptions, licenses (with their
+    commercial-use flags), hash nodes and problems are proven by the text as firmly as its
+    images are by the series hashes. ``images_pinned`` is left out: fetch changes it when it
+    fills in a series-only lock, and the images it pins are proven by the series hash.
+    """
+
+    def rows(items: Iterable[Any], drop: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        out = [{k: v for k, v in dataclasses.asdict(x).items() if k not in drop} for x in items]
+        return sorted(out, key=lambda r: json.dumps(r, sort_keys=True))
+
+    document = {
+        "series": rows(series, drop=("images_pinned",)),
+        "nodes": rows(nodes),
+        "problems": rows(problems),
+        "licenses": rows(licenses),
+    }
+    canonical = json.dumps(document, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """Open a database for reading only: works on a read-only checkout or share.
+
+    Raises:
+        sqlite3.Error: it cannot be opened.
+    """
+    uri = path.resolve().as_uri() + "?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+    conn.isolation_level = None  # transactions are begun explicitly
+    return conn
+
+
 def _connect(path: Path) -> sqlite_utils.Database:
     try:
         conn = sqlite3.connect(str(path))
@@ -114,19 +172,24 @@ def write_lock_database(
             meta = {k: str(v) for k, v in dataclasses.asdict(header).items()}
             meta["spec"] = spec_json
             db.table("meta").insert_all(
-                ({"key": k, "value": v} for k, v in sorted(meta.items())), pk="key"
+                (storable_row({"key": k, "value": v}) for k, v in sorted(meta.items())),
+                pk="key",
             )
             db.table("series").insert_all((_series_row(s) for s in series), batch_size=1000)
-            db.table("images").insert_all((dataclasses.asdict(i) for i in images), batch_size=5000)
+            db.table("images").insert_all(
+                (storable_row(dataclasses.asdict(i)) for i in images), batch_size=5000
+            )
             db.table("nodes").insert_all(
                 (
-                    {**dataclasses.asdict(n), "covers_whole_node": int(n.covers_whole_node)}
+                    storable_row(
+                        {**dataclasses.asdict(n), "covers_whole_node": int(n.covers_whole_node)}
+                    )
                     for n in nodes
                 ),
                 batch_size=1000,
             )
-            db.table("problems").insert_all(dataclasses.asdict(p) for p in problems)
-            db.table("licenses").insert_all(dataclasses.asdict(x) for x in licenses)
+            db.table("problems").insert_all(storable_row(dataclasses.asdict(p)) for p in problems)
+            db.table("licenses").insert_all(storable_row(dataclasses.asdict(x)) for x in licenses)
         db.execute("PRAGMA journal_mode = DELETE")
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: cannot write the lock database: {exc}") from exc
@@ -138,7 +201,44 @@ def _series_row(series: LockedSeries) -> dict[str, Any]:
     row = dataclasses.asdict(series)
     row["third_party"] = int(series.third_party)
     row["images_pinned"] = int(series.images_pinned)
-    return row
+    return storable_row(row)
+
+
+def header_from_meta(meta: dict[str, str]) -> LockHeader:
+    """The lock header from the ``meta`` table's text values.
+
+    Raises:
+        KeyError, ValueError: a field is missing or malformed.
+    """
+    values: dict[str, Any] = {}
+    for name, kind in _HEADER_FIELDS.items():
+        if name == "metadata_digest" and name not in meta and meta.get("format") == "1":
+            values[name] = ""  # format 1 databases predate it
+            continue
+        raw = meta[name]
+        if kind == "int":
+            values[name] = int(raw)
+        elif kind == "bool":
+            if raw not in ("True", "False"):
+                raise ValueError(f"{name} is {raw!r}, not True or False")
+            values[name] = raw == "True"
+        else:
+            values[name] = raw
+    return LockHeader(**values)
+
+
+def series_from_row(row: dict[str, Any]) -> LockedSeries:
+    """A series from its database row (booleans are stored as integers)."""
+    values = _loaded_row(row)
+    values["third_party"] = bool(values["third_party"])
+    values["images_pinned"] = bool(values["images_pinned"])
+    return LockedSeries(**values)
+
+
+def node_from_row(row: dict[str, Any]) -> HashNode:
+    values = _loaded_row(row)
+    values["covers_whole_node"] = bool(values["covers_whole_node"])
+    return HashNode(**values)
 
 
 class LockDatabase:
@@ -175,46 +275,34 @@ class LockDatabase:
         self.close()
 
     def header(self) -> LockHeader:
-        meta = {row["key"]: row["value"] for row in self.db.table("meta").rows}
-        values: dict[str, Any] = {}
-        for name, kind in _HEADER_FIELDS.items():
-            raw = meta[name]
-            if kind == "int":
-                values[name] = int(raw)
-            elif kind == "bool":
-                values[name] = raw == "True"
-            else:
-                values[name] = raw
-        return LockHeader(**values)
+        meta = {row["key"]: from_storable(row["value"]) for row in self.db.table("meta").rows}
+        return header_from_meta(meta)
 
     def spec_json(self) -> str:
-        return str(self.db.table("meta").get("spec")["value"])
+        return from_storable(str(self.db.table("meta").get("spec")["value"]))
 
     def series(self) -> Iterator[LockedSeries]:
         for row in self.db.table("series").rows_where(
             order_by="collection, patient_id, study_uid, series_uid"
         ):
-            row["third_party"] = bool(row["third_party"])
-            row["images_pinned"] = bool(row["images_pinned"])
-            yield LockedSeries(**row)
+            yield series_from_row(row)
 
     def images(self, series_uid: str | None = None) -> Iterator[LockedImage]:
         where, args = ("series_uid = ?", [series_uid]) if series_uid else (None, [])
         for row in self.db.table("images").rows_where(where, args, order_by="series_uid, sop_uid"):
-            yield LockedImage(**row)
+            yield LockedImage(**_loaded_row(row))
 
     def nodes(self) -> Iterator[HashNode]:
         for row in self.db.table("nodes").rows_where(order_by="level, key"):
-            row["covers_whole_node"] = bool(row["covers_whole_node"])
-            yield HashNode(**row)
+            yield node_from_row(row)
 
     def problems(self) -> Iterator[Problem]:
         for row in self.db.table("problems").rows_where(order_by="series_uid, kind"):
-            yield Problem(**row)
+            yield Problem(**_loaded_row(row))
 
     def licenses(self) -> Iterator[LockedLicense]:
         for row in self.db.table("licenses").rows_where(order_by="name"):
-            yield LockedLicense(**row)
+            yield LockedLicense(**_loaded_row(row))
 
     def integrity_ok(self) -> bool:
         return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
@@ -231,8 +319,8 @@ class LockDatabase:
             StoreError: the series is not in the lock, other images are pinned for it, an
                 image belongs to another series, or SQLite failed.
         """
-        rows = [dataclasses.asdict(i) for i in images]
-        if any(row["series_uid"] != series_uid for row in rows):
+        wanted = list(images)
+        if any(image.series_uid != series_uid for image in wanted):
             raise StoreError(f"{self.path}: an image to pin belongs to another series")
         conn = self.db.conn
         try:
@@ -240,7 +328,7 @@ class LockDatabase:
             # for each other instead of deadlocking on a read-to-write lock upgrade.
             conn.execute("BEGIN IMMEDIATE")
             try:
-                filled = self._fill(series_uid, rows)
+                filled = self._fill(series_uid, wanted)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.rollback()
@@ -249,7 +337,7 @@ class LockDatabase:
             raise StoreError(f"{self.path}: cannot pin the images of {series_uid}: {exc}") from exc
         return filled
 
-    def _fill(self, series_uid: str, rows: list[dict[str, Any]]) -> bool:
+    def _fill(self, series_uid: str, wanted: list[LockedImage]) -> bool:
         found = self.db.execute(
             "SELECT images_pinned FROM series WHERE series_uid = ?", [series_uid]
         ).fetchone()
@@ -257,9 +345,10 @@ class LockDatabase:
             raise StoreError(f"{self.path}: series {series_uid} is not in the lock")
         if found[0]:
             pinned = {(i.sop_uid, i.archive_md5) for i in self.images(series_uid)}
-            if pinned == {(r["sop_uid"], r["archive_md5"]) for r in rows}:
+            if pinned == {(i.sop_uid, i.archive_md5) for i in wanted}:
                 return False
             raise StoreError(f"{self.path}: series {series_uid} has other images pinned")
+        rows = (storable_row(dataclasses.asdict(i)) for i in wanted)
         self.db.table("images").insert_all(rows, batch_size=5000)
         self.db.execute("UPDATE series SET images_pinned = 1 WHERE series_uid = ?", [series_uid])
         return True

@@ -10,10 +10,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import StoreError
 from .findings import AuditReport
-from .lockfile import database_path, read_text_lock, recover_interrupted
+from .lockproof import read_lock
 from .models import LockedLicense, LockedSeries, LockHeader
-from .store import LockDatabase
 
 __all__ = ["CollectionSummary", "Supplement", "Verification", "build_supplement"]
 
@@ -93,15 +93,18 @@ def build_supplement(
     """
     import json
 
-    recover_interrupted(lock_path)
-    text = read_text_lock(lock_path)
-    with LockDatabase(database_path(lock_path)) as db:
-        series = tuple(db.series())
-        licenses = tuple(db.licenses())
-    description = str(json.loads(text.spec_json).get("description", ""))
+    lock = read_lock(lock_path, load_images=False)
+    series, licenses = lock.series, lock.licenses
+    try:
+        spec = json.loads(lock.spec_json)
+    except json.JSONDecodeError:
+        spec = None
+    if not isinstance(spec, dict):
+        raise StoreError(f"{lock_path}: the embedded spec is not a JSON object")
+    description = str(spec.get("description", ""))
     return Supplement(
         lock_name=lock_path.name,
-        header=text.header,
+        header=lock.header,
         description=description,
         collections=_collections(series),
         licenses=licenses,

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from . import verify_memo
 from .errors import StoreError
-from .findings import AuditReport
+from .findings import AuditReport, Finding
 from .localstate import LocalState
 from .sampling import choose_sample, new_seed
 from .verify_judge import judge
@@ -77,7 +77,9 @@ def verify_copy(
     root_text = _check_root(root)
     skip, patterns = _skip_paths(lock_path, root), tuple(ignore)
     items: Iterable[FileEntry | Blocked]
-    if level == "stat" and sample is None:
+    # A memo of a clean pass speaks for the lock pair it was made with; never for a pair
+    # whose database no longer proves itself.
+    if level == "stat" and sample is None and not exp.database_rejected:
         # The walk is the one unavoidable cost; an unchanged tree needs nothing else.
         items = list(walk(root_text, skip=skip, ignore=patterns))
         memo_key = verify_memo.setting(lock_path, exp.header.root_digest, patterns)
@@ -106,18 +108,32 @@ def verify_copy(
         root_digest=exp.header.root_digest,
         started_at=_iso(started),
         finished_at=_iso(finished),
-        findings=verdict.findings,
+        findings=_lock_findings(exp) + verdict.findings,
         series=verdict.series,
         # An image that nothing can prove (no usable archive MD5) leaves the check incomplete.
         complete=run.tally.complete and not verdict.unprovable,
         facts=run.facts(verdict, str(root), workers or os.cpu_count() or 1),
     )
-    if level == "stat" and sample is None:
+    if level == "stat" and sample is None and not exp.database_rejected:
         if verify_memo.settled(items, started):
             verify_memo.remember(root, memo_key, tree, report)
         else:
             verify_memo.forget(root)  # a file written just now may change again unseen
     return report
+
+
+def _lock_findings(exp: Expectation) -> tuple[Finding, ...]:
+    """The lock pair's own finding: a database that failed its proof (the copy was then
+    checked against the text lock's series hashes alone)."""
+    if not exp.database_rejected:
+        return ()
+    return (
+        Finding(
+            kind="lock-database-rejected",
+            detail=exp.database_rejected
+            + "; the copy was checked against the text lock's series hashes alone",
+        ),
+    )
 
 
 def _from_memo(remembered: AuditReport, started: str, finished: str) -> AuditReport:

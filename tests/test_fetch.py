@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
-import sqlite3
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -23,6 +23,7 @@ from fetch_support import (
     state_paths,
     tree,
 )
+from lock_tools import rewrite_pair
 
 from nbia_audit.client import Credentials, NbiaClient
 from nbia_audit.client.transport import RetryPolicy, Timeouts
@@ -263,9 +264,7 @@ def test_series_selection_and_unknown_series(tmp_path: Path, emu: Emulator) -> N
 
 def test_not_enough_disk_space_stops_before_downloading(tmp_path: Path, emu: Emulator) -> None:
     lock = make_lock(tmp_path / "lock", emu)
-    with sqlite3.connect(database_path(lock)) as conn:
-        conn.execute("UPDATE series SET bytes = 4000000000000000")
-    conn.close()
+    rewrite_pair(lock, lambda s: dataclasses.replace(s, bytes=4000000000000000))
     emu.reset_request_log()
     with pytest.raises(DownloadError, match="not enough free disk space"):
         fetch(lock, tmp_path / "data", emu.base_url)

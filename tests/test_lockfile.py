@@ -256,6 +256,7 @@ def test_recovery_waits_for_a_commit_in_progress(tmp_path: Path) -> None:
         " recover_interrupted(Path(sys.argv[1]))"
     )
     with _pair_guard(lock):  # as a commit holds it while it writes and renames
+        lock.with_name("d.lock.new").write_text("half written")  # what that commit has so far
         waiting = subprocess.Popen([sys.executable, "-c", script, str(lock)])
         time.sleep(0.5)
         assert waiting.poll() is None  # the other process waits for the guard

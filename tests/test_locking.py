@@ -42,7 +42,7 @@ def write_spec(tmp_path: Path, emu: Emulator, select: str, extra: str = "") -> P
 
 
 def locked_uids(lock: Path) -> set[str]:
-    return {str(s["uid"]) for s in read_text_lock(lock).series}
+    return {s.series_uid for s in read_text_lock(lock).series}
 
 
 def lock_first_collection(tmp_path: Path, emu: Emulator, archive: ArchiveView) -> tuple[str, Path]:

@@ -128,8 +128,10 @@ def test_a_database_from_another_lock_is_refused(full_lock: Path, tmp_path: Path
     )
     lock.write_text(text)
     shutil.copy2(full_lock.with_name("dataset.lock.db"), tmp_path / "dataset.lock.db")
-    with pytest.raises(StoreError, match="belongs to another version"):
-        verify_copy(lock, tmp_path)
+    report = verify_copy(lock, tmp_path)
+    rejected = [f for f in report.findings if f.kind == "lock-database-rejected"]
+    assert len(rejected) == 1 and "belongs to another lock" in rejected[0].detail
+    assert report.facts["lock_source"] == "text lock" and not report.clean
 
 
 def test_missing_lock_and_missing_copy_are_errors(full_lock: Path, tmp_path: Path) -> None:
