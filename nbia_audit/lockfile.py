@@ -148,6 +148,8 @@ def render_text_lock(header: LockHeader, spec_json: str, series: Sequence[Locked
         "[lock]",
     ]
     for key in _HEADER_KEYS:
+        if key == "metadata_digest" and header.format == 1:
+            continue  # format 1 locks predate it (kept so such a pair is rewritten as it was)
         lines.append(f"{key.replace('_', '-')} = {_toml_value(getattr(header, key))}")
     lines.append(f"spec = {_toml_str(spec_json)}")
     lines.append("")

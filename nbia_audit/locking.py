@@ -181,16 +181,16 @@ def lock_dataset(
         fresh, archive, series_only=series_only, workers=workers, on_progress=on_progress
     )
     requests += pins.requests
+    if pins.unsettled:
+        # The archive kept changing these series while they were asked: no provable pins.
+        # The pair on disk (if any) stays exactly as it was.
+        return _unsettled(lock_path, existing, spec, archive, pins.unsettled, requests)
     series = {u: keep[u] for u in selection.series if u in keep}
     series.update(
         {u: locked_series(i, pins.series_hashes[u], not series_only) for u, i in fresh.items()}
     )
     images = {u: existing.images.get(u, ()) for u in series if existing and u in keep}
     images.update(pins.images)
-    if pins.unsettled:
-        # The archive kept changing these series while they were asked: no provable pins.
-        # The pair on disk (if any) stays exactly as it was.
-        return _unsettled(lock_path, existing, spec, archive, pins.unsettled, requests)
     # Problems are computed afresh for every series, kept ones too: none outlives its cause.
     problems = (
         *pins.problems,

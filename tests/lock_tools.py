@@ -38,3 +38,63 @@ def rewrite_pair(lock_path: Path, edit: Callable[[LockedSeries], LockedSeries]) 
         )
 
     commit_lock(lock_path, text, write)
+
+
+def write_pair(
+    lock_path: Path,
+    series: list[tuple[str, str, tuple[tuple[str, str | None], ...]]],
+    *,
+    lock_format: int | None = None,
+) -> Path:
+    """Write a minimal, self-consistent pair: (series UID, series hash, (SOP, MD5) images)."""
+    from nbia_audit.models import LOCK_FORMAT, LockedImage, LockHeader
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    locked = tuple(
+        LockedSeries(
+            series_uid=uid,
+            collection="C",
+            patient_id="P",
+            study_uid="1.2",
+            modality="CT",
+            description="",
+            series_number="",
+            body_part="",
+            manufacturer="",
+            image_count=len(images),
+            bytes=0,
+            series_hash=hash_,
+            released="",
+            max_submission="",
+            license_name="",
+            license_url="",
+            doi="",
+            third_party=False,
+            images_pinned=True,
+        )
+        for uid, hash_, images in series
+    )
+    pinned = [LockedImage(sop, uid, md5) for uid, _h, images in series for sop, md5 in images]
+    header = LockHeader(
+        format=lock_format or LOCK_FORMAT,
+        name="t",
+        spec_digest="sha256:0",
+        server="http://127.0.0.1:1",
+        base_url="http://127.0.0.1:1",
+        api="v4",
+        tool_version="0",
+        resolved_at="2026-01-01T00:00:00Z",
+        root_digest=root_digest(locked),
+        series_count=len(locked),
+        image_count=sum(s.image_count for s in locked),
+        total_bytes=0,
+        series_only=False,
+        metadata_digest=metadata_digest(locked, (), (), ()) if lock_format != 1 else "",
+    )
+    text = render_text_lock(header, "{}", locked)
+
+    def write(path: Path) -> None:
+        write_lock_database(path, header, "{}", locked, pinned, (), (), ())
+
+    commit_lock(lock_path, text, write)
+    return lock_path
