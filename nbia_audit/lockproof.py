@@ -21,6 +21,7 @@ file and the first disagreement, except where the caller accepts the text lock a
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -46,6 +47,9 @@ from .store import (
 )
 
 __all__ = ["LockContents", "LockProofError", "read_lock"]
+
+# What an archive MD5 column looks like when every value is plain: no separator, no escape.
+_PLAIN_MD5S = re.compile(r"[0-9A-Za-z ,]*")
 
 SOURCE_DATABASE = "database"
 SOURCE_TEXT = "text lock"
@@ -278,29 +282,45 @@ class _Proof:
         self, series: Sequence[LockedSeries], load: bool
     ) -> tuple[dict[str, tuple[LockedImage, ...]], int]:
         by_uid = {s.series_uid: s for s in series}
-        md5s: defaultdict[str, list[str | None]] = defaultdict(list)
-        kept: defaultdict[str, list[LockedImage]] = defaultdict(list)
         count = 0
-        # Ordered by series: a series' MD5s are complete when the next series starts, so
-        # only one series is held at a time unless the caller keeps the images.
-        current = ""
-        query = "SELECT series_uid, sop_uid, archive_md5, size FROM images ORDER BY series_uid"
-        for series_uid, sop_uid, archive_md5, size in self.conn.execute(query):
-            if series_uid != current:
-                if current:
-                    self._judge_series(by_uid, current, md5s.pop(current))
-                current = series_uid
-            md5s[series_uid].append(None if archive_md5 is None else from_storable(archive_md5))
-            count += 1
-            if load:
-                kept[series_uid].append(
-                    LockedImage(from_storable(sop_uid), series_uid, md5s[series_uid][-1], size)
-                )
-        if current:
-            self._judge_series(by_uid, current, md5s.pop(current))
+        # One row per series, its MD5s concatenated by SQLite (in no particular order: the
+        # series hash sorts them): a million images cost a few thousand Python rows.
+        query = (
+            "SELECT series_uid, count(*), count(archive_md5), group_concat(archive_md5, ',')"
+            " FROM images GROUP BY series_uid"
+        )
+        for series_uid, rows, non_null, joined in self.conn.execute(query):
+            self._judge_series(by_uid, series_uid, self._md5s(series_uid, rows, non_null, joined))
+            count += rows
         self._check_empty_pinned(series)
-        images = {uid: tuple(sorted(found, key=lambda i: i.sop_uid)) for uid, found in kept.items()}
+        images: dict[str, tuple[LockedImage, ...]] = {}
+        if load:
+            kept: defaultdict[str, list[LockedImage]] = defaultdict(list)
+            rows_query = (
+                "SELECT sop_uid, series_uid, archive_md5, size FROM images"
+                " ORDER BY series_uid, sop_uid"
+            )
+            for sop_uid, series_uid, archive_md5, size in self.conn.execute(rows_query):
+                md5 = None if archive_md5 is None else from_storable(archive_md5)
+                kept[series_uid].append(LockedImage(from_storable(sop_uid), series_uid, md5, size))
+            images = {uid: tuple(found) for uid, found in kept.items()}
         return images, count
+
+    def _md5s(
+        self, series_uid: str, rows: int, non_null: int, joined: str | None
+    ) -> list[str | None]:
+        values: list[str | None] = [None] * (rows - non_null)
+        if not non_null:
+            return values
+        assert joined is not None
+        if _PLAIN_MD5S.fullmatch(joined):
+            parts = joined.split(",")
+            if len(parts) == non_null:
+                return values + list(parts)
+        # A value with a comma or an escape in it (never written by the archive, but the
+        # database may have been edited): read this series' values one by one.
+        query = "SELECT archive_md5 FROM images WHERE series_uid = ? AND archive_md5 IS NOT NULL"
+        return values + [from_storable(r[0]) for r in self.conn.execute(query, (series_uid,))]
 
     def _judge_series(
         self, by_uid: Mapping[str, LockedSeries], uid: str, md5s: list[str | None]

@@ -110,15 +110,20 @@ def metadata_digest(
     fills in a series-only lock, and the images it pins are proven by the series hash.
     """
 
-    def rows(items: Iterable[Any], drop: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-        out = [{k: v for k, v in dataclasses.asdict(x).items() if k not in drop} for x in items]
-        return sorted(out, key=lambda r: json.dumps(r, sort_keys=True))
+    def rows(items: Iterable[Any], key: tuple[str, ...], drop: str = "") -> list[list[Any]]:
+        # Field by field rather than dataclasses.asdict: this runs on every lock read.
+        listed = list(items)
+        if not listed:
+            return []
+        names = [f.name for f in dataclasses.fields(listed[0]) if f.name != drop]
+        listed.sort(key=lambda x: tuple(str(getattr(x, k)) for k in key))
+        return [names] + [[getattr(x, n) for n in names] for x in listed]
 
     document = {
-        "series": rows(series, drop=("images_pinned",)),
-        "nodes": rows(nodes),
-        "problems": rows(problems),
-        "licenses": rows(licenses),
+        "series": rows(series, ("series_uid",), drop="images_pinned"),
+        "nodes": rows(nodes, ("level", "key")),
+        "problems": rows(problems, ("series_uid", "kind", "detail")),
+        "licenses": rows(licenses, ("name",)),
     }
     canonical = json.dumps(document, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode("ascii")).hexdigest()

@@ -40,6 +40,31 @@ def rewrite_pair(lock_path: Path, edit: Callable[[LockedSeries], LockedSeries]) 
     commit_lock(lock_path, text, write)
 
 
+def locked_series(uid: str, series_hash: str) -> LockedSeries:
+    """A plain locked series with every field filled in."""
+    return LockedSeries(
+        series_uid=uid,
+        collection="C",
+        patient_id="P",
+        study_uid="1.2",
+        modality="CT",
+        description="",
+        series_number="",
+        body_part="",
+        manufacturer="",
+        image_count=0,
+        bytes=0,
+        series_hash=series_hash,
+        released="",
+        max_submission="",
+        license_name="",
+        license_url="",
+        doi="",
+        third_party=False,
+        images_pinned=True,
+    )
+
+
 def write_pair(
     lock_path: Path,
     series: list[tuple[str, str, tuple[tuple[str, str | None], ...]]],
@@ -51,27 +76,7 @@ def write_pair(
 
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     locked = tuple(
-        LockedSeries(
-            series_uid=uid,
-            collection="C",
-            patient_id="P",
-            study_uid="1.2",
-            modality="CT",
-            description="",
-            series_number="",
-            body_part="",
-            manufacturer="",
-            image_count=len(images),
-            bytes=0,
-            series_hash=hash_,
-            released="",
-            max_submission="",
-            license_name="",
-            license_url="",
-            doi="",
-            third_party=False,
-            images_pinned=True,
-        )
+        dataclasses.replace(locked_series(uid, hash_), image_count=len(images))
         for uid, hash_, images in series
     )
     pinned = [LockedImage(sop, uid, md5) for uid, _h, images in series for sop, md5 in images]

@@ -65,3 +65,37 @@ def test_a_lock_pair_with_odd_archive_strings_reads_back_exactly(
 
 def test_an_astral_character_is_one_toml_escape_not_a_surrogate_pair() -> None:
     assert _toml_str("\U0001d538") == '"\\U0001D538"'
+
+
+def _rendered(values: list[str]) -> str:
+    from lock_tools import locked_series
+
+    from nbia_audit.lockfile import render_text_lock, root_digest
+    from nbia_audit.models import LOCK_FORMAT, LockHeader
+
+    series = [
+        dataclasses.replace(locked_series(f"1.2.{i}", "a" * 32), doi=v, collection=v)
+        for i, v in enumerate(values)
+    ]
+    header = LockHeader(
+        LOCK_FORMAT, "t", "sha256:0", "s", "u", "v4", "0", "2026", root_digest(series),
+        len(series), 0, 0, False, "sha256:1",
+    )  # fmt: skip
+    return render_text_lock(header, "{}", series)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(HOSTILE | ANY_TEXT, max_size=4), st.data())
+def test_the_fast_series_reader_agrees_with_tomllib_or_defers(
+    values: list[str], data: st.DataObject
+) -> None:
+    """Read as written, or after any one-character edit: the line reader and tomllib agree."""
+    from nbia_audit.lockfile import _parse_as_written
+
+    text = _rendered(values)
+    assert _parse_as_written(text) == tomllib.loads(text)
+    at = data.draw(st.integers(0, len(text) - 1))
+    edited = text[:at] + data.draw(ANY_CHAR.filter(lambda c: c != "\x00")) + text[at + 1 :]
+    fast = _parse_as_written(edited)
+    if fast is not None:
+        assert fast == tomllib.loads(edited)
