@@ -236,8 +236,10 @@ _BASIC = r'"((?:[^"\\\x00-\x1f\x7f]|\\(?:["\\btnfr]|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]
 _WHOLE = r"(0|[1-9][0-9]*)"
 _SERIES_LINE = re.compile(
     r"  \{ "
-    + ", ".join(f"{key} = {_WHOLE if attr in ('image_count', 'bytes') else _BASIC}"
-                for key, attr in _SERIES_KEYS)  # fmt: skip
+    + ", ".join(
+        f"{key} = {_WHOLE if attr in ('image_count', 'bytes') else _BASIC}"
+        for key, attr in _SERIES_KEYS
+    )  # fmt: skip
     + r" \},"
 )
 _ESCAPE = re.compile(r'\\(["\\btnfr]|u[0-9A-Fa-f]{4}|U[0-9A-Fa-f]{8})')
