@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import hashlib
 import os
 import re
@@ -37,7 +38,9 @@ from .models import LOCK_FORMAT, LockedSeries, LockHeader
 from .storable import from_storable, to_storable
 
 __all__ = [
+    "ANY_PREVIOUS",
     "MAX_TEXT_LOCK_BYTES",
+    "ConcurrentLockWrite",
     "TextLock",
     "commit_lock",
     "database_path",
@@ -559,14 +562,42 @@ def _recover(lock_path: Path) -> None:
     _fsync_dir(lock_path.parent)
 
 
-def commit_lock(lock_path: Path, text: str, write_database: Callable[[Path], None]) -> None:
+def _refuse_concurrent(lock_path: Path) -> None:
+    try:
+        when = dt.datetime.fromtimestamp(lock_path.stat().st_mtime, dt.UTC)
+        at = when.strftime("%Y-%m-%d %H:%M:%S UTC")
+    except OSError:
+        at = "a moment ago"  # the other run removed it
+    raise ConcurrentLockWrite(
+        f"another run wrote {lock_path} at {at}, after this run read it; nothing was"
+        " written: re-run `nbia-audit lock`"
+    )
+
+
+class ConcurrentLockWrite(StoreError):
+    """Another run replaced the lock pair after this run read it: this run's pair is not
+    written over it."""
+
+
+ANY_PREVIOUS = "any"  # commit_lock's ``previous``: replace whatever is there
+
+
+def commit_lock(
+    lock_path: Path,
+    text: str,
+    write_database: Callable[[Path], None],
+    *,
+    previous: str | None = ANY_PREVIOUS,
+) -> None:
     """Replace the lock pair at ``lock_path`` with a new text and database, atomically.
 
     ``write_database(path)`` writes the complete new database at ``path``. Until the final
     rename of the text lock, any interruption leaves the previous pair in force (after
-    :func:`recover_interrupted`).
+    :func:`recover_interrupted`). ``previous`` is the sha256 of the text lock this run read
+    (None: it found none); if another run has written the lock since, nothing is written.
 
     Raises:
+        ConcurrentLockWrite: another run wrote the lock after this one read it.
         StoreError: the pair cannot be written (disk full, permissions, a file system
             without hard links); the previous pair is left in force.
     """
@@ -577,6 +608,8 @@ def commit_lock(lock_path: Path, text: str, write_database: Callable[[Path], Non
     try:
         with _pair_guard(lock_path):
             _recover(lock_path)
+            if previous != ANY_PREVIOUS and _text_identity(lock_path) != previous:
+                _refuse_concurrent(lock_path)
             try:
                 write_database(new_db)
                 _stamp_database(new_db, text)

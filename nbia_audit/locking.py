@@ -112,6 +112,7 @@ class _Existing:
     series: dict[str, LockedSeries]
     images: dict[str, tuple[LockedImage, ...]]
     problems: tuple[Problem, ...]
+    text_sha256: str  # the text lock as read: a commit refuses to replace any other
 
 
 def _read_existing(lock_path: Path) -> _Existing | None:
@@ -132,6 +133,7 @@ def _read_existing(lock_path: Path) -> _Existing | None:
         series=dict(lock.series_by_uid()),
         images=dict(lock.images),
         problems=lock.problems,
+        text_sha256=lock.text_sha256,
     )
 
 
@@ -258,7 +260,9 @@ def lock_dataset(
                 path, header, spec_json, ordered, all_images, nodes, problems, licenses
             )
 
-        commit_lock(lock_path, text, write_db)
+        commit_lock(
+            lock_path, text, write_db, previous=existing.text_sha256 if existing else None
+        )
         written = True
     return LockResult(
         lock_path=lock_path,

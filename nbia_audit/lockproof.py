@@ -80,6 +80,7 @@ class LockContents:
     source: str = SOURCE_DATABASE
     database_rejected: str = ""
     image_count: int = 0  # images pinned in the database (also when not loaded)
+    text_sha256: str = ""  # of the text lock's bytes as read
     _by_uid: dict[str, LockedSeries] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -145,6 +146,7 @@ def _text_only(lock_path: Path, text: TextLock, rejected: str) -> LockContents:
         images={},
         source=SOURCE_TEXT,
         database_rejected=rejected,
+        text_sha256=text.sha256,
     )
 
 
@@ -208,6 +210,7 @@ class _Proof:
             problems=problems,
             licenses=licenses,
             image_count=image_count,
+            text_sha256=self.text.sha256,
         )
 
     def _check_schema(self) -> None:

@@ -130,3 +130,50 @@ def test_problems_are_computed_afresh_on_every_lock(tmp_path: Path, emu: Emulato
     assert again.written
     assert not [p for p in again.problems if p.kind == "image-count-mismatch"]
     assert not [p for p in read_lock(again.lock_path).problems if p.series_uid == target]
+
+
+class InterleavedArchive:
+    """The real archive view; just before the run would write its lock (when it asks the
+    licenses, its last request), another `nbia-audit lock` process runs to completion."""
+
+    def __init__(self, view: ArchiveView, other_run: list[str], emu: Emulator) -> None:
+        self._view, self._other_run, self._emu = view, other_run, emu
+        self.other_exit: int | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._view, name)
+
+    def licenses(self) -> Any:
+        import subprocess
+
+        # Upstream changes again, so the other run's lock differs from this run's.
+        last = sorted(s.series_uid for s in self._emu.corpus.series)[-1]
+        self._emu.replace_image(self._emu.corpus.images_of(last)[0].sop_uid)
+        self.other_exit = subprocess.run(self._other_run, capture_output=True).returncode
+        return self._view.licenses()
+
+
+def test_a_second_lock_does_not_overwrite_a_pair_written_after_it_read(
+    tmp_path: Path, emu: Emulator
+) -> None:
+    import sys
+
+    from nbia_audit.lockfile import ConcurrentLockWrite
+
+    spec = spec_file(tmp_path, emu)
+    with client_for(emu) as client:
+        first = lock_dataset(spec, ArchiveView(client))
+    # Upstream changes, and two runs re-lock: the other one commits while this one works.
+    emu.replace_image(
+        emu.corpus.images_of(sorted(s.series_uid for s in emu.corpus.series)[0])[0].sop_uid
+    )
+    other = [sys.executable, "-m", "nbia_audit", "lock", str(spec), "--upgrade", "-q"]
+    with client_for(emu) as client:
+        archive = InterleavedArchive(ArchiveView(client), other, emu)
+        with pytest.raises(ConcurrentLockWrite, match="another run wrote .*re-run"):
+            lock_dataset(spec, archive, upgrade=True)
+    assert archive.other_exit == 0
+    written = read_lock(first.lock_path)  # the other run's pair, intact and provable
+    assert written.header.root_digest != first.header.root_digest
+    leftovers = sorted(p.name for p in tmp_path.iterdir())
+    assert leftovers == ["dataset.lock", "dataset.lock.db", "dataset.yaml"]
