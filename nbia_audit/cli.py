@@ -21,6 +21,7 @@ from .cli_common import (
     human_bytes,
     make_archive,
 )
+from .cli_signals import interruptible
 from .errors import NbiaAuditError
 from .locking import SERIOUS_PROBLEMS, LockChanges, LockResult
 from .pinning import SETTLE_ROUNDS
@@ -60,6 +61,7 @@ def cli() -> None:
     help="Concurrent requests to the archive.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@interruptible("lock")
 def lock(
     spec: Path,
     lock_path: Path | None,
@@ -162,6 +164,7 @@ def _echo_changes(changes: LockChanges) -> None:
     show_default=True,
     help="Where the demo writes its spec, lock and data.",
 )
+@interruptible("demo")
 def demo(workdir: Path) -> None:
     """Run the whole story against the embedded NBIA emulator, and check every step."""
     from .demo import DemoStep, run_demo

@@ -17,6 +17,7 @@ from .cli_common import (
     format_option,
     output_option,
 )
+from .cli_signals import interruptible
 from .errors import NbiaAuditError
 
 __all__ = ["verify"]
@@ -76,6 +77,7 @@ class Fraction(click.ParamType[float]):
     help="Leave out paths matching GLOB (relative path or name); repeatable.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@interruptible("verify")
 def verify(
     lock: Path,
     directory: Path,
