@@ -220,7 +220,7 @@ def test_manifest_larger_than_the_cap_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "huge.tcia"
     with path.open("wb") as out:
         out.truncate(MANIFEST_MAX_BYTES + 1)  # sparse: costs no disk
-    with pytest.raises(SpecError, match="larger than 48 MiB"):
+    with pytest.raises(SpecError, match="larger than 32 MiB"):
         read_manifest(path)
 
 
