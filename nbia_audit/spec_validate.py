@@ -384,7 +384,7 @@ class Validator:
         line = data.key_lines["manifest"]
         key = _join(where, "manifest")
         manifest_path = (self.base_dir / relative).resolve()
-        if not manifest_path.is_file():
+        if not manifest_path.exists():  # a folder, device or FIFO: read_manifest says which
             raise self.error(
                 f"no such manifest file: {manifest_path}",
                 line,

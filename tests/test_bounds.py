@@ -238,8 +238,9 @@ def test_spec_pointing_at_a_manifest_fifo_is_an_error(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "m.tcia")
     spec = tmp_path / "dataset.yaml"
     spec.write_text("name: x\nselect:\n  - manifest: m.tcia\n", encoding="utf-8")
-    with pytest.raises(SpecError, match="select\\[0\\].manifest"):
+    with pytest.raises(SpecError, match="select\\[0\\].manifest") as info:
         load_spec(spec)
+    assert "is a FIFO (named pipe), not a manifest file" in str(info.value)
 
 
 def test_a_normal_manifest_and_spec_still_read(tmp_path: Path) -> None:
