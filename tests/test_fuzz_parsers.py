@@ -24,13 +24,16 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
+from fetch_support import make_lock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.data import get_testdata_file
 
 from nbia_audit.client.parse import decode_csv_rows
+from nbia_audit.emulator import CorpusSpec, Emulator
 from nbia_audit.errors import ApiProtocolError, SpecError, StoreError
-from nbia_audit.lockfile import read_text_lock, render_text_lock, root_digest
+from nbia_audit.lockfile import database_path, read_text_lock, render_text_lock, root_digest
+from nbia_audit.lockproof import read_lock
 from nbia_audit.manifest import Manifest, format_manifest, parse_manifest, read_manifest
 from nbia_audit.models import LockedSeries, LockHeader
 from nbia_audit.spec import parse_spec
@@ -311,6 +314,45 @@ def test_text_lock_reader_any_bytes(lock_file: Path, data: bytes) -> None:
 def test_text_lock_reader_memory_is_bounded(lock_file: Path) -> None:
     lock_file.write_text(VALID_LOCK, encoding="utf-8")
     only((StoreError,), lambda: read_text_lock(lock_file))
+
+
+@pytest.fixture(scope="module")
+def lock_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A real lock pair (text and database) from the emulator."""
+    corpus = CorpusSpec(seed=3, collections=1, patients=1, studies=1, series=2, images=2)
+    with Emulator.from_spec(corpus) as emu:
+        lock = make_lock(tmp_path_factory.mktemp("pair"), emu)
+    return lock, lock.read_text(encoding="utf-8")
+
+
+@FUZZ
+@given(edits=st.lists(_EDIT, min_size=1, max_size=6))
+def test_lock_pair_reader_mutated_text(
+    lock_pair: tuple[Path, str], edits: list[tuple[str, float, str, int]]
+) -> None:
+    """lockproof.read_lock: the database stays, the text lock is edited."""
+    lock, text = lock_pair
+    lock.write_bytes(mutate(text, edits).encode("utf-8", "surrogatepass"))
+    try:
+        only((StoreError,), lambda: read_lock(lock), measure=False)  # see the xfail above
+    finally:
+        lock.write_text(text, encoding="utf-8")
+
+
+@FUZZ
+@given(flips=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 255)), min_size=1, max_size=4))
+def test_lock_pair_reader_flipped_database(
+    lock_pair: tuple[Path, str], flips: list[tuple[float, int]]
+) -> None:
+    """lockproof.read_lock: the text stays, bytes of the database are changed."""
+    lock, _ = lock_pair
+    db = database_path(lock)
+    pristine = db.read_bytes()
+    db.write_bytes(mutate_bytes(pristine, flips))
+    try:
+        only((StoreError,), lambda: read_lock(lock), measure=False)
+    finally:
+        db.write_bytes(pristine)
 
 
 # -- the archive's CSV answers (client; read only here) ---------------------------------------
