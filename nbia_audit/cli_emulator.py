@@ -86,8 +86,8 @@ def emulator() -> None:
 
 @emulator.command(context_settings=CONTEXT_SETTINGS)
 @click.option("--port", type=click.IntRange(0, 65535), default=0, help="0 picks a free port.")
-@click.option("--token-ttl", type=float, default=7200.0, show_default=True)
-@click.option("--refresh-ttl", type=float, default=36000.0, show_default=True)
+@click.option("--token-ttl", type=click.FloatRange(min=0), default=7200.0, show_default=True)
+@click.option("--refresh-ttl", type=click.FloatRange(min=0), default=36000.0, show_default=True)
 @click.option("--user", "users", multiple=True, metavar="NAME:PASSWORD", help="A named user.")
 @click.option(
     "--corpus",
@@ -128,7 +128,11 @@ def serve(port: int, token_ttl: float, refresh_ttl: float, users: tuple[str, ...
 @corpus_options
 def build(out: Path, **options: Any) -> None:
     """Write a generated corpus as DICOM files (Collection/Patient/Study/Series/SOP.dcm)."""
-    paths = write_corpus(build_corpus(_spec(options)), out)
+    corpus = build_corpus(_spec(options))
+    try:
+        paths = write_corpus(corpus, out)
+    except OSError as exc:
+        _environment_error(f"cannot write {out}: {exc.strerror or exc}", "check the --out folder")
     click.echo(f"wrote {len(paths)} DICOM files under {out}")
 
 
@@ -172,12 +176,19 @@ def mutate(url: str, action: str, arguments: tuple[str, ...]) -> None:
 @click.argument("url")
 @click.argument("kind", type=click.Choice(FAULT_KINDS + ("clear",)))
 @click.option("--endpoint", default=None, help="Only this endpoint (e.g. getSeries).")
-@click.option("--times", type=int, default=None, help="How many times (default: until cleared).")
-@click.option("--delay", type=float, default=0.0, help="latency: seconds.")
-@click.option("--status", type=int, default=503, help="status: the HTTP status.")
-@click.option("--retry-after", type=int, default=1, help="rate_limit: Retry-After seconds.")
-@click.option("--after-bytes", type=int, default=0, help="truncate: bytes before the cut.")
-@click.option("--count", type=int, default=1, help="drop_images: images to drop.")
+@click.option(
+    "--times",
+    type=click.IntRange(min=1),
+    default=None,
+    help="How many times (default: until cleared).",
+)
+@click.option("--delay", type=click.FloatRange(min=0), default=0.0, help="latency: seconds.")
+@click.option(
+    "--status", type=click.IntRange(100, 599), default=503, help="status: the HTTP status."
+)
+@click.option("--retry-after", type=_COUNT, default=1, help="rate_limit: Retry-After seconds.")
+@click.option("--after-bytes", type=_COUNT, default=0, help="truncate: bytes before the cut.")
+@click.option("--count", type=_COUNT, default=1, help="drop_images: images to drop.")
 def fault(url: str, kind: str, **options: Any) -> None:
     """Inject a fault into a running emulator (or ``clear`` them all)."""
     remote = RemoteEmulator(url)
@@ -186,7 +197,7 @@ def fault(url: str, kind: str, **options: Any) -> None:
             remote.clear_faults()
             return
         active = remote.add_fault(Fault(kind, **options))  # type: ignore[arg-type]
-    except ControlError as exc:
+    except (ControlError, ValueError) as exc:  # ValueError: Fault's own checks
         raise click.UsageError(str(exc)) from exc  # a bad fault or option: exit 2
     except EmulatorUnreachable as exc:
         _environment_error(str(exc), "is `nbia-audit emulator serve` running at that URL?")

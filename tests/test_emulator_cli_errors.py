@@ -106,3 +106,21 @@ def test_mutate_with_a_non_numeric_images_argument_is_a_usage_error(closed_port:
     url = f"http://127.0.0.1:{closed_port}/"
     result = invoke("mutate", url, "add_series", "--arg", "images=many")
     assert_clean_error(result, 2, "images must be a whole number")
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--times", "-1"), ("--times", "0"), ("--delay", "-2"), ("--status", "42"), ("--count", "-1")],
+)
+def test_fault_options_out_of_range_are_usage_errors(
+    closed_port: int, option: str, value: str
+) -> None:
+    url = f"http://127.0.0.1:{closed_port}/"
+    assert_clean_error(invoke("fault", url, "latency", option, value), 2, option)
+
+
+def test_build_into_an_unwritable_place_is_an_environment_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    result = invoke("build", "--out", str(blocker / "out"), "--collections", "1")
+    assert_clean_error(result, 3, f"cannot write {blocker / 'out'}")
