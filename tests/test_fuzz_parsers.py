@@ -12,6 +12,7 @@ minute.
 from __future__ import annotations
 
 import io
+import os
 import random
 import tempfile
 import tracemalloc
@@ -39,9 +40,11 @@ from nbia_audit.models import LockedSeries, LockHeader
 from nbia_audit.spec import parse_spec
 from nbia_audit.ziptools import SeriesCheck, SeriesExpectation, check_series_zip
 
+# CI runs a quick pass; a soak sets NBIA_AUDIT_FUZZ_EXAMPLES (e.g. 5000) for a long one.
+EXAMPLES = int(os.environ.get("NBIA_AUDIT_FUZZ_EXAMPLES", "120"))
 MEMORY_LIMIT = 64 << 20  # bytes of Python allocations per input; every input here is small
 FUZZ = settings(
-    max_examples=120,
+    max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -170,7 +173,7 @@ def structured_specs(draw: st.DrawFn) -> str:
     return text
 
 
-@settings(FUZZ, max_examples=60)
+@settings(FUZZ, max_examples=max(EXAMPLES // 2, 1))
 @given(structured_specs())
 def test_spec_loader_structured(text: str) -> None:
     only((SpecError,), lambda: parse_spec(text, path="fuzz.yaml"))
