@@ -18,6 +18,10 @@ from .errors import SpecError
 
 __all__ = ["EXCERPT_CHARS", "excerpt", "read_bounded"]
 
+# O_NONBLOCK (POSIX only) keeps open() of a FIFO with no writer from blocking forever.
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_OPEN_FLAGS = os.O_RDONLY | _NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+
 EXCERPT_CHARS = 60
 """At most this many characters of any value an error message quotes (plus an ellipsis)."""
 
@@ -35,7 +39,7 @@ def read_bounded(path: str | Path, *, limit: int, what: str) -> bytes:
     """
     name = str(path)
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(name, _OPEN_FLAGS)
     except FileNotFoundError:
         raise SpecError("no such file", path=name, hint=f"check the path of the {what}") from None
     except IsADirectoryError:
@@ -46,7 +50,8 @@ def read_bounded(path: str | Path, *, limit: int, what: str) -> bytes:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise _not_regular(name, what, _kind(mode))
-        os.set_blocking(fd, True)
+        if _NONBLOCK:
+            os.set_blocking(fd, True)  # a regular file: plain reads from here on
         chunks: list[bytes] = []
         remaining = limit + 1
         while remaining > 0:
