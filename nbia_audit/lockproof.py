@@ -159,7 +159,7 @@ def _prove(lock_path: Path, db_path: Path, text: TextLock, load_images: bool) ->
         conn.execute("BEGIN")  # one snapshot: a concurrent fetch filling images waits
         proof = _Proof(db_path, lock_path.name, conn, text)
         return proof.run(lock_path, load_images)
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # text not UTF-8: corrupt
         raise LockProofError(
             f"{db_path}: not a readable nbia-audit lock database ({exc})"
         ) from None

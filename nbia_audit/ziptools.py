@@ -107,12 +107,12 @@ class SeriesCheck:
 def unsafe_member(info: zipfile.ZipInfo) -> str | None:
     """Why a member cannot be an NBIA image or CSV entry, or None when it is a plain name."""
     name = info.filename
+    if not name or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return "an empty name or control characters"  # first: is_dir() fails on ""
     if info.is_dir():
         return "a folder entry"
     if stat.S_ISLNK(info.external_attr >> 16):
         return "a symbolic link"
-    if not name or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        return "an empty name or control characters"
     if name.startswith("/") or _DRIVE.match(name):
         return "an absolute path"
     if ".." in re.split(r"[/\\]", name):
@@ -134,7 +134,9 @@ def check_series_zip(zip_path: Path, expect: SeriesExpectation, workdir: Path) -
     try:
         with zipfile.ZipFile(zip_path) as archive:
             return _check_open_zip(archive, expect, workdir)
-    except _ZIP_READ_ERRORS as exc:  # a member's open/read is handled where it happens
+    # UnicodeDecodeError: a member name flagged UTF-8 that is not. A member's open and read
+    # errors are handled where they happen.
+    except (*_ZIP_READ_ERRORS, UnicodeDecodeError) as exc:
         return SeriesCheck((), (f"the download is not a readable ZIP ({exc})",))
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import sqlite3
 import tempfile
 import tracemalloc
 import warnings
@@ -38,7 +39,7 @@ from nbia_audit.lockproof import read_lock
 from nbia_audit.manifest import Manifest, format_manifest, parse_manifest, read_manifest
 from nbia_audit.models import LockedSeries, LockHeader
 from nbia_audit.spec import parse_spec
-from nbia_audit.ziptools import SeriesCheck, SeriesExpectation, check_series_zip
+from nbia_audit.ziptools import SeriesCheck, SeriesExpectation, check_series_zip, unsafe_member
 
 # CI runs a quick pass; a soak sets NBIA_AUDIT_FUZZ_EXAMPLES (e.g. 5000) for a long one.
 EXAMPLES = int(os.environ.get("NBIA_AUDIT_FUZZ_EXAMPLES", "120"))
@@ -358,6 +359,26 @@ def test_lock_pair_reader_flipped_database(
         db.write_bytes(pristine)
 
 
+def test_lock_pair_reader_database_text_that_is_not_utf8(lock_pair: tuple[Path, str]) -> None:
+    """Found by the soak: a flipped byte in the schema raised UnicodeDecodeError."""
+    lock, _ = lock_pair
+    db = database_path(lock)
+    pristine = db.read_bytes()
+    try:
+        conn = sqlite3.connect(db)
+        with conn:  # a column name that is not UTF-8, as a flipped schema byte makes it
+            conn.execute("PRAGMA writable_schema = ON")
+            conn.execute(
+                "UPDATE sqlite_master SET sql = replace(sql, 'collection',"
+                " CAST(x'80' AS TEXT) || 'ollection') WHERE name = 'series'"
+            )
+        conn.close()
+        with pytest.raises(StoreError):
+            read_lock(lock)
+    finally:
+        db.write_bytes(pristine)
+
+
 # -- the archive's CSV answers (client; read only here) ---------------------------------------
 
 _CSV_CELLS = st.one_of(
@@ -498,6 +519,22 @@ def test_zip_checker_on_byte_flips_of_a_valid_series(method: int) -> None:
     for _ in range(120):
         flips = [(rng.random(), rng.randrange(256)) for _ in range(rng.randint(1, 3))]
         assert isinstance(check(mutate_bytes(valid, flips), 1), SeriesCheck)
+
+
+def test_zip_checker_member_name_flagged_utf8_that_is_not() -> None:
+    """Found by the soak: zipfile raised UnicodeDecodeError while listing the members."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("\u00e9.dcm", DICOM)  # not ASCII: zipfile flags the name UTF-8
+        archive.writestr("md5hashes.csv", "Filename,MD5Hash\n")
+    data = buffer.getvalue().replace("\u00e9.dcm".encode(), b"\xc3(.dcm")
+    result = check(data, 1)
+    assert result is not None and "not a readable ZIP" in result.problems[0]
+
+
+def test_zip_member_with_an_empty_name_is_unsafe() -> None:
+    """Found by the soak: ZipInfo.is_dir() raised IndexError on an empty name."""
+    assert unsafe_member(zipfile.ZipInfo("")) == "an empty name or control characters"
 
 
 def test_zip_checker_huge_csv_field() -> None:
