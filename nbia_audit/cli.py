@@ -182,13 +182,14 @@ def demo(workdir: Path) -> None:
 
 
 def _register_subcommands() -> None:
+    from .cli_doctor import doctor
     from .cli_drift import drift
     from .cli_emulator import emulator
     from .cli_fetch import fetch
     from .cli_report import report
     from .cli_verify import verify
 
-    for command in (drift, emulator, fetch, report, verify):
+    for command in (doctor, drift, emulator, fetch, report, verify):
         cli.add_command(command)
 
 
