@@ -211,10 +211,12 @@ def _sop_uids(prober: Prober, facts: SeriesFacts) -> Check:
     uids = [row.get("SOPInstanceUID") for row in rows]
     if not all(isinstance(uid, str) and uid for uid in uids):
         return _check("sop-uids", title, expected, describe(answer, "a row lacks it"), False)
-    facts.sop_uids = [str(uid) for uid in uids]
-    distinct = len(set(facts.sop_uids))
+    listed = [str(uid) for uid in uids]
+    distinct = len(set(listed))
     note = f"{len(uids)} UID(s), {distinct} distinct"
     ok = distinct == len(uids) > 0 and facts.object_count in (None, len(uids))
+    if ok:
+        facts.sop_uids = listed
     return _check("sop-uids", title, expected, describe(answer, note), ok)
 
 
