@@ -26,6 +26,8 @@ from .doctor_checks import (
 )
 from .doctor_http import Prober, Unreachable
 from .doctor_quirks import Secrets, empty_answer_checks, token_checks
+from .doctor_selection import selection_checks
+from .doctor_tree import tree_checks
 
 __all__ = ["SAMPLE_SERIES", "DoctorReport", "SampleSeries", "run_doctor"]
 
@@ -121,6 +123,8 @@ def run_doctor(
         if series_uid is not None:
             facts = SeriesFacts(series_uid)
             checks += series_checks(prober, facts)
+            checks += tree_checks(prober, facts)
+            checks += selection_checks(prober, facts)
             checks += empty_answer_checks(prober, series_uid)
             checks += token_checks(prober, credentials, series_uid, facts.archive_hash, secrets)
     except Unreachable as exc:

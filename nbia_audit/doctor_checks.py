@@ -28,10 +28,12 @@ __all__ = [
     "Check",
     "SeriesFacts",
     "Verdict",
+    "check",
     "describe",
     "discover_series",
     "json_rows",
     "series_checks",
+    "skip",
 ]
 
 PER_IMAGE_LIMIT = 10
@@ -81,6 +83,10 @@ class SeriesFacts:
 
     series_uid: str
     collection: str | None = None
+    patient_id: str | None = None
+    study_uid: str | None = None
+    doi: str | None = None  # DataDescriptionURI
+    license_name: str | None = None
     image_count: int | None = None
     object_count: int | None = None
     sop_uids: list[str] = field(default_factory=list)
@@ -111,11 +117,11 @@ def json_rows(answer: Answer) -> list[dict[str, Any]] | None:
     return None
 
 
-def _check(name: str, title: str, expected: str, answered: str, ok: bool) -> Check:
+def check(name: str, title: str, expected: str, answered: str, ok: bool) -> Check:
     return Check(name, title, expected, answered, Verdict.PASS if ok else Verdict.FAIL)
 
 
-def _skip(name: str, title: str, expected: str, why: str) -> Check:
+def skip(name: str, title: str, expected: str, why: str) -> Check:
     return Check(name, title, expected, f"not asked: {why}", Verdict.SKIP)
 
 
@@ -124,7 +130,7 @@ def discover_series(prober: Prober, collections: list[str]) -> tuple[Check, str 
     title = "a small public series to examine"
     expected = "v4/getSeries?Collection= lists series with an integer ImageCount"
     if not collections:
-        return _check("sample", title, expected, "no collection to look in", False), None
+        return check("sample", title, expected, "no collection to look in", False), None
     answer = prober.get("v4/getSeries", {"Collection": collections[0]})
     rows = json_rows(answer) or []
     sized = [
@@ -135,10 +141,10 @@ def discover_series(prober: Prober, collections: list[str]) -> tuple[Check, str 
         and isinstance(row.get("SeriesInstanceUID"), str)
     ]
     if answer.status != 200 or not sized:
-        return _check("sample", title, expected, describe(answer, "no usable series"), False), None
+        return check("sample", title, expected, describe(answer, "no usable series"), False), None
     count, uid = min(sized)
     note = f"{uid} in {collections[0]}, {count} image(s)"
-    return _check("sample", title, expected, describe(answer, note), True), uid
+    return check("sample", title, expected, describe(answer, note), True), uid
 
 
 def series_checks(prober: Prober, facts: SeriesFacts) -> list[Check]:
@@ -166,11 +172,11 @@ def _series_row(prober: Prober, facts: SeriesFacts) -> Check:
     answer = prober.get("v4/getSeries", {"SeriesInstanceUID": facts.series_uid})
     rows = json_rows(answer)
     if answer.status != 200 or rows is None:
-        return _check("series-row", title, expected, describe(answer, "not a JSON array"), False)
+        return check("series-row", title, expected, describe(answer, "not a JSON array"), False)
     mine = [row for row in rows if row.get("SeriesInstanceUID") == facts.series_uid]
     if len(rows) != 1 or len(mine) != 1:
         note = f"{len(rows)} row(s), {len(mine)} for the series"
-        return _check("series-row", title, expected, describe(answer, note), False)
+        return check("series-row", title, expected, describe(answer, note), False)
     row = mine[0]
     missing = [k for k in ("StudyInstanceUID", "PatientID", "Collection") if not row.get(k)]
     count = row.get("ImageCount")
@@ -178,10 +184,15 @@ def _series_row(prober: Prober, facts: SeriesFacts) -> Check:
         missing.append("ImageCount (integer)")
     if missing or not isinstance(count, int):
         note = "lacks " + ", ".join(missing)
-        return _check("series-row", title, expected, describe(answer, note), False)
+        return check("series-row", title, expected, describe(answer, note), False)
     facts.collection, facts.image_count = str(row["Collection"]), count
+    facts.patient_id, facts.study_uid = str(row["PatientID"]), str(row["StudyInstanceUID"])
+    facts.doi = (
+        row.get("DataDescriptionURI") if isinstance(row.get("DataDescriptionURI"), str) else None
+    )
+    facts.license_name = row.get("LicenseName") if isinstance(row.get("LicenseName"), str) else None
     note = f"{facts.collection}, {count} image(s)"
-    return _check("series-row", title, expected, describe(answer, note), True)
+    return check("series-row", title, expected, describe(answer, note), True)
 
 
 def _series_size(prober: Prober, facts: SeriesFacts) -> Check:
@@ -192,13 +203,13 @@ def _series_size(prober: Prober, facts: SeriesFacts) -> Check:
     row = rows[0] if rows and len(rows) == 1 else {}
     size, count = row.get("TotalSizeInBytes"), row.get("ObjectCount")
     if answer.status != 200 or not isinstance(size, int) or not isinstance(count, int):
-        return _check("series-size", title, expected, describe(answer, "no such row"), False)
+        return check("series-size", title, expected, describe(answer, "no such row"), False)
     facts.object_count = count
     note = f"ObjectCount {count}, {size} bytes"
     ok = facts.image_count is None or count == facts.image_count
     if not ok:
         note += f"; getSeries said {facts.image_count} images"
-    return _check("series-size", title, expected, describe(answer, note), ok)
+    return check("series-size", title, expected, describe(answer, note), ok)
 
 
 def _sop_uids(prober: Prober, facts: SeriesFacts) -> Check:
@@ -207,17 +218,17 @@ def _sop_uids(prober: Prober, facts: SeriesFacts) -> Check:
     answer = prober.get("v4/getSOPInstanceUIDs", {"SeriesInstanceUID": facts.series_uid})
     rows = json_rows(answer)
     if answer.status != 200 or rows is None:
-        return _check("sop-uids", title, expected, describe(answer, "not a JSON array"), False)
+        return check("sop-uids", title, expected, describe(answer, "not a JSON array"), False)
     uids = [row.get("SOPInstanceUID") for row in rows]
     if not all(isinstance(uid, str) and uid for uid in uids):
-        return _check("sop-uids", title, expected, describe(answer, "a row lacks it"), False)
+        return check("sop-uids", title, expected, describe(answer, "a row lacks it"), False)
     listed = [str(uid) for uid in uids]
     distinct = len(set(listed))
     note = f"{len(uids)} UID(s), {distinct} distinct"
     ok = distinct == len(uids) > 0 and facts.object_count in (None, len(uids))
     if ok:
         facts.sop_uids = listed
-    return _check("sop-uids", title, expected, describe(answer, note), ok)
+    return check("sop-uids", title, expected, describe(answer, note), ok)
 
 
 def _metadata(prober: Prober, facts: SeriesFacts) -> Check:
@@ -229,7 +240,7 @@ def _metadata(prober: Prober, facts: SeriesFacts) -> Check:
     mine = [r for r in rows or [] if r.get("SeriesInstanceUID") == facts.series_uid]
     ok = answer.status == 200 and len(mine) == 1 and bool(mine[0].get("Collection"))
     note = f"{len(rows)} row(s), {len(mine)} for the series" if rows is not None else "not JSON"
-    return _check("metadata", title, expected, describe(answer, note), ok)
+    return check("metadata", title, expected, describe(answer, note), ok)
 
 
 def _strict_parameters(prober: Prober, facts: SeriesFacts) -> Check:
@@ -237,7 +248,7 @@ def _strict_parameters(prober: Prober, facts: SeriesFacts) -> Check:
     expected = "400 for getSeriesSize?SeriesInstanceUid= (a filter is never silently dropped)"
     answer = prober.get("v4/getSeriesSize", {"SeriesInstanceUid": facts.series_uid})
     first_line = answer.text.strip().splitlines()[0][:60] if answer.body.strip() else ""
-    return _check(
+    return check(
         "strict-parameters", title, expected, describe(answer, first_line), answer.status == 400
     )
 
@@ -249,16 +260,16 @@ def _hierarchy(prober: Prober, facts: SeriesFacts) -> Check:
     ok = answer.status == 200 and _HASH.fullmatch(answer.text) is not None
     if ok:
         facts.archive_hash = answer.text
-    return _check("hierarchy-series", title, expected, describe(answer, answer.text[:40]), ok)
+    return check("hierarchy-series", title, expected, describe(answer, answer.text[:40]), ok)
 
 
 def _per_image(prober: Prober, facts: SeriesFacts) -> Check:
     title = "v4/getMD5HashForImage (SOPInstanceUID) per image"
     expected = "200, each body the stored MD5 string (hex, at most 32 characters)"
     if not facts.sop_uids:
-        return _skip("image-md5", title, expected, "no SOPInstanceUIDs")
-    if len(facts.sop_uids) > min(PER_IMAGE_LIMIT, prober.remaining - 12):
-        return _skip("image-md5", title, expected, f"{len(facts.sop_uids)} images is too many")
+        return skip("image-md5", title, expected, "no SOPInstanceUIDs")
+    if len(facts.sop_uids) > PER_IMAGE_LIMIT:
+        return skip("image-md5", title, expected, f"{len(facts.sop_uids)} images is too many")
     values: list[str] = []
     bad: list[str] = []
     for uid in facts.sop_uids:
@@ -268,9 +279,9 @@ def _per_image(prober: Prober, facts: SeriesFacts) -> Check:
             bad.append(describe(answer, repr(answer.text[:40])))
     if bad:
         note = f"{len(bad)} of {len(values)} unusable, first: {bad[0]}"
-        return _check("image-md5", title, expected, note, False)
+        return check("image-md5", title, expected, note, False)
     facts.per_image = values
-    return _check("image-md5", title, expected, f"200 x {len(values)}, all usable", True)
+    return check("image-md5", title, expected, f"200 x {len(values)}, all usable", True)
 
 
 def _download(prober: Prober, facts: SeriesFacts) -> Check:
@@ -280,14 +291,14 @@ def _download(prober: Prober, facts: SeriesFacts) -> Check:
     )
     answer = prober.get("v4/getImageWithMD5Hash", {"SeriesInstanceUID": facts.series_uid})
     if answer.status != 200:
-        return _check("download-zip", title, expected, describe(answer), False)
+        return check("download-zip", title, expected, describe(answer), False)
     try:
         with zipfile.ZipFile(io.BytesIO(answer.body)) as archive:
             names = archive.namelist()
             # Read in memory only: a member name is never used as a path.
             contents = {name: archive.read(name) for name in names}
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        return _check("download-zip", title, expected, describe(answer, f"not a ZIP: {exc}"), False)
+        return check("download-zip", title, expected, describe(answer, f"not a ZIP: {exc}"), False)
     images = [n for n in names if n != _CSV_NAME]
     problems = []
     if not names or names[-1] != _CSV_NAME:
@@ -303,7 +314,7 @@ def _download(prober: Prober, facts: SeriesFacts) -> Check:
     if _CSV_NAME in contents:
         facts.csv_rows = _read_md5_csv(contents[_CSV_NAME])
     note = f"{len(images)} image(s); " + ("; ".join(problems) if problems else "as expected")
-    return _check("download-zip", title, expected, describe(answer, note), not problems)
+    return check("download-zip", title, expected, describe(answer, note), not problems)
 
 
 def _read_md5_csv(data: bytes) -> dict[str, str] | None:
@@ -335,19 +346,19 @@ def _csv_rows(facts: SeriesFacts) -> Check:
     title = "md5hashes.csv format"
     expected = f"header exactly {_CSV_HEADER!r}, then one '<entry>,<md5>' row per image entry"
     if facts.images is None:
-        return _skip("md5hashes-csv", title, expected, "no ZIP")
+        return skip("md5hashes-csv", title, expected, "no ZIP")
     if facts.csv_rows is None:
-        return _check("md5hashes-csv", title, expected, "missing, or another header", False)
+        return check("md5hashes-csv", title, expected, "missing, or another header", False)
     ok = set(facts.csv_rows) == set(facts.images)
     note = f"{len(facts.csv_rows)} row(s) for {len(facts.images)} image entries"
-    return _check("md5hashes-csv", title, expected, note, ok)
+    return check("md5hashes-csv", title, expected, note, ok)
 
 
 def _bytes_match(facts: SeriesFacts) -> Check:
     title = "served bytes match md5hashes.csv"
     expected = "md5(entry bytes) = the stored value (zero-padded, any case)"
     if facts.images is None or facts.csv_rows is None:
-        return _skip("bytes-match-csv", title, expected, "no ZIP or no md5hashes.csv")
+        return skip("bytes-match-csv", title, expected, "no ZIP or no md5hashes.csv")
     wrong = [
         name
         for name, data in sorted(facts.images.items())
@@ -356,25 +367,25 @@ def _bytes_match(facts: SeriesFacts) -> Check:
     note = f"{len(facts.images) - len(wrong)} of {len(facts.images)} match"
     if wrong:
         note += f"; first mismatch {wrong[0]}"
-    return _check("bytes-match-csv", title, expected, note, not wrong and bool(facts.images))
+    return check("bytes-match-csv", title, expected, note, not wrong and bool(facts.images))
 
 
 def _per_image_vs_csv(facts: SeriesFacts) -> Check:
     title = "per-image MD5s = md5hashes.csv values"
     expected = "the same stored strings, verbatim (as multisets)"
     if facts.per_image is None or facts.csv_rows is None:
-        return _skip("per-image-vs-csv", title, expected, "a source is missing")
+        return skip("per-image-vs-csv", title, expected, "a source is missing")
     ok = sorted(facts.per_image) == sorted(facts.csv_rows.values())
     note = "identical" if ok else "they differ"
-    return _check("per-image-vs-csv", title, expected, note, ok)
+    return check("per-image-vs-csv", title, expected, note, ok)
 
 
 def _hash_from(name: str, source: str, values: list[str] | None, facts: SeriesFacts) -> Check:
     title = f"series hash recomputed from {source}"
     expected = "md5 of the sorted stored strings concatenated = getMD5Hierarchy's answer"
     if values is None or facts.archive_hash is None:
-        return _skip(name, title, expected, "an input is missing")
+        return skip(name, title, expected, "an input is missing")
     mine = series_hash(values)
     ok = mine == facts.archive_hash
     note = f"recomputed {mine}" + ("" if ok else f", archive {facts.archive_hash}")
-    return _check(name, title, expected, note, ok)
+    return check(name, title, expected, note, ok)

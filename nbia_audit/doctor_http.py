@@ -19,8 +19,10 @@ from .client.servers import ServerUrls
 
 __all__ = ["REQUEST_BUDGET", "Answer", "Exchange", "Prober", "Unreachable"]
 
-REQUEST_BUDGET = 40
-"""The most requests one doctor run may send: "a few dozen at most" against a real archive."""
+REQUEST_BUDGET = 48
+"""The most requests one doctor run may send. The rows need at most 40 (10 per-image MD5s, 5
+series of the sample patient, credentials given); this is the guard that makes "a few dozen
+at most" true whatever an archive answers."""
 
 _TIMEOUTS = (10.0, 120.0)  # connect, read: a small series downloads well within this
 

@@ -47,6 +47,11 @@ ANONYMOUS_ROWS = {
     "per-image-vs-csv",
     "hash-from-per-image",
     "hash-from-csv",
+    "hash-study",
+    "hash-patient",
+    "doi-series",
+    "licenses",
+    "updated-series",
     "empty-list",
     "empty-hash",
     "empty-image-md5",
@@ -225,7 +230,7 @@ def test_every_row_passes_with_credentials_and_the_request_count_is_true(
     assert set(verdicts(result)) == ANONYMOUS_ROWS | TOKEN_ROWS
     # The count it prints is what the archive served, and it stays a few dozen at most.
     assert report["requests"] == emulator.request_count
-    assert report["requests"] <= 30
+    assert report["requests"] <= 40
 
 
 def test_text_table_names_check_expected_answered_and_count(emulator: Emulator) -> None:
@@ -370,8 +375,42 @@ def _per_image_upper(ex: Exchange) -> Reply | None:
 
 def _hierarchy_algorithm(ex: Exchange) -> Reply | None:
     # The 2021 algorithm: GROUP_CONCAT with commas (protocol §1.5): a valid but other hash.
-    if _is(ex, "v4/getMD5Hierarchy") and ex.body:
+    if _is(ex, "v4/getMD5Hierarchy") and "SeriesInstanceUID" in ex.params and ex.body:
         return 200, "text/plain", hashlib.md5(ex.body + b",").hexdigest().encode()
+    return None
+
+
+def _study_hash(ex: Exchange) -> Reply | None:
+    # A study hash over every series, hidden ones included: valid-looking, but another value.
+    if ex.endpoint("v4/getMD5Hierarchy") and "StudyInstanceUID" in ex.params:
+        return 200, "text/plain", hashlib.md5(ex.body + ex.body).hexdigest().encode()
+    return None
+
+
+def _patient_hash(ex: Exchange) -> Reply | None:
+    # PatientID alone would do, and the pair no longer matches anything.
+    if ex.endpoint("v4/getMD5Hierarchy") and "PatientID" in ex.params:
+        return 200, "text/plain", b""
+    return None
+
+
+def _doi(ex: Exchange) -> Reply | None:
+    # The DAO's answer when authorization fails (issue 12): an empty list.
+    if ex.endpoint("v4/getCollectionOrSeriesForDOI"):
+        return _json([])
+    return None
+
+
+def _licenses(ex: Exchange) -> Reply | None:
+    if ex.endpoint("getLicenses"):
+        rows = json.loads(ex.body)
+        return _json([{("name" if k == "longName" else k): v for k, v in r.items()} for r in rows])
+    return None
+
+
+def _updated(ex: Exchange) -> Reply | None:
+    if ex.endpoint("v4/getUpdatedSeries"):
+        return 400, "application/json", b"fromDate must be in the format dd/MM/yyyy"
     return None
 
 
@@ -471,7 +510,17 @@ VARIANTS = [
     Variant("md5hashes-csv", _csv_header),
     Variant("per-image-vs-csv", _csv_upper, frozenset({"hash-from-csv"})),
     Variant("hash-from-per-image", _per_image_upper, frozenset({"per-image-vs-csv"})),
-    Variant("hash-from-csv", _hierarchy_algorithm, frozenset({"hash-from-per-image"})),
+    Variant(
+        "hash-from-csv",
+        _hierarchy_algorithm,
+        # The study and patient rows are recomputed from the archive's series hashes.
+        frozenset({"hash-from-per-image", "hash-study", "hash-patient"}),
+    ),
+    Variant("hash-study", _study_hash),
+    Variant("hash-patient", _patient_hash),
+    Variant("doi-series", _doi),
+    Variant("licenses", _licenses),
+    Variant("updated-series", _updated),
     Variant("empty-list", _empty_list),
     Variant("empty-hash", _empty_hash),
     Variant("empty-image-md5", _empty_image_md5),
