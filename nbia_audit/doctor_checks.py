@@ -45,6 +45,7 @@ UNKNOWN_UID = "2.25.0"
 _HASH = re.compile("[0-9a-f]{32}")
 _IMAGE_ENTRY = re.compile(r"[0-9]{8}\.[A-Za-z0-9]+")
 _CSV_NAME = "md5hashes.csv"
+_UNPACKED_LIMIT = 2 * 1024**3  # a small series is far below; a ZIP bomb is not read
 _CSV_HEADER = "Filename,MD5Hash"
 
 
@@ -295,6 +296,10 @@ def _download(prober: Prober, facts: SeriesFacts) -> Check:
     try:
         with zipfile.ZipFile(io.BytesIO(answer.body)) as archive:
             names = archive.namelist()
+            unpacked = sum(info.file_size for info in archive.infolist())
+            if unpacked > _UNPACKED_LIMIT:
+                note = f"would unpack to {unpacked} bytes; not read"
+                return check("download-zip", title, expected, describe(answer, note), False)
             # Read in memory only: a member name is never used as a path.
             contents = {name: archive.read(name) for name in names}
     except (zipfile.BadZipFile, OSError, EOFError) as exc:

@@ -23,12 +23,15 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+import requests
+import requests.adapters
 from click.testing import CliRunner, Result
 
 from nbia_audit.cli import cli
 from nbia_audit.client.servers import resolve_server
+from nbia_audit.doctor import SAMPLE_SERIES, run_doctor
 from nbia_audit.doctor_checks import UNKNOWN_UID
-from nbia_audit.doctor_http import Prober, Unreachable
+from nbia_audit.doctor_http import REQUEST_BUDGET, Prober, Unreachable
 from nbia_audit.doctor_quirks import BOGUS_TOKEN
 from nbia_audit.emulator import CorpusSpec, Emulator
 
@@ -682,3 +685,72 @@ def test_record_removes_secrets_even_from_an_echoing_server(
     assert "granted for password <removed>" in text
     assert "bad header Bearer <removed>" in text
     assert CREDENTIALS["NBIA_PASSWORD"] not in text.replace("<removed>", "")
+
+
+# -- the series it examines, and the most it ever asks --------------------------------------
+SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "real-samples"
+
+
+@pytest.mark.skipif(not SAMPLES.is_dir(), reason="real samples are not present")
+@pytest.mark.parametrize("alias", sorted(SAMPLE_SERIES))
+def test_each_named_server_examines_a_series_its_cited_sample_holds(alias: str) -> None:
+    sample = SAMPLE_SERIES[alias]
+    cited = sample.source.split(":")[0].removeprefix("real-samples/")
+    assert sample.series_uid in (SAMPLES / cited).read_text()
+
+
+class _ToLoopback(requests.adapters.HTTPAdapter):
+    """Sends every request to the emulator instead of the host in its URL."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        super().__init__()
+        self.origin = f"http://127.0.0.1:{emulator.port}"
+
+    def send(  # type: ignore[override]
+        self, request: requests.PreparedRequest, **kwargs: Any
+    ) -> requests.Response:
+        parts = urlsplit(request.url or "")
+        request.url = self.origin + parts.path + (f"?{parts.query}" if parts.query else "")
+        return super().send(request, **kwargs)
+
+
+def test_the_public_alias_asks_about_its_cited_series(emulator: Emulator) -> None:
+    session = requests.Session()
+    session.mount("https://", _ToLoopback(emulator))
+    report, _, _ = run_doctor("public", session=session)
+    uid = SAMPLE_SERIES["public"].series_uid
+    assert report.series_uid == uid and report.server.startswith("https://services.")
+    asked = {value for r in emulator.requests for _, value in r.params}
+    assert uid in asked
+    # The emulator does not hold the LIDC-IDRI series: its row fails, nothing passes falsely.
+    assert "series-row" in {c.name for c in report.failed}
+    assert report.requests == emulator.request_count <= REQUEST_BUDGET
+
+
+def test_the_worst_case_run_stays_within_40_requests() -> None:
+    # 10 images per series (the per-image limit) and 5 series for the patient (the tree
+    # limit), discovered on a URL, with credentials: every row that asks, asks.
+    spec = CorpusSpec(seed=11, collections=1, patients=1, studies=1, series=5, images=10)
+    with Emulator.from_spec(spec, users={"alice": "secret"}) as emu:
+        result = run(emu.base_url, "--format", "json", env=CREDENTIALS)
+        served = emu.request_count
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert "skip" not in verdicts(result).values()
+    assert report["requests"] == served == 40
+
+
+def test_a_zip_claiming_gigabytes_is_not_unpacked(emulator: Emulator, series_uid: str) -> None:
+    def bomb(ex: Exchange) -> Reply | None:
+        if not _is(ex, "v4/getImageWithMD5Hash"):
+            return None
+        data = bytearray(ex.body)
+        central = data.index(b"PK\x01\x02")
+        data[central + 24 : central + 28] = (0xF0000000).to_bytes(4, "little")
+        return 200, "application/octet-stream", bytes(data)
+
+    with TamperProxy(emulator, bomb) as proxy:
+        result = run(proxy.base_url, "--series", series_uid, "--format", "json")
+    rows = {row["check"]: row for row in json.loads(result.output)["checks"]}
+    assert rows["download-zip"]["verdict"] == "fail"
+    assert "would unpack to 4026" in rows["download-zip"]["answered"]
