@@ -43,7 +43,6 @@ UNKNOWN_UID = "2.25.0"
 """A well-formed UID that no archive holds (the 2.25 UUID arc with UUID 0)."""
 
 _HASH = re.compile("[0-9a-f]{32}")
-_IMAGE_ENTRY = re.compile(r"[0-9]{8}\.[A-Za-z0-9]+")
 _CSV_NAME = "md5hashes.csv"
 _UNPACKED_LIMIT = 2 * 1024**3  # a small series is far below; a ZIP bomb is not read
 _CSV_HEADER = "Filename,MD5Hash"
@@ -88,6 +87,7 @@ class SeriesFacts:
     study_uid: str | None = None
     doi: str | None = None  # DataDescriptionURI
     license_name: str | None = None
+    license_url: str | None = None
     image_count: int | None = None
     object_count: int | None = None
     sop_uids: list[str] = field(default_factory=list)
@@ -180,18 +180,17 @@ def _series_row(prober: Prober, facts: SeriesFacts) -> Check:
         return check("series-row", title, expected, describe(answer, note), False)
     row = mine[0]
     missing = [k for k in ("StudyInstanceUID", "PatientID", "Collection") if not row.get(k)]
-    count = row.get("ImageCount")
-    if not isinstance(count, int) or isinstance(count, bool):
+    count = _whole(row.get("ImageCount"))
+    if count is None:
         missing.append("ImageCount (integer)")
-    if missing or not isinstance(count, int):
+    if missing or count is None:
         note = "lacks " + ", ".join(missing)
         return check("series-row", title, expected, describe(answer, note), False)
     facts.collection, facts.image_count = str(row["Collection"]), count
     facts.patient_id, facts.study_uid = str(row["PatientID"]), str(row["StudyInstanceUID"])
-    facts.doi = (
-        row.get("DataDescriptionURI") if isinstance(row.get("DataDescriptionURI"), str) else None
-    )
-    facts.license_name = row.get("LicenseName") if isinstance(row.get("LicenseName"), str) else None
+    facts.doi = _text(row, "DataDescriptionURI")
+    facts.license_name = _text(row, "LicenseName")
+    facts.license_url = _text(row, "LicenseURI")
     note = f"{facts.collection}, {count} image(s)"
     return check("series-row", title, expected, describe(answer, note), True)
 
@@ -202,8 +201,8 @@ def _series_size(prober: Prober, facts: SeriesFacts) -> Check:
     answer = prober.get("v4/getSeriesSize", {"SeriesInstanceUID": facts.series_uid})
     rows = json_rows(answer)
     row = rows[0] if rows and len(rows) == 1 else {}
-    size, count = row.get("TotalSizeInBytes"), row.get("ObjectCount")
-    if answer.status != 200 or not isinstance(size, int) or not isinstance(count, int):
+    size, count = _whole(row.get("TotalSizeInBytes")), _whole(row.get("ObjectCount"))
+    if answer.status != 200 or size is None or count is None:
         return check("series-size", title, expected, describe(answer, "no such row"), False)
     facts.object_count = count
     note = f"ObjectCount {count}, {size} bytes"
@@ -211,6 +210,24 @@ def _series_size(prober: Prober, facts: SeriesFacts) -> Check:
     if not ok:
         note += f"; getSeries said {facts.image_count} images"
     return check("series-size", title, expected, describe(answer, note), ok)
+
+
+def _text(row: dict[str, Any], key: str) -> str | None:
+    value = row.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def _whole(value: object) -> int | None:
+    """A whole number as NBIA may print one: 12, 12.0 or "12" (decimal columns, CSV)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
 
 
 def _sop_uids(prober: Prober, facts: SeriesFacts) -> Check:
@@ -288,7 +305,8 @@ def _per_image(prober: Prober, facts: SeriesFacts) -> Check:
 def _download(prober: Prober, facts: SeriesFacts) -> Check:
     title = "v4/getImageWithMD5Hash ZIP"
     expected = (
-        "200 ZIP: one %08d-named entry per image (ObjectCount), md5hashes.csv last, no LICENSE"
+        "200 ZIP: one flat entry per image (ObjectCount) and md5hashes.csv "
+        "(a LICENSE entry is ignored)"
     )
     answer = prober.get("v4/getImageWithMD5Hash", {"SeriesInstanceUID": facts.series_uid})
     if answer.status != 200:
@@ -304,21 +322,24 @@ def _download(prober: Prober, facts: SeriesFacts) -> Check:
             contents = {name: archive.read(name) for name in names}
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         return check("download-zip", title, expected, describe(answer, f"not a ZIP: {exc}"), False)
-    images = [n for n in names if n != _CSV_NAME]
+    images = [n for n in names if n not in (_CSV_NAME, "LICENSE")]
     problems = []
-    if not names or names[-1] != _CSV_NAME:
-        problems.append("md5hashes.csv is not the last entry")
-    if "LICENSE" in names:
-        problems.append("has a LICENSE entry")
-    odd = [n for n in images if _IMAGE_ENTRY.fullmatch(n) is None and n != "LICENSE"]
-    if odd:
-        problems.append(f"entry named {odd[0]!r}")
+    if _CSV_NAME not in names:
+        problems.append("no md5hashes.csv")
+    nested = [n for n in images if not n or "/" in n or "\\" in n]
+    if nested:
+        problems.append(f"entry named {nested[0]!r}")
+    if len(set(names)) != len(names):
+        problems.append("a name repeats")
     if facts.object_count is not None and len(images) != facts.object_count:
         problems.append(f"{len(images)} images for ObjectCount {facts.object_count}")
-    facts.images = {n: contents[n] for n in images if n != "LICENSE"}
+    facts.images = {n: contents[n] for n in images}
     if _CSV_NAME in contents:
         facts.csv_rows = _read_md5_csv(contents[_CSV_NAME])
-    note = f"{len(images)} image(s); " + ("; ".join(problems) if problems else "as expected")
+    shape = f"{len(images)} image(s) named like {images[0]!r}" if images else "no images"
+    if names:
+        shape += f", {names[-1]!r} last"
+    note = shape + "; " + ("; ".join(problems) if problems else "as expected")
     return check("download-zip", title, expected, describe(answer, note), not problems)
 
 

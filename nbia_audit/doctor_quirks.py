@@ -40,12 +40,12 @@ def _row(name: str, title: str, expected: str, answered: str, ok: bool) -> Check
 
 
 def _no_rows(answer: Answer) -> str | None:
-    """Say "empty body" or "[]" when the answer is a 200 with no rows, else None."""
+    """Say how a 200 with no rows came (an empty body or ``[]``); None for anything else."""
     if answer.status != 200:
         return None
     if not answer.body.strip():
-        return "empty body"
-    return "[]" if json_rows(answer) == [] else None
+        return "no rows (empty body)"
+    return "no rows ([])" if json_rows(answer) == [] else None
 
 
 def empty_answer_checks(prober: Prober, series_uid: str) -> list[Check]:

@@ -46,7 +46,10 @@ def _doi(prober: Prober, facts: SeriesFacts) -> Check:
 
 def _licenses(prober: Prober, facts: SeriesFacts) -> Check:
     title = "getLicenses names the series' license"
-    expected = "200, JSON rows of {id, longName, shortName, licenseURL}; one longName = LicenseName"
+    expected = (
+        "200, JSON rows of {id, longName, shortName, licenseURL}; the series' LicenseName is a "
+        "longName (or its LicenseURI a licenseURL)"
+    )
     if facts.license_name is None:
         return skip("licenses", title, expected, "the series row has no LicenseName")
     answer = prober.get("getLicenses")
@@ -54,9 +57,14 @@ def _licenses(prober: Prober, facts: SeriesFacts) -> Check:
     shaped = rows is not None and all(
         isinstance(r.get("longName"), str) and isinstance(r.get("shortName"), str) for r in rows
     )
-    matching = [r for r in rows or [] if r.get("longName") == facts.license_name]
-    note = f"{len(rows or [])} license(s), {len(matching)} named {facts.license_name!r}"
-    ok = answer.status == 200 and shaped and len(matching) == 1
+    matching = [
+        r
+        for r in rows or []
+        if r.get("longName") == facts.license_name
+        or (facts.license_url and r.get("licenseURL") == facts.license_url)
+    ]
+    note = f"{len(rows or [])} license(s), {len(matching)} for {facts.license_name!r}"
+    ok = answer.status == 200 and shaped and bool(matching)
     return check("licenses", title, expected, describe(answer, note), ok)
 
 

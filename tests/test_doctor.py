@@ -33,7 +33,7 @@ from nbia_audit.doctor import SAMPLE_SERIES, run_doctor
 from nbia_audit.doctor_checks import UNKNOWN_UID
 from nbia_audit.doctor_http import REQUEST_BUDGET, Prober, Unreachable
 from nbia_audit.doctor_quirks import BOGUS_TOKEN
-from nbia_audit.emulator import CorpusSpec, Emulator
+from nbia_audit.emulator import CorpusSpec, Emulator, Fault
 
 ANONYMOUS_ROWS = {
     "anonymous-v4",
@@ -325,13 +325,6 @@ def _per_image_empty(ex: Exchange) -> Reply | None:
     return None
 
 
-def _zip_license(ex: Exchange) -> Reply | None:
-    if _is(ex, "v4/getImageWithMD5Hash"):
-        body = _rezip(ex.body, lambda entries: [("LICENSE", b"CC BY 4.0\n"), *entries])
-        return 200, "application/octet-stream", body
-    return None
-
-
 def _csv_header(ex: Exchange) -> Reply | None:
     def edit(entries: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
         return [
@@ -498,6 +491,7 @@ class Variant:
     also: frozenset[str] = frozenset()  # rows that depend on the broken one and fail with it
     credentials: bool = False
     intercept: bool = False  # answer instead of the emulator (its state must not change)
+    fault: bool = False  # the emulator's own drop_images fault: a ZIP cut short, no CSV
 
 
 VARIANTS = [
@@ -509,7 +503,7 @@ VARIANTS = [
     Variant("strict-parameters", _strict),
     Variant("hierarchy-series", _hierarchy_format),
     Variant("image-md5", _per_image_empty),
-    Variant("download-zip", _zip_license),
+    Variant("download-zip", _untouched, frozenset({"md5hashes-csv"}), fault=True),
     Variant("md5hashes-csv", _csv_header),
     Variant("per-image-vs-csv", _csv_upper, frozenset({"hash-from-csv"})),
     Variant("hash-from-per-image", _per_image_upper, frozenset({"per-image-vs-csv"})),
@@ -551,6 +545,8 @@ def test_a_broken_assumption_fails_its_row_and_exits_1(
     tamper, intercept = (
         (_untouched, variant.tamper) if variant.intercept else (variant.tamper, None)
     )
+    if variant.fault:
+        emulator.add_fault(Fault("drop_images", endpoint="getImageWithMD5Hash", count=1))
     with TamperProxy(emulator, tamper, intercept) as proxy:
         result = run(proxy.base_url, "--series", series_uid, "--format", "json", env=env)
     assert result.exit_code == 1, result.output
@@ -754,3 +750,27 @@ def test_a_zip_claiming_gigabytes_is_not_unpacked(emulator: Emulator, series_uid
     rows = {row["check"]: row for row in json.loads(result.output)["checks"]}
     assert rows["download-zip"]["verdict"] == "fail"
     assert "would unpack to 4026" in rows["download-zip"]["answered"]
+
+
+def test_what_nbia_audit_tolerates_does_not_fail(emulator: Emulator, series_uid: str) -> None:
+    # A LICENSE entry (getImage's), md5hashes.csv not last, `[]` for "no rows", a decimal
+    # ObjectCount: the client reads all of these, so the doctor must not call them changes.
+    def tolerable(ex: Exchange) -> Reply | None:
+        if _is(ex, "v4/getImageWithMD5Hash"):
+            body = _rezip(
+                ex.body, lambda entries: [entries[-1], ("LICENSE", b"CC BY\n"), *entries[:-1]]
+            )
+            return 200, "application/octet-stream", body
+        if _is(ex, "v4/getSeries", known=False):
+            return _json([])
+        if _is(ex, "v4/getSeriesSize") and "SeriesInstanceUID" in ex.params:
+            row = json.loads(ex.body)[0]
+            return _json([{"TotalSizeInBytes": row["TotalSizeInBytes"], "ObjectCount": 3.0}])
+        return None
+
+    with TamperProxy(emulator, tolerable) as proxy:
+        result = run(proxy.base_url, "--series", series_uid, "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = {row["check"]: row["answered"] for row in json.loads(result.output)["checks"]}
+    assert "no rows ([])" in rows["empty-list"]
+    assert "'00000003.dcm' last" in rows["download-zip"]
