@@ -106,8 +106,9 @@ def run_doctor(
     prober = Prober(urls, session=session)
     secrets = Secrets()
     checks: list[Check] = []
-    alias = server.strip().lower()
-    sample = SAMPLE_SERIES.get(alias) if alias in SERVER_ALIASES else None
+    # The public host named by its URL is still the public host.
+    alias = next((name for name, url in SERVER_ALIASES.items() if url == urls.services), "")
+    sample = SAMPLE_SERIES.get(alias)
     if series_uid is not None:
         source = "given with --series"
     elif sample is not None:

@@ -119,10 +119,12 @@ def json_rows(answer: Answer) -> list[dict[str, Any]] | None:
 
 
 def check(name: str, title: str, expected: str, answered: str, ok: bool) -> Check:
+    """A judged row: pass when ``ok``, else fail."""
     return Check(name, title, expected, answered, Verdict.PASS if ok else Verdict.FAIL)
 
 
 def skip(name: str, title: str, expected: str, why: str) -> Check:
+    """A row that could not be asked, and why."""
     return Check(name, title, expected, f"not asked: {why}", Verdict.SKIP)
 
 

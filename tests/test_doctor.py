@@ -774,3 +774,11 @@ def test_what_nbia_audit_tolerates_does_not_fail(emulator: Emulator, series_uid:
     rows = {row["check"]: row["answered"] for row in json.loads(result.output)["checks"]}
     assert "no rows ([])" in rows["empty-list"]
     assert "'00000003.dcm' last" in rows["download-zip"]
+
+
+def test_the_public_host_named_by_url_is_the_public_alias(emulator: Emulator) -> None:
+    session = requests.Session()
+    session.mount("https://", _ToLoopback(emulator))
+    url = "https://services.cancerimagingarchive.net/nbia-api"
+    report, _, _ = run_doctor(url, session=session)
+    assert report.series_uid == SAMPLE_SERIES["public"].series_uid
