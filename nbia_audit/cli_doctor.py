@@ -43,11 +43,12 @@ __all__ = ["doctor"]
 def doctor(server: str, series_uid: str | None, record_dir: Path | None, fmt: str) -> None:
     """Check, live and read-only, that the archive behaves as nbia-audit assumes.
 
-    A few dozen requests at most about one small public series: anonymous v4, parameter
-    spellings, JSON shapes, the series ZIP and its md5hashes.csv, the series hash recomputed
-    from the per-image MD5s and from md5hashes.csv, the empty-answer and rejected-token rules,
-    and, with NBIA_USER/NBIA_PASSWORD set, the token flow. Prints what was expected, what
-    the archive answered, and pass or fail; exits 1 when any row fails.
+    At most 40 requests about one small public series: anonymous v4, parameter spellings,
+    JSON shapes, the series ZIP and its md5hashes.csv, the series hash recomputed from the
+    per-image MD5s and from md5hashes.csv, the study and patient hashes, the DOI and license
+    lookups, the empty-answer and rejected-token rules, and, with NBIA_USER/NBIA_PASSWORD set,
+    the token flow. Prints what was expected, what the archive answered, and pass or fail, and
+    the number of requests; exits 1 when any row fails. See docs/doctor.md.
     """
     from .client.auth import credentials_from_env
     from .doctor import record_path_hint, run_doctor, write_text_report
