@@ -15,8 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from nbia_audit.crashpoints import CRASHPOINT_ENV
 from nbia_audit.errors import LockFormatTooNew, LockNotFound, StoreError
 from nbia_audit.lockfile import (
+    COMMIT_CRASHPOINTS,
+    COMMITTED_FROM,
     commit_lock,
     database_path,
     read_text_lock,
@@ -209,41 +212,48 @@ def test_recovery_rolls_back_when_text_did_not_land(tmp_path: Path) -> None:
 
 KILL_SCRIPT = textwrap.dedent(
     """
-    import sys, time
+    import sys
     from pathlib import Path
     sys.path.insert(0, {tests!r})
     import test_lockfile as t
+    from nbia_audit.crashpoints import crashpoint
     from nbia_audit.lockfile import commit_lock, render_text_lock
     from nbia_audit.store import write_lock_database
 
     lock = Path(sys.argv[1])
-    n = 0
-    while True:
-        n += 1
-        header = t.make_header(f"2026-11-25T06:00:{{n % 60:02d}}Z")
-        def slow(path, header=header):
-            write_lock_database(path, header, "{{}}", t.SERIES, t.IMAGES, [])
-        commit_lock(lock, render_text_lock(header, "{{}}", t.SERIES), slow)
+    header = t.make_header("2026-11-25T06:00:59Z")
+    def write(path):
+        path.write_bytes(b"SQLite format 3\\x00 half a database")
+        crashpoint("test:database-half-written")
+        path.unlink()
+        write_lock_database(path, header, "{{}}", t.SERIES, t.IMAGES, [])
+    commit_lock(lock, render_text_lock(header, "{{}}", t.SERIES), write)
     """
 )
 
 
-@pytest.mark.slow
-def test_sigkill_at_random_moments_leaves_a_consistent_pair(tmp_path: Path) -> None:
+@pytest.mark.parametrize("point", ("test:database-half-written", *COMMIT_CRASHPOINTS))
+def test_sigkill_at_each_commit_point_leaves_a_consistent_pair(tmp_path: Path, point: str) -> None:
+    # The process kills itself at one named point of commit_lock (no sleep-then-kill: every
+    # point is reached however slow the machine is). Before the text lock's rename the old
+    # pair must be in force after recovery, from it on the new pair, never a mix.
     lock = tmp_path / "d.lock"
-    commit_lock(lock, render_text_lock(make_header(), "{}", SERIES), writer)
+    old = make_header()
+    commit_lock(lock, render_text_lock(old, "{}", SERIES), writer)
     script = KILL_SCRIPT.format(tests=str(Path(__file__).parent))
-    for attempt in range(12):
-        proc = subprocess.Popen([sys.executable, "-c", script, str(lock)])
-        time.sleep(0.15 + (attempt % 5) * 0.037)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        recover_interrupted(lock)
-        text = read_text_lock(lock)
-        with LockDatabase(database_path(lock)) as db:
-            assert db.integrity_ok()
-            assert db.header() == text.header  # never an old text with a new database
-        assert not (tmp_path / "d.lock.db.old").exists()
+    env = {**os.environ, CRASHPOINT_ENV: point}
+    proc = subprocess.run([sys.executable, "-c", script, str(lock)], env=env, capture_output=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    recover_interrupted(lock)
+    text = read_text_lock(lock)
+    with LockDatabase(database_path(lock)) as db:
+        assert db.integrity_ok()
+        assert db.header() == text.header  # never an old text with a new database
+    committed = point in COMMIT_CRASHPOINTS and COMMIT_CRASHPOINTS.index(
+        point
+    ) >= COMMIT_CRASHPOINTS.index(COMMITTED_FROM)
+    assert (text.header == old) != committed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.lock", "d.lock.db"]
 
 
 def test_recovery_waits_for_a_commit_in_progress(tmp_path: Path) -> None:
