@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from nbia_audit.hashing import (
+    MATCHES,
     ArchiveMd5Check,
     SeriesLeaf,
     check_archive_md5,
@@ -180,6 +181,17 @@ def test_check_archive_md5_outcomes() -> None:
     assert check_archive_md5(None, A) is ArchiveMd5Check.ARCHIVE_MISSING
     assert check_archive_md5(" ", A) is ArchiveMd5Check.ARCHIVE_MISSING  # CTP placeholder
     assert check_archive_md5("not-hex", A) is ArchiveMd5Check.ARCHIVE_MALFORMED
+    assert check_archive_md5(A, A.upper()) is ArchiveMd5Check.MATCH  # a digest in upper case
+
+
+def test_only_the_three_matches_prove_bytes() -> None:
+    # Everything that judges a file (verify, fetch's resume) trusts MATCHES: a missing or
+    # malformed archive string proves nothing, a mismatch disproves.
+    assert {
+        ArchiveMd5Check.MATCH,
+        ArchiveMd5Check.MATCH_SHORT,
+        ArchiveMd5Check.MATCH_NONCANONICAL,
+    } == MATCHES
 
 
 def test_short_md5_boundary_is_32_characters() -> None:
