@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -287,3 +288,71 @@ def test_an_unstamped_old_database_is_rolled_back_to(tmp_path: Path) -> None:
     assert not (tmp_path / "d.lock.db.old").exists()
     with LockDatabase(database_path(lock)) as db:
         assert "text_sha256" not in {r["key"] for r in db.db.table("meta").rows}
+
+
+def consistent_text(series: list[LockedSeries], **header_changes: object) -> str:
+    """A text lock whose root digest and totals agree with ``series``: only the check that
+    an edit targets can refuse it."""
+    header = dataclasses.replace(
+        make_header(),
+        root_digest=root_digest(series),
+        series_count=len(series),
+        image_count=sum(s.image_count for s in series),
+        total_bytes=sum(s.bytes for s in series),
+    )
+    return render_text_lock(dataclasses.replace(header, **header_changes), "{}", series)  # type: ignore[arg-type]
+
+
+def with_line_edit(text: str, old: str, new: str) -> str:
+    assert text.count(old) == 1, old
+    return text.replace(old, new)
+
+
+EDITED_TEXT_LOCKS = {
+    "series-count": (consistent_text(SERIES, series_count=4), "series-count is 4"),
+    "image-count": (consistent_text(SERIES, image_count=7), "image-count is 7"),
+    "total-bytes": (consistent_text(SERIES, total_bytes=1), "total-bytes is 1"),
+    "series-pinned-twice": (
+        consistent_text([*SERIES, SERIES[0]]),
+        "series 1.2.3.9 is pinned twice",
+    ),
+    "upper-case-series-hash": (
+        consistent_text([dataclasses.replace(SERIES[0], series_hash="AB" * 16), *SERIES[1:]]),
+        "not an NBIA series hash",
+    ),
+    "negative-image-count": (
+        consistent_text([dataclasses.replace(SERIES[0], image_count=-1), *SERIES[1:]]),
+        "must be a whole number",
+    ),
+    "empty-uid": (
+        consistent_text([dataclasses.replace(SERIES[0], series_uid=""), *SERIES[1:]]),
+        "has an empty uid",
+    ),
+    "unknown-header-key": (
+        with_line_edit(consistent_text(SERIES), "\napi = ", '\nmirror = "x"\napi = '),
+        "has a key this version does not write: mirror",
+    ),
+    "extra-series-field": (
+        with_line_edit(
+            consistent_text(SERIES), 'uid = "1.2.3.4", ', 'uid = "1.2.3.4", mirror = "x", '
+        ),
+        "series entry 1 does not have exactly the fields",
+    ),
+    "lone-surrogate-escape": (
+        with_line_edit(
+            consistent_text(SERIES), 'uid = "1.2.3.4", ', 'uid = "1.2.3.4\\uD835", '
+        ),
+        "not a readable nbia-audit lock",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EDITED_TEXT_LOCKS))
+def test_a_self_consistent_edit_of_the_text_lock_is_refused_by_its_own_check(
+    tmp_path: Path, case: str
+) -> None:
+    text, message = EDITED_TEXT_LOCKS[case]
+    path = tmp_path / "d.lock"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(StoreError, match=re.escape(message)):
+        read_text_lock(path)
