@@ -28,7 +28,7 @@ from nbia_audit.lockfile import (
     render_text_lock,
     root_digest,
 )
-from nbia_audit.models import HashNode, LockedImage, LockedSeries, LockHeader
+from nbia_audit.models import LOCK_FORMAT, HashNode, LockedImage, LockedSeries, LockHeader
 from nbia_audit.store import LockDatabase, write_lock_database
 
 
@@ -112,9 +112,12 @@ def test_read_text_lock_round_trips_the_header(tmp_path: Path) -> None:
     assert len(lock.series) == 3
 
 
-def test_newer_text_lock_format_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("newer", [LOCK_FORMAT + 1, 99])
+def test_newer_text_lock_format_is_refused(tmp_path: Path, newer: int) -> None:
     path = tmp_path / "d.lock"
-    path.write_text(render_text_lock(dataclasses.replace(make_header(), format=99), "{}", SERIES))
+    path.write_text(
+        render_text_lock(dataclasses.replace(make_header(), format=newer), "{}", SERIES)
+    )
     with pytest.raises(LockFormatTooNew, match="upgrade"):
         read_text_lock(path)
 
