@@ -374,8 +374,9 @@ def test_hostile_zip_from_the_archive_cannot_write_outside(tmp_path: Path, emu: 
 
 def test_read_timeouts_are_retried(tmp_path: Path, emu: Emulator) -> None:
     lock = make_lock(tmp_path / "lock", emu)
-    emu.add_fault(Fault("latency", delay=0.5, endpoint="getImageWithMD5Hash", times=2))
-    client = NbiaClient(emu.base_url, retry=FAST, timeouts=Timeouts(connect=1.0, read=0.1))
+    # Only the two delayed downloads exceed a 1 s read timeout, however loaded the machine.
+    emu.add_fault(Fault("latency", delay=1.5, endpoint="getImageWithMD5Hash", times=2))
+    client = NbiaClient(emu.base_url, retry=FAST, timeouts=Timeouts(connect=5.0, read=1.0))
     with client:
         report = fetch_dataset(lock, tmp_path / "data", client, retry=FAST_SERIES)
     assert report.ok and tree(tmp_path / "data") == classic_paths(emu)
