@@ -336,7 +336,7 @@ class Result:
     seconds: float
 
 
-_FAILED = re.compile(r"^(FAILED|ERROR) (\S+)", re.MULTILINE)
+_FAILED = re.compile(r"^(?:FAILED|ERROR) (.+?)(?: - .*)?$", re.MULTILINE)
 
 
 def run_tests(copy: Path, tests: tuple[str, ...]) -> tuple[int | None, str]:
@@ -372,7 +372,7 @@ def run_mutant(copy: Path, mutant: Mutant) -> Result:
     if code == 0:
         return Result(mutant, "survived", "", seconds)
     failed = _FAILED.search(output)
-    by = failed.group(2) if failed else f"(pytest exit {code})"
+    by = failed.group(1) if failed else f"(pytest exit {code})"
     return Result(mutant, "killed", by, seconds)
 
 

@@ -312,6 +312,22 @@ def test_a_database_that_fails_names_the_series_and_both_hashes(
     assert "Traceback" not in result.output
 
 
+def test_a_series_row_the_text_lock_does_not_pin_is_named(original: Path, tmp_path: Path) -> None:
+    # Caught by its own check, before the metadata digest would (a format 1 lock has none).
+    lock = pair_in(original, tmp_path / "pair")
+    conn = sqlite3.connect(database_path(lock))
+    with conn:
+        cursor = conn.execute("SELECT * FROM series ORDER BY series_uid LIMIT 1")
+        names = [d[0] for d in cursor.description]
+        row = dict(zip(names, cursor.fetchone(), strict=True))
+        row["series_uid"] = "1.2.3.999"
+        columns, marks = ", ".join(names), ", ".join("?" * len(names))
+        conn.execute(f"INSERT INTO series ({columns}) VALUES ({marks})", list(row.values()))
+    conn.close()
+    with pytest.raises(LockProofError, match="series 1.2.3.999 is in it but dataset.lock does not"):
+        read_lock(lock)
+
+
 def test_verify_falls_back_to_the_text_lock_and_says_so_in_every_format(
     original: Path, copy: Path, tmp_path: Path
 ) -> None:
