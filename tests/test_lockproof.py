@@ -379,6 +379,36 @@ def test_an_empty_series_pinned_without_images_proves(tmp_path: Path) -> None:
         read_lock(lock)
 
 
+ODD_MD5S: dict[str, tuple[str | None, ...]] = {
+    # What archives store besides 32 lowercase hex digits (protocol §3), and what an edited
+    # database could hold: each must be read back exactly for its series hash to recompute.
+    "1.2.1": (None, "0cc175b9c0f1b6a831c399e269772661", "1b6a"),  # NULL and unpadded
+    "1.2.2": ("0B" + "0" * 30, "0a" + "0" * 30, " "),  # upper case, CTP's placeholder
+    "1.2.3": ("ab,cd", "ef"),  # a comma: one value, not two
+    "1.2.4": ("\ud835", "\U0010ffff"),  # stored through storable's escape
+}
+
+
+def test_a_pair_with_the_archives_odd_md5_strings_proves(tmp_path: Path) -> None:
+    from lock_tools import write_pair
+
+    from nbia_audit.hashing import series_hash
+
+    lock = write_pair(
+        tmp_path / "dataset.lock",
+        [
+            (uid, series_hash(md5s), tuple((f"{uid}.{n}", m) for n, m in enumerate(md5s)))
+            for uid, md5s in ODD_MD5S.items()
+        ],
+    )
+    contents = read_lock(lock)
+    assert contents.source == "database"
+    for uid, md5s in ODD_MD5S.items():
+        assert sorted(i.archive_md5 or "" for i in contents.images[uid]) == sorted(
+            m or "" for m in md5s
+        )
+
+
 def test_a_text_lock_that_is_not_a_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="folder"):
         read_lock(tmp_path)
