@@ -328,6 +328,26 @@ def test_a_series_row_the_text_lock_does_not_pin_is_named(original: Path, tmp_pa
         read_lock(lock)
 
 
+def test_an_image_md5_and_its_series_hash_edited_together_are_caught(
+    original: Path, copy: Path, tmp_path: Path
+) -> None:
+    # The database then agrees with itself; only the text lock's series hash can refuse it.
+    from nbia_audit.hashing import series_hash
+
+    lock = pair_in(original, tmp_path / "pair")
+    sop, series = first_image(lock)
+    sql(lock, "UPDATE images SET archive_md5 = ? WHERE sop_uid = ?", "0" * 32, sop)
+    conn = sqlite3.connect(database_path(lock))
+    query = "SELECT archive_md5 FROM images WHERE series_uid = ?"
+    md5s = [r[0] for r in conn.execute(query, (series,))]
+    conn.close()
+    sql(lock, "UPDATE series SET series_hash = ? WHERE series_uid = ?", series_hash(md5s), series)
+    with pytest.raises(LockProofError, match=f"series {re.escape(series)}: series_hash is"):
+        read_lock(lock)
+    result = run("verify", str(lock), str(copy), "--format", "json")
+    assert result.exit_code == 1 and json.loads(result.output)["clean"] is False
+
+
 def test_verify_falls_back_to_the_text_lock_and_says_so_in_every_format(
     original: Path, copy: Path, tmp_path: Path
 ) -> None:
