@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pydicom.data
@@ -15,7 +16,9 @@ from nbia_audit.dicomscan import scan_identity, truncation
 from nbia_audit.emulator import CorpusSpec, Emulator
 from nbia_audit.sampling import choose_sample, sample_size, sample_statement, upper_bound_95
 from nbia_audit.sidecars import dicom_expected, sidecar_tool
+from nbia_audit.verify_memo import settled
 from nbia_audit.verify_records import Racy, Rec
+from nbia_audit.verify_walk import Blocked, FileEntry, Key
 
 TEST_FILES = sorted((Path(pydicom.data.__file__).parent / "test_files").glob("*.dcm"))
 
@@ -181,3 +184,27 @@ def test_racily_clean_window(mtime_ns: int, racy: bool) -> None:
 
 def test_an_unreadable_check_time_never_trusts_the_stat_key() -> None:
     assert Racy()(_rec(1, "not a time")) is True
+
+
+def _entry(mtime_ns: int) -> FileEntry:
+    return FileEntry("a.dcm", "/copy/a.dcm", Key(1, 2, 3, mtime_ns, mtime_ns))
+
+
+STARTED = datetime(2026, 3, 1, 12, 0, 10, tzinfo=UTC)  # = CHECKED_NS
+
+
+@pytest.mark.parametrize(
+    ("mtime_ns", "remembered"),
+    [
+        (CHECKED_NS - 2_000_000_001, True),
+        (CHECKED_NS - 2_000_000_000, False),  # within the 2 s tick of the pass's start
+        (CHECKED_NS - 1, False),
+        (CHECKED_NS + 5_000_000_000, False),  # written after the pass started
+    ],
+)
+def test_a_stat_pass_is_remembered_only_when_no_file_changed_within_a_tick(
+    mtime_ns: int, remembered: bool
+) -> None:
+    old = _entry(CHECKED_NS - 60_000_000_000)
+    assert settled([old, _entry(mtime_ns)], STARTED) is remembered
+    assert settled([old, Blocked("fifo", "a FIFO", io_error=False)], STARTED)
