@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .client.records import SeriesDownload, SeriesSize
+from .crashpoints import crashpoint
 from .errors import (
     ApiBadRequest,
     ApiError,
@@ -142,6 +143,7 @@ class ProgressTracker:
         expected = self._expected.get(series_uid, 0)
 
         def count(n: int) -> None:
+            crashpoint("fetch:bytes-received")  # mid-download
             if self._stop.is_set():
                 raise FetchInterrupted
             with self._lock:
@@ -341,13 +343,17 @@ def _place(
     if collisions:
         hint = "choose a --layout that tells these images apart (e.g. with {sop_uid})"
         return _Failure((*collisions, hint), final=True)
+    crashpoint("fetch:claimed")
     filled = not series.images_pinned and _fill_lock(run, series, images)
+    crashpoint("fetch:lock-filled")
     keys = run.workspace.place([(i.temp_path, paths[i.sop_uid]) for i in images])
+    crashpoint("fetch:placed")
     stamp = run.now().astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     run.state.upsert(
         _record(image, str(paths[image.sop_uid]), key, series.series_uid, stamp, run.lock_root)
         for image, key in zip(images, keys, strict=True)
     )
+    crashpoint("fetch:recorded")
     return SeriesOutcome(
         series.series_uid,
         series.collection,

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .crashpoints import crashpoint
 from .errors import LockFormatTooNew, LockNotFound, StoreError
 
 try:  # POSIX; elsewhere lock pairs are still replaced atomically, just not serialised
@@ -39,6 +40,8 @@ from .storable import from_storable, to_storable
 
 __all__ = [
     "ANY_PREVIOUS",
+    "COMMITTED_FROM",
+    "COMMIT_CRASHPOINTS",
     "MAX_TEXT_LOCK_BYTES",
     "ConcurrentLockWrite",
     "TextLock",
@@ -581,6 +584,18 @@ class ConcurrentLockWrite(StoreError):
 
 ANY_PREVIOUS = "any"  # commit_lock's ``previous``: replace whatever is there
 
+# commit_lock's crash points (see crashpoints.py), in order; a crash at any of them leaves the
+# old pair in force, except after the commit point (the text lock's rename): then the new pair.
+COMMIT_CRASHPOINTS = (
+    "lock:database-written",
+    "lock:database-stamped",
+    "lock:text-written",
+    "lock:old-database-kept",
+    "lock:database-renamed",
+    "lock:text-renamed",
+)
+COMMITTED_FROM = "lock:text-renamed"
+
 
 def commit_lock(
     lock_path: Path,
@@ -612,17 +627,23 @@ def commit_lock(
                 _refuse_concurrent(lock_path)
             try:
                 write_database(new_db)
+                crashpoint("lock:database-written")
                 _stamp_database(new_db, text)
                 with open(new_db, "rb") as handle:
                     os.fsync(handle.fileno())
+                crashpoint("lock:database-stamped")
                 _write_durably(new_text, text)
+                crashpoint("lock:text-written")
                 if db_path.exists():
                     os.link(db_path, old_db)  # keep the previous database until the text lands
                     _fsync_dir(lock_path.parent)
+                crashpoint("lock:old-database-kept")
                 os.replace(new_db, db_path)
                 _fsync_dir(lock_path.parent)
+                crashpoint("lock:database-renamed")
                 os.replace(new_text, lock_path)  # the commit point
                 _fsync_dir(lock_path.parent)
+                crashpoint("lock:text-renamed")
                 old_db.unlink(missing_ok=True)
             except BaseException:
                 new_db.unlink(missing_ok=True)

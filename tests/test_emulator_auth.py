@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
 import requests
+from test_client_support import FakeClock
 
 from nbia_audit.emulator import CorpusSpec, Emulator
 
@@ -99,12 +99,14 @@ def test_refresh_and_logout(emulator: Emulator, http: requests.Session) -> None:
 
 def test_tokens_really_expire(http: requests.Session) -> None:
     spec = CorpusSpec(seed=1, collections=1, patients=1, series=1, images=1)
-    with Emulator.from_spec(spec, token_ttl=0.3, refresh_ttl=5.0) as emu:
+    clock = FakeClock()  # expiry by a clock the test moves: no sleep, no race with load
+    with Emulator.from_spec(spec, token_ttl=0.3, refresh_ttl=5.0, clock=clock) as emu:
         body = login(emu, http)
         assert body["expires_in"] == 0
         url = f"{emu.base_url}/v4/getSeries"
+        clock.advance(0.29)
         assert http.get(url, headers=bearer(body["access_token"])).content
-        time.sleep(0.4)
+        clock.advance(0.02)
         expired = http.get(url, headers=bearer(body["access_token"]))
         assert expired.status_code == 200 and expired.content == b""
         refreshed = http.post(

@@ -106,7 +106,17 @@ def test_changed_files_are_rehashed_and_bad_ones_fetched_again(
     lock = make_lock(tmp_path / "lock", emu)
     dest = tmp_path / "data"
     fetch(lock, dest, emu.base_url)
-    touched, modified, deleted = sorted(tree(dest))[:3]
+    # One change per series: a deletion re-fetches its whole series, which would hide what
+    # happens to a touched or modified file beside it.
+    by_series: dict[str, list[str]] = {}
+    for rel in sorted(tree(dest)):
+        by_series.setdefault(Path(rel).parent.name, []).append(rel)
+    (touched_series, touched), (modified_series, modified), (deleted_series, deleted) = [
+        (uid, rels[0]) for uid, rels in sorted(by_series.items())[:3]
+    ]
+    with LocalState(dest) as state:
+        before = state.get(touched)
+    assert before is not None
     os.utime(dest / touched, ns=(1, 1))  # same bytes, new stat key
     data = bytearray((dest / modified).read_bytes())
     data[-1] ^= 0xFF  # same size, other bytes
@@ -115,12 +125,15 @@ def test_changed_files_are_rehashed_and_bad_ones_fetched_again(
     emu.reset_request_log()
     report = fetch(lock, dest, emu.base_url)
     assert tree(dest) == classic_paths(emu)
-    refetched = {s.series_uid for s in report.fetched}
-    assert refetched == {Path(modified).parent.name, Path(deleted).parent.name}
-    assert downloads(emu) == len(refetched)
+    # The modified file is re-hashed, found wrong and its series fetched again; the touched
+    # one is re-hashed, found right, kept, and its record re-dated to its new stat key.
+    assert {s.series_uid for s in report.fetched} == {modified_series, deleted_series}
+    assert touched_series in {s.series_uid for s in report.skipped}
+    assert downloads(emu) == 2
     with LocalState(dest) as state:
         record = state.get(touched)
     assert record is not None and record.stat == stat_key(dest / touched)
+    assert record.stat != before.stat and record.md5 == before.md5
 
 
 @pytest.mark.parametrize(
@@ -361,8 +374,9 @@ def test_hostile_zip_from_the_archive_cannot_write_outside(tmp_path: Path, emu: 
 
 def test_read_timeouts_are_retried(tmp_path: Path, emu: Emulator) -> None:
     lock = make_lock(tmp_path / "lock", emu)
-    emu.add_fault(Fault("latency", delay=0.5, endpoint="getImageWithMD5Hash", times=2))
-    client = NbiaClient(emu.base_url, retry=FAST, timeouts=Timeouts(connect=1.0, read=0.1))
+    # Only the two delayed downloads exceed a 1 s read timeout, however loaded the machine.
+    emu.add_fault(Fault("latency", delay=1.5, endpoint="getImageWithMD5Hash", times=2))
+    client = NbiaClient(emu.base_url, retry=FAST, timeouts=Timeouts(connect=5.0, read=1.0))
     with client:
         report = fetch_dataset(lock, tmp_path / "data", client, retry=FAST_SERIES)
     assert report.ok and tree(tmp_path / "data") == classic_paths(emu)
