@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 
 from .findings import REPORT_SCHEMA_VERSION, AuditReport, Finding
+from .proofwords import claim, headline
 
 __all__ = ["render", "render_json", "render_junit", "render_text"]
 
@@ -52,7 +53,7 @@ def render_text(report: AuditReport) -> str:
     """A readable summary: the verdict first, then counts, then the findings by kind."""
     lines = []
     if report.clean:
-        verdict = "CLEAN"
+        verdict = headline(report.proof, report.proven_on)
     elif not report.complete:
         verdict = "INCOMPLETE (the check could not cover everything; not clean)"
     else:
@@ -87,6 +88,10 @@ def render_json(report: AuditReport) -> str:
         "finished_at": report.finished_at,
         "complete": report.complete,
         "clean": report.clean,
+        # What "clean" rests on: only "content" means every file was hashed in this run.
+        "proof": report.proof or None,
+        "proven_on": report.proven_on or None,
+        "verified": report.verified,
         "facts": dict(report.facts),
         "counts": report.counts(),
         "series": [dataclasses.asdict(s) for s in report.series],
@@ -104,6 +109,11 @@ def render_junit(report: AuditReport) -> str:
     for finding in report.findings:
         by_series[finding.series_uid or _NO_SERIES].append(finding)
     suite = ET.Element("testsuite", name=f"nbia-audit {report.command}")
+    if report.proof:
+        properties = ET.SubElement(suite, "properties")
+        ET.SubElement(properties, "property", name="proof", value=report.proof)
+        words = claim(report.proof, report.proven_on)
+        ET.SubElement(properties, "property", name="proof_means", value=words)
     cases = 0
     failures = 0
     errors = 0
@@ -117,8 +127,13 @@ def render_junit(report: AuditReport) -> str:
             failures += 1
             failure = ET.SubElement(case, "failure", message=f"{len(found)} finding(s)")
             failure.text = "\n".join(_describe(f) for f in found)
-        elif status.status == "not-checked":
-            ET.SubElement(case, "skipped", message=status.detail or "not checked")
+        elif status.status != "ok":
+            # Not read or not judged in full: never a pass, never a skip CI would hide.
+            errors += 1
+            ET.SubElement(case, "error", message="not checked").text = status.detail
+        elif status.proof:
+            says = claim(status.proof, report.proven_on)
+            ET.SubElement(case, "system-out").text = f"{says}; {status.detail}"
         elif status.detail:
             ET.SubElement(case, "system-out").text = status.detail
     for key, found in sorted(by_series.items()):

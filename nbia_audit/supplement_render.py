@@ -11,6 +11,7 @@ import dataclasses
 import html
 import json
 
+from .proofwords import STAT, claim
 from .supplement import SUPPLEMENT_SCHEMA_VERSION, Supplement
 from .units import human_bytes
 
@@ -116,8 +117,10 @@ def _verification_sentence(s: Supplement) -> str:
     v = s.verification
     if v is None:
         return "No local copy was verified for this supplement."
-    if v.clean:
-        result = f"clean: all {v.series_total} series verified"
+    if v.clean and v.proof == STAT:
+        result = f"no change seen: all {v.series_total} series {claim(v.proof, v.proven_on)}"
+    elif v.clean:
+        result = f"clean: all {v.series_total} series {claim(v.proof, v.proven_on)}"
     elif not v.complete:
         result = "INCOMPLETE: part of the copy could not be checked"
     else:

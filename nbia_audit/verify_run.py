@@ -91,6 +91,7 @@ class Run:
         self.tally = Tally()
         self.counts: Counter[str] = Counter()
         self.stat_days: set[str] = set()  # days the stat-trusted files were verified
+        self.xxh3_days: set[str] = set()  # days the fingerprint-proven files were verified
         self.files = 0
         self.unchanged_stat = 0
         self.pending: list[Row] = []
@@ -157,6 +158,7 @@ class Run:
             self.blocked(entry.rel, "changed while it was being read; verify again later", True)
         elif found.fingerprint_matched and rec is not None:
             self.counts["proven_xxh3"] += 1
+            self.xxh3_days.add(rec.verified_at[:10])
             self._place(entry.rel, rec.sop, rec.series, rec.md5, HOW_XXH3, rec.verified_at)
             if found.key != rec.key:  # same bytes, new stat key (touched, copied back)
                 self._remember(entry.rel, rec.sop, rec.series, found, rec.md5, rec.verified_at)
@@ -261,8 +263,10 @@ class Run:
         # may well be there. Say how many, and keep them out of the missing list.
         prefix = rel + "/"
         held = [r for p, r in self.records().items() if p.startswith(prefix) and r.sop]
+        images = self.plan.exp.images
         for rec in held:
-            self.tally.blocked_units.update((rec.sop, rec.series))
+            image = images.get(rec.sop)
+            self.tally.blocked_units.update((rec.sop, image.series_uid if image else rec.series))
         if not held:
             self.tally.unattributed_blocked += 1
             return ""

@@ -45,6 +45,7 @@ def verification(clean: bool) -> AuditReport:
         series=(SeriesStatus("1.2", "ok" if clean else "problem"),),
         complete=True,
         facts={"level": "full"},
+        proof="content",
     )
 
 
