@@ -12,6 +12,7 @@ import json
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 
+from .escaping import for_terminal, for_xml, json_safe
 from .findings import REPORT_SCHEMA_VERSION, AuditReport, Finding
 from .proofwords import claim, headline
 
@@ -74,7 +75,8 @@ def render_text(report: AuditReport) -> str:
             lines.append(f"    {_describe(finding)}")
         if len(items) > _TEXT_LIMIT:
             lines.append(f"    ... and {len(items) - _TEXT_LIMIT} more (use --format json)")
-    return "\n".join(lines) + "\n"
+    # File names and archive strings reach a terminal: nothing in them may act on it.
+    return "\n".join(for_terminal(line) for line in lines) + "\n"
 
 
 def render_json(report: AuditReport) -> str:
@@ -100,7 +102,7 @@ def render_json(report: AuditReport) -> str:
             for f in report.findings
         ],
     }
-    return json.dumps(document, indent=2, sort_keys=True, default=str) + "\n"
+    return json.dumps(json_safe(document), indent=2, sort_keys=True, default=str) + "\n"
 
 
 def render_junit(report: AuditReport) -> str:
@@ -150,5 +152,15 @@ def render_junit(report: AuditReport) -> str:
     suite.set("tests", str(cases))
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))
+    _xml_safe(suite)
     ET.indent(suite)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, "unicode") + "\n"
+
+
+def _xml_safe(root: ET.Element) -> None:
+    """Apply :func:`~nbia_audit.escaping.for_xml` to every text and attribute in the tree."""
+    for element in root.iter():
+        if element.text:
+            element.text = for_xml(element.text)
+        for key, value in element.attrib.items():
+            element.set(key, for_xml(value))

@@ -53,9 +53,10 @@ def fingerprint(entries: Iterable[FileEntry | Blocked]) -> str:
     digest = xxhash.xxh3_128()
     for entry in entries:
         if isinstance(entry, Blocked):
-            digest.update(f"B\0{entry.rel}\0{entry.detail}\n".encode())
+            digest.update(f"B\0{entry.rel}\0{entry.detail}\n".encode(errors="surrogateescape"))
         else:
-            digest.update(f"F\0{entry.rel}\0{tuple(entry.key)}\n".encode())
+            text = f"F\0{entry.rel}\0{tuple(entry.key)}\n"
+            digest.update(text.encode(errors="surrogateescape"))  # names that are not UTF-8
     return digest.hexdigest()
 
 

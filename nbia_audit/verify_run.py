@@ -79,6 +79,16 @@ class Plan:
         return Want.FULL
 
 
+def _storable(rel: str) -> bool:
+    """Whether SQLite can store ``rel``: a name that is not UTF-8 (read with
+    surrogateescape) is never recorded, so that file is simply hashed at every pass."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Run:
     """The state of one run between the walk, the workers and the judge."""
 
@@ -277,7 +287,7 @@ class Run:
     def _remember(
         self, rel: str, sop: str, series: str, found: Examined, md5: str, verified_at: str
     ) -> None:
-        if self.state is None or found.key is None:
+        if self.state is None or found.key is None or not _storable(rel):
             return
         k = found.key
         lock_root = self.plan.exp.header.root_digest
