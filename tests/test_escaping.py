@@ -21,11 +21,14 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lock_tools import rewrite_pair
 
 from nbia_audit.archive import ArchiveView
 from nbia_audit.client import NbiaClient
 from nbia_audit.emulator import CorpusSpec, Emulator
+from nbia_audit.escaping import for_html, for_json, for_markdown, for_terminal, for_xml
 from nbia_audit.fetch import fetch_dataset
 from nbia_audit.locking import lock_dataset
 
@@ -223,3 +226,52 @@ def test_file_names_in_junit_are_valid_xml_and_json_keeps_them(
     code, out, _ = run("verify", str(lock), str(data), "--format", "json")
     paths = {f["path"] for f in json.loads(out)["findings"]}
     assert code == 1 and paths == set(NAMES)  # JSON escapes control characters itself
+
+
+# -- every escaping function, over every string -------------------------------------------
+
+ANY_CHAR = st.characters(min_codepoint=0, max_codepoint=0x10FFFF, blacklist_categories=())
+ANY_TEXT = st.text(alphabet=ANY_CHAR, max_size=60)
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+@settings(deadline=None)
+@given(ANY_TEXT)
+def test_terminal_text_holds_nothing_a_terminal_acts_on(text: str) -> None:
+    shown = for_terminal(text)
+    assert not TERMINAL_CONTROL.search(shown) and "\n" not in shown
+    shown.encode("utf-8")
+    kept = for_terminal(text, keep_newlines=True)
+    assert kept.count("\n") == text.count("\n") and not TERMINAL_CONTROL.search(kept)
+
+
+@settings(deadline=None)
+@given(ANY_TEXT)
+def test_xml_text_and_attributes_always_parse(text: str) -> None:
+    element = ET.Element("case", name=for_xml(text))
+    element.text = for_xml(text)
+    back = ET.fromstring(ET.tostring(element, "unicode").encode("utf-8"))
+    assert back.get("name") is not None
+
+
+@settings(deadline=None)
+@given(ANY_TEXT)
+def test_markdown_text_opens_no_syntax(text: str) -> None:
+    shown = for_markdown(text)
+    assert not TERMINAL_CONTROL.search(shown) and "\n" not in shown
+    for char in "<[`|*_":
+        assert not unescaped(char, shown), (char, shown)
+    assert not re.match(r"\s*([#>+=-]|\d+\.)", shown)
+    shown.encode("utf-8")
+
+
+@settings(deadline=None)
+@given(ANY_TEXT)
+def test_html_and_json_text(text: str) -> None:
+    shown = for_html(text)
+    assert not re.search("[<>\"']", shown) and not TERMINAL_CONTROL.search(shown)
+    shown.encode("utf-8")
+    as_json = for_json(text)
+    assert not SURROGATE.search(as_json)
+    if not SURROGATE.search(text):
+        assert as_json == text  # valid Unicode passes unchanged: json.dumps does the rest
