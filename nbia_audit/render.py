@@ -65,7 +65,8 @@ def render_text(report: AuditReport) -> str:
             continue  # a zero count says nothing on a terminal (JSON keeps every fact)
         lines.append(f"  {key}: {value}")
     ok = sum(1 for s in report.series if s.status == "ok")
-    lines.append(f"  series: {ok} ok of {len(report.series)}")
+    at = f" (proof: {report.proof})" if report.proof not in ("", "content") else ""
+    lines.append(f"  series: {ok} ok of {len(report.series)}{at}")
     by_kind: defaultdict[str, list[Finding]] = defaultdict(list)
     for finding in report.findings:
         by_kind[finding.kind].append(finding)

@@ -287,7 +287,7 @@ class Run:
     def _remember(
         self, rel: str, sop: str, series: str, found: Examined, md5: str, verified_at: str
     ) -> None:
-        if self.state is None or found.key is None or not _storable(rel):
+        if self.state is None or found.key is None or not (rel.isascii() or _storable(rel)):
             return
         k = found.key
         lock_root = self.plan.exp.header.root_digest

@@ -108,6 +108,7 @@ def test_stat_never_says_verified_in_any_output(fetched: tuple[Path, Path], tmp_
     head = text.splitlines()[0]
     assert code == 0 and "CLEAN" not in head and "verified:" not in head
     assert f"UNCHANGED (unchanged since verified by content on {today()}" in head
+    assert "series: 4 ok of 4 (proof: stat)" in text
 
     code, junit = invoke("verify", str(lock), str(data), "--level", "stat", "--format", "junit")
     props = {p.get("name"): p.get("value") for p in ET.fromstring(junit).iter("property")}
