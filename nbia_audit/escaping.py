@@ -113,8 +113,9 @@ def for_html(text: str) -> str:
 
 def json_safe(value: object) -> object:
     """``value`` (JSON-ready data) with :func:`for_json` applied to every string in it."""
+    # A report can hold a million strings: ASCII (nearly all of them) is returned as is.
     if isinstance(value, str):
-        return for_json(value)
+        return value if value.isascii() else _JSON.sub(_show, value)
     if isinstance(value, dict):
         return {json_safe(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
