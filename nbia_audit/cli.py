@@ -22,6 +22,7 @@ from .cli_common import (
     make_archive,
 )
 from .errors import NbiaAuditError
+from .escaping import for_terminal
 from .locking import SERIOUS_PROBLEMS, LockChanges, LockResult
 from .pinning import SETTLE_ROUNDS
 
@@ -80,7 +81,7 @@ def lock(
         if check:
             result = check_lock(spec, archive, lock_path=lock_path, workers=workers)
             for reason in result.reasons:
-                click.echo(f"stale: {reason}")
+                click.echo(for_terminal(f"stale: {reason}"))
             click.echo("lock is stale" if result.stale else "lock is up to date")
             sys.exit(exit_code(findings=result.stale))
         assert archive is not None
@@ -148,7 +149,7 @@ def _echo_changes(changes: LockChanges) -> None:
         ("m", metadata),
     ):
         for item in items[:_CHANGES_SHOWN]:
-            click.echo(f"  {label} series {item}")
+            click.echo(for_terminal(f"  {label} series {item}"))
         if len(items) > _CHANGES_SHOWN:
             click.echo(f"  {label} ... and {len(items) - _CHANGES_SHOWN} more series")
 

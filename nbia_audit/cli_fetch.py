@@ -13,6 +13,7 @@ import click
 
 from .cli_common import CONTEXT_SETTINGS, EXIT_CODE_HELP, exit_code, fail, make_archive
 from .errors import NbiaAuditError
+from .escaping import for_terminal
 from .units import human_bytes
 
 if TYPE_CHECKING:
@@ -128,7 +129,7 @@ def _echo_failure(outcome: SeriesOutcome) -> None:
     tries = f"{outcome.attempts} attempt" + ("s" if outcome.attempts != 1 else "")
     click.echo(f"  {outcome.series_uid} ({tries}):", err=True)
     for reason in outcome.reasons[:_SHOWN_REASONS]:
-        click.echo(f"    {reason}", err=True)
+        click.echo(for_terminal(f"    {reason}"), err=True)  # server text: never raw
     hidden = len(outcome.reasons) - _SHOWN_REASONS
     if hidden > 0:
         click.echo(f"    ... and {hidden} more", err=True)
@@ -157,7 +158,8 @@ class FetchDisplay:
     def series(self, outcome: SeriesOutcome) -> None:
         if outcome.status == "failed":
             self._clear()
-            click.echo(f"FAILED   {outcome.series_uid}: {outcome.reasons[0]}", err=True)
+            line = f"FAILED   {outcome.series_uid}: {outcome.reasons[0]}"
+            click.echo(for_terminal(line), err=True)
         elif not self.live and outcome.status == "fetched":
             click.echo(
                 f"fetched  {outcome.series_uid} ({outcome.images} images, "

@@ -18,6 +18,7 @@ from .cli_common import (
     output_option,
 )
 from .errors import NbiaAuditError
+from .escaping import for_terminal
 
 __all__ = ["verify"]
 
@@ -113,5 +114,5 @@ def verify(
     if output is None:
         click.echo(text, nl=False)
     elif not quiet:
-        click.echo(render_text(report).splitlines()[0] + f" (report: {output})")
+        click.echo(render_text(report).splitlines()[0] + for_terminal(f" (report: {output})"))
     sys.exit(exit_code(findings=bool(report.findings), complete=report.complete))

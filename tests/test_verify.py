@@ -65,7 +65,8 @@ def test_a_real_download_verifies_clean_at_every_level(copy: Path, lock: Path) -
     assert stat.clean and stat.facts["unchanged_stat"] == 24 and stat.facts["bytes_read"] == 0
     # stat never calls a file verified: only "unchanged since it was verified on <date>".
     for status in stat.series:
-        assert "unchanged since verified on" in status.detail and "proven" not in status.detail
+        assert "unchanged since verified by content on" in status.detail
+        assert "proven" not in status.detail
     assert "not re-read" in str(stat.facts["proof"])
 
 
