@@ -22,12 +22,18 @@ from nbia_audit.client.servers import ApiFamily, ServerUrls
 from nbia_audit.client.transport import FormData, Transport, raise_for_status
 from nbia_audit.errors import ApiUnauthorized
 
-__all__ = ["Auth", "Caller", "EndpointGroup", "Route", "clean_params"]
+__all__ = ["Auth", "Caller", "EndpointGroup", "Route", "clean_params", "looks_empty"]
 
 log = logging.getLogger(__name__)
 
 _TOKEN_PROBE = "v4/getMD5Hierarchy"
 """Resolves the caller's user before anything else, so a bad token gets 401 (protocol §1.1)."""
+
+_PROBE_FORM = {"SeriesInstanceUID": ""}
+"""A well-formed form naming no object: the probe asks for nothing and gets "" back. NBIA's
+Jersey resources take ``@FormParam`` fields, and a POST that is not
+``application/x-www-form-urlencoded`` fails there; the catch-all mapper makes that a 500
+(``UncaughtException.java``), so an empty body would turn every probe into retried 500s."""
 
 
 class Auth(enum.Enum):
@@ -91,9 +97,11 @@ class Caller:
         """
         answer = self._send_authorized(route, self._token_for(route), params, data, idempotent)
         token, body = answer.token, answer.body
-        if token is None or body.strip():
+        if token is None or not looks_empty(body):
             return body
-        # An empty 200/204 with a token may be a swallowed 401 (protocol §4.3, §10.4).
+        # An empty 200/204, or an empty list, with a token may be a swallowed 401: NBIA's
+        # DAOs answer "nothing visible" when authorization fails (protocol §4.3, §10.4;
+        # GeneralSeriesDAOImpl, getCollectionOrSeriesForDOI).
         if self.token_accepted(token):
             return body
         log.debug("%s: empty answer with a rejected token; renewing and asking again", route.name)
@@ -101,7 +109,7 @@ class Caller:
         with self._send_once(route, token, params, data, idempotent) as retry:
             raise_for_status(retry, route.name)
             body = retry.content
-        if not body.strip() and not self.token_accepted(token):
+        if looks_empty(body) and not self.token_accepted(token):
             raise ApiUnauthorized(
                 f"{route.name}: the server keeps rejecting fresh tokens for "
                 f"{self.tokens.username!r}; its login service may be failing, try again later",
@@ -136,7 +144,7 @@ class Caller:
             ApiUnavailable: the server could not be reached.
         """
         probe = Route(_TOKEN_PROBE, "POST")
-        with self._send_once(probe, token, None, {}, True) as response:
+        with self._send_once(probe, token, None, _PROBE_FORM, True) as response:
             if response.status_code == 401:
                 return False
             raise_for_status(response, probe.name)
@@ -220,6 +228,18 @@ class EndpointGroup:
     ) -> str:
         body = self._caller.fetch(route, params=params, data=data)
         return body.decode("utf-8", errors="replace")
+
+
+def looks_empty(body: bytes) -> bool:
+    """True for every way NBIA says "no rows": an empty body, an empty JSON list, ``null``.
+
+    All three are also what an endpoint answers when it swallowed a rejected token, so none
+    of them is believed while a token was sent until the token is proven good.
+    """
+    stripped = body.strip()
+    if stripped in (b"", b"null"):
+        return True
+    return stripped[:1] == b"[" and stripped[-1:] == b"]" and not stripped[1:-1].strip()
 
 
 def clean_params(**fields: str | None) -> Mapping[str, str]:
