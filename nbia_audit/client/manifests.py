@@ -13,6 +13,7 @@ from typing import Any
 from nbia_audit.client import parse
 from nbia_audit.client.core import EndpointGroup, Route
 from nbia_audit.client.records import SeriesInfo, SharedList
+from nbia_audit.client.redact import excerpt
 from nbia_audit.client.search import SearchCriterion, simple_search_form
 from nbia_audit.client.transport import FormData
 from nbia_audit.errors import ApiProtocolError, SpecError
@@ -192,7 +193,7 @@ class ManifestCalls(EndpointGroup):
             return parse_manifest(text, source=f"{route.name} answer")
         except SpecError as exc:
             raise ApiProtocolError(
-                f"{route.name}: the answer is not a .tcia manifest: {exc}"
+                f"{route.name}: the answer is not a .tcia manifest: {excerpt(str(exc), 300)}"
             ) from exc
 
 

@@ -33,6 +33,7 @@ from nbia_audit.client.records import (
     SharedList,
     Study,
 )
+from nbia_audit.client.redact import excerpt
 from nbia_audit.errors import ApiProtocolError
 
 __all__ = [
@@ -284,7 +285,7 @@ def series_size(row: Row, endpoint: str) -> SeriesSize | None:
     count = _integer(row, "ObjectCount")
     if count is None or (size is None and (count != 0 or "TotalSizeInBytes" in row)):
         raise ApiProtocolError(
-            f"{endpoint}: expected TotalSizeInBytes and ObjectCount, got {row!r}"
+            f"{endpoint}: expected TotalSizeInBytes and ObjectCount, got {_preview(repr(row))}"
         )
     return SeriesSize(bytes=size or 0, objects=count)
 
@@ -381,6 +382,4 @@ def doi_match(row: Row, endpoint: str) -> DoiMatch:
 
 
 def _preview(body: bytes | str) -> str:
-    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
-    text = " ".join(text.split())
-    return repr(text if len(text) <= 80 else text[:80] + "…")
+    return repr(excerpt(body, 80))
