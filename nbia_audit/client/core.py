@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 
@@ -20,11 +20,13 @@ from nbia_audit.client import parse
 from nbia_audit.client.auth import TokenManager
 from nbia_audit.client.servers import ApiFamily, ServerUrls
 from nbia_audit.client.transport import FormData, Transport, raise_for_status
-from nbia_audit.errors import ApiUnauthorized
+from nbia_audit.errors import ApiProtocolError, ApiUnauthorized
 
 __all__ = ["Auth", "Caller", "EndpointGroup", "Route", "clean_params", "looks_empty"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _TOKEN_PROBE = "v4/getMD5Hierarchy"
 """Resolves the caller's user before anything else, so a bad token gets 401 (protocol §1.1)."""
@@ -217,17 +219,77 @@ class EndpointGroup:
         """v4's route on the v4 family; elsewhere the unversioned "Advanced" one (token)."""
         return Route(f"v4/{name}" if self._family == "v4" else name, method)
 
+    def _decoded(
+        self,
+        route: Route,
+        decode: Callable[[bytes], T],
+        *,
+        params: FormData | None = None,
+        data: FormData | None = None,
+    ) -> T:
+        """Fetch and ``decode`` an answer; one that is not of the documented shape is retried.
+
+        A maintenance page or a cut body served with 200 is a transient server fault: it is
+        asked again under the retry policy, and reported only when every attempt gave one.
+
+        Raises:
+            ApiProtocolError: every attempt's answer had the wrong shape; the message names
+                the endpoint, the request, the status and a short, redacted excerpt.
+            ApiError: the call failed otherwise.
+        """
+        transport = self._caller.transport
+        attempts = transport.retry.attempts
+        for attempt in range(1, attempts + 1):
+            body = self._caller.fetch(route, params=params, data=data)
+            try:
+                return decode(body)
+            except ApiProtocolError as exc:
+                if attempt == attempts:
+                    tries = "1 attempt" if attempts == 1 else f"{attempts} attempts"
+                    raise ApiProtocolError(
+                        f"{exc} (asked for {_request_label(params, data)}; the same through "
+                        f"{tries}: the archive may be under maintenance, try again later)"
+                    ) from exc
+                transport.pause_before_retry(route.name, "an answer of the wrong shape", attempt)
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+    def _records(
+        self,
+        route: Route,
+        build: Callable[[parse.Row, str], T],
+        *,
+        params: FormData | None = None,
+        data: FormData | None = None,
+    ) -> list[T]:
+        """A JSON list of records, each built (and so checked) inside the retried decode."""
+
+        def decode(body: bytes) -> list[T]:
+            return [build(row, route.name) for row in parse.decode_json_rows(body, route.name)]
+
+        return self._decoded(route, decode, params=params, data=data)
+
     def _json_rows(
         self, route: Route, *, params: FormData | None = None, data: FormData | None = None
     ) -> list[dict[str, Any]]:
-        body = self._caller.fetch(route, params=params, data=data)
-        return parse.decode_json_rows(body, route.name)
+        return self._decoded(
+            route, lambda body: parse.decode_json_rows(body, route.name), params=params, data=data
+        )
 
     def _text(
         self, route: Route, *, params: FormData | None = None, data: FormData | None = None
     ) -> str:
         body = self._caller.fetch(route, params=params, data=data)
         return body.decode("utf-8", errors="replace")
+
+
+def _request_label(params: FormData | None, data: FormData | None) -> str:
+    """What was asked, for a message: ``SeriesInstanceUID=1.2.3``, shortened."""
+    fields = {**(params or {}), **(data or {})}
+    shown = []
+    for name, value in fields.items():
+        text = value if isinstance(value, str) else ",".join(value)
+        shown.append(f"{name}={text if len(text) <= 80 else text[:80] + '…'}")
+    return ", ".join(shown) or "no parameters"
 
 
 def looks_empty(body: bytes) -> bool:

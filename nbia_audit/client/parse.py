@@ -16,8 +16,6 @@ NBIA is known to emit; the formats cannot be confused with one another.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
@@ -34,10 +32,13 @@ from nbia_audit.client.records import (
     Study,
 )
 from nbia_audit.client.redact import excerpt
+from nbia_audit.client.shapes import bounded_csv_rows, is_uid
 from nbia_audit.errors import ApiProtocolError
 
 __all__ = [
     "collection_description",
+    "collection_name",
+    "sop_instance_uid",
     "decode_csv_rows",
     "decode_json_rows",
     "doi_match",
@@ -67,12 +68,12 @@ _FALSE = frozenset({"false", "no", "n", "0"})
 
 
 def decode_json_rows(body: bytes, endpoint: str) -> list[dict[str, Any]]:
-    """Decode a JSON array of objects; an empty body means no rows (protocol §5).
+    """Decode a JSON array of objects; an empty body (or Jackson's ``null``) means no rows.
 
     Raises:
         ApiProtocolError: the body is not JSON, or not an array of objects.
     """
-    if not body.strip():
+    if body.strip() in (b"", b"null"):
         return []
     try:
         decoded: Any = json.loads(body)
@@ -101,11 +102,16 @@ def decode_csv_rows(body: bytes, endpoint: str) -> list[dict[str, str]]:
         raise ApiProtocolError(f"{endpoint}: the CSV answer is not UTF-8") from exc
     if not text.strip():
         return []
-    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    rows = bounded_csv_rows(text, f"{endpoint}: the CSV answer")
+    header = next(rows)
+    records = []
     for number, row in enumerate(rows, start=2):
-        if None in row:
+        if not row:
+            continue
+        if len(row) > len(header):
             raise ApiProtocolError(f"{endpoint}: CSV line {number} has more fields than the header")
-    return [{k: v for k, v in row.items() if k is not None} for row in rows]
+        records.append(dict(zip(header, row, strict=False)))
+    return records
 
 
 def text_field(row: Row, *keys: str) -> str | None:
@@ -228,6 +234,27 @@ def series_info(row: Row, endpoint: str) -> SeriesInfo:
         site=text_field(row, "Site"),
         authorized=_flag(row, "Authorized"),
     )
+
+
+def collection_name(row: Row, endpoint: str) -> str:
+    """The name in a ``getCollectionValues`` row.
+
+    Raises:
+        ApiProtocolError: the row has no collection name.
+    """
+    return _required(row, endpoint, "Collection")
+
+
+def sop_instance_uid(row: Row, endpoint: str) -> str:
+    """The UID in a ``getSOPInstanceUIDs`` row; it keys the per-image MD5 request.
+
+    Raises:
+        ApiProtocolError: the row has no SOPInstanceUID, or one that is not a DICOM UID.
+    """
+    uid = _required(row, endpoint, "SOPInstanceUID")
+    if not is_uid(uid):
+        raise ApiProtocolError(f"{endpoint}: {_preview(uid)} is not a SOPInstanceUID")
+    return uid
 
 
 def patient(row: Row, endpoint: str) -> Patient:

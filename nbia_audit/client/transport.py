@@ -252,6 +252,14 @@ class Transport:
             **extra,
         )
 
+    def pause_before_retry(self, endpoint: str, reason: str, attempt: int) -> None:
+        """Wait as the policy says before retry number ``attempt`` of a failed answer.
+
+        For faults found above this layer (a 200 whose body is not what the endpoint
+        documents), so they back off exactly like a 5xx.
+        """
+        self._pause(endpoint, reason, attempt, None)
+
     def _pause(self, endpoint: str, reason: str, attempt: int, retry_after: float | None) -> None:
         if retry_after is not None:
             delay = min(retry_after, self.retry.retry_after_cap)
