@@ -46,6 +46,7 @@ SERIOUS_PROBLEMS = frozenset(
         "series-hash-mismatch",  # only in locks written before pins had to settle
         "image-count-mismatch",
         "empty-series-hash",
+        "images-not-visible",  # listed images without MD5s: hidden or inaccessible series
         "study-hash-mismatch",
         "patient-hash-mismatch",
     }
@@ -189,7 +190,10 @@ def lock_dataset(
         return _unsettled(lock_path, existing, spec, archive, pins.unsettled, requests)
     series = {u: keep[u] for u in selection.series if u in keep}
     series.update(
-        {u: locked_series(i, pins.series_hashes[u], not series_only) for u, i in fresh.items()}
+        {
+            u: locked_series(i, pins.series_hashes[u], not series_only and u not in pins.hash_only)
+            for u, i in fresh.items()
+        }
     )
     images = {u: existing.images.get(u, ()) for u in series if existing and u in keep}
     images.update(pins.images)

@@ -65,6 +65,7 @@ class Pins:
     problems: tuple[Problem, ...]
     requests: int
     unsettled: tuple[str, ...] = ()
+    hash_only: tuple[str, ...] = ()  # images listed but none visible: pinned by hash only
 
 
 # How many times a series whose hash and image MD5s disagree is asked again. A series
@@ -96,9 +97,13 @@ def pin_series(
         series_hashes = _ask_hashes(uids, archive, calls)
         images: dict[str, tuple[LockedImage, ...]] = {}
         unsettled: list[str] = []
+        invisible: list[str] = []
         if not series_only:
             images = _pin_images(uids, archive, calls)
             unsettled = _disagreeing(series_hashes, images)
+            # Not a change in progress, so asking again would not help (see _not_visible).
+            invisible = [u for u in unsettled if _not_visible(images[u])]
+            unsettled = [u for u in unsettled if u not in invisible]
             for _round in range(SETTLE_ROUNDS):
                 if not unsettled:
                     break
@@ -109,14 +114,41 @@ def pin_series(
         problems = [
             p
             for u in sorted(settled)
-            for p in image_problems(u, selected[u], settled[u], None if series_only else images[u])
+            for p in image_problems(
+                u, selected[u], settled[u], None if series_only or u in invisible else images[u]
+            )
         ]
+        problems += [_invisible_problem(u, len(images[u])) for u in sorted(invisible)]
     return Pins(
         series_hashes=settled,
-        images={u: i for u, i in images.items() if u not in unsettled},
+        images={u: i for u, i in images.items() if u not in unsettled and u not in invisible},
         problems=tuple(problems),
         requests=calls.count,
         unsettled=tuple(sorted(unsettled)),
+        hash_only=tuple(sorted(invisible)),
+    )
+
+
+def _not_visible(images: Sequence[LockedImage]) -> bool:
+    """True when a series' images were listed but the archive gave no MD5 for any of them.
+
+    v4 ``getSOPInstanceUIDs`` applies no visibility or authorization filter on the real
+    archive (``InstanceDAOImpl``), while ``getMD5HashForImage`` answers "" for an image it
+    will not show (protocol §2.4): a hidden or inaccessible series lists its images and then
+    has no MD5 for any. That is a visibility problem, not removed images, and not a series
+    changing while it is asked, so it is reported as such.
+    """
+    return bool(images) and all(i.archive_md5 is None for i in images)
+
+
+def _invisible_problem(uid: str, listed: int) -> Problem:
+    return Problem(
+        uid,
+        "images-not-visible",
+        f"getSOPInstanceUIDs listed {listed} image(s) but the archive gave an MD5 for none, and "
+        "the series hash disagrees: the series is hidden or not accessible to this account "
+        "(v4 getSOPInstanceUIDs does not filter by visibility), not removed; pinned by its "
+        "series hash only",
     )
 
 

@@ -327,3 +327,31 @@ def test_lock_with_a_maintenance_page_for_one_series_hash_exits_3_naming_it(
     assert "v4/getMD5Hierarchy" in result.stderr and victim in result.stderr
     assert "Down for maintenance" in result.stderr
     assert not (tmp_path / "dataset.lock").exists()
+
+
+# -- an unfiltered image listing of a hidden series ------------------------------------------------
+
+
+def test_listed_images_without_md5s_are_a_visibility_problem_not_a_change(emu: Emulator) -> None:
+    """The real v4 getSOPInstanceUIDs lists a hidden series' images (no visibility filter), whose
+    per-image MD5s then come back empty; the emulator filters, so the proxy answers unfiltered."""
+    import json
+
+    from nbia_audit.archive import ArchiveView
+    from nbia_audit.locking import SERIOUS_PROBLEMS
+    from nbia_audit.pinning import pin_series
+
+    selected = {s.series_uid: s for s in make_client(emu).series()}
+    victim = sorted(selected)[0]
+    emu.hide_series(victim)
+    listing = json.dumps([{"SOPInstanceUID": i.sop_uid} for i in emu.corpus.images_of(victim)])
+    tamper = first_times(-1, listing.encode(), where=_on("getSOPInstanceUIDs", victim))
+    with tampering(emu.base_url, tamper) as (url, _plan):
+        pins = pin_series(selected, ArchiveView(_client(url)))
+    assert pins.unsettled == () and pins.hash_only == (victim,)
+    assert victim not in pins.images and set(pins.images) == set(selected) - {victim}
+    about_victim = [p for p in pins.problems if p.series_uid == victim]
+    assert [p.kind for p in about_victim] == ["images-not-visible"]
+    assert "hidden or not accessible" in about_victim[0].detail
+    assert "not removed" in about_victim[0].detail
+    assert "images-not-visible" in SERIOUS_PROBLEMS
