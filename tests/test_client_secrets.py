@@ -15,6 +15,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from urllib.parse import parse_qs, quote, quote_plus
 
 import pytest
@@ -175,3 +176,22 @@ def test_redaction_covers_every_encoding_and_excerpts_are_printable() -> None:
     assert "\x1b" not in shown and "\n" not in shown and "\x00" not in shown
     assert shown.startswith("\\x1b[31mred\\x1b[0m forged line\\x00") and shown.endswith("…")
     assert len(shown) == 61
+
+
+def test_the_lock_verb_never_prints_a_secret_the_server_echoes(
+    echo: _EchoServer, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from nbia_audit.cli import cli
+
+    echo.status = 400  # not retried: one echo, no backoff
+    url = f"http://127.0.0.1:{echo.server_address[1]}/nbia-api/services"
+    spec = tmp_path / "dataset.yaml"
+    spec.write_text(f"name: t\nserver: {url}\nselect:\n  - collection: C\n", encoding="utf-8")
+    env = {"NBIA_USER": USER, "NBIA_PASSWORD": PASSWORD}
+    result = CliRunner().invoke(cli, ["lock", str(spec), "--quiet"], env=env)
+    assert result.exit_code == 3, result.output
+    assert "Basic " + MASK in result.stderr and "Traceback" not in result.stderr
+    _assert_clean(result.output + result.stderr)
+    assert not (tmp_path / "dataset.lock").exists()
