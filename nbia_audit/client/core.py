@@ -275,12 +275,6 @@ class EndpointGroup:
             route, lambda body: parse.decode_json_rows(body, route.name), params=params, data=data
         )
 
-    def _text(
-        self, route: Route, *, params: FormData | None = None, data: FormData | None = None
-    ) -> str:
-        body = self._caller.fetch(route, params=params, data=data)
-        return body.decode("utf-8", errors="replace")
-
 
 def _request_label(params: FormData | None, data: FormData | None) -> str:
     """What was asked, for a message: ``SeriesInstanceUID=1.2.3``, shortened."""
