@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -40,14 +41,27 @@ _lock = threading.Lock()
 _forms: OrderedDict[str, None] = OrderedDict()  # every encoding of every secret, oldest first
 
 
+_PERCENT_ESCAPE = re.compile(r"%[0-9A-F]{2}")
+
+
+def _lower_escapes(text: str) -> str:
+    """``%2F`` as ``%2f``: some encoders write lower-case escapes; the secret's letters keep
+    their case."""
+    return _PERCENT_ESCAPE.sub(lambda m: m.group(0).lower(), text)
+
+
 def _encodings(secret: str) -> set[str]:
     raw = secret.encode("utf-8")
+    json_escaped = json.dumps(secret)[1:-1]
     forms = {
         secret,
         quote(secret, safe=""),
+        quote(secret),  # "/" left as is
         quote_plus(secret),
-        quote(secret, safe="").lower(),  # %2f as well as %2F
-        json.dumps(secret)[1:-1],
+        _lower_escapes(quote(secret, safe="")),
+        _lower_escapes(quote_plus(secret)),
+        json_escaped,
+        json_escaped.replace("/", "\\/"),  # encoders that escape the solidus
         json.dumps(secret, ensure_ascii=False)[1:-1],
         html.escape(secret),
         base64.b64encode(raw).decode("ascii"),
