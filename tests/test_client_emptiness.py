@@ -19,7 +19,8 @@ import pytest
 from test_client_support import ALICE, calls, make_client, running_emulator
 
 from nbia_audit.client.core import looks_empty
-from nbia_audit.emulator import Emulator
+from nbia_audit.emulator import Emulator, Fault
+from nbia_audit.errors import ApiServerError
 
 
 class _JerseyLike(BaseHTTPRequestHandler):
@@ -133,3 +134,24 @@ def test_empty_answers_without_a_token_are_not_probed(emu: Emulator) -> None:
 )
 def test_every_spelling_of_no_rows_counts_as_empty(body: bytes, empty: bool) -> None:
     assert looks_empty(body) is empty
+
+
+def test_a_500_sent_with_an_expired_token_is_checked_against_the_token(emu: Emulator) -> None:
+    """The real v4/getCollectionDescriptions fails with 500 on a rejected token
+    (CollectionDescDAOImpl); the fault stands in for that answer here."""
+    client = make_client(emu, credentials=ALICE)
+    before = client.collection_descriptions()
+    assert before
+    emu.expire_tokens()
+    emu.add_fault(Fault("status", status=500, endpoint="getCollectionDescriptions", times=4))
+    assert client.collection_descriptions() == before
+    assert [p.status for p in calls(emu, "getMD5Hierarchy")] == [401]
+
+
+def test_a_lasting_500_with_a_good_token_is_reported_after_one_probe(emu: Emulator) -> None:
+    client = make_client(emu, credentials=ALICE)
+    emu.add_fault(Fault("status", status=500, endpoint="getCollectionDescriptions"))
+    with pytest.raises(ApiServerError, match="HTTP 500"):
+        client.collection_descriptions()
+    assert [p.status for p in calls(emu, "getMD5Hierarchy")] == [200]
+    assert len(calls(emu, "getCollectionDescriptions")) == 4  # one round of retries only

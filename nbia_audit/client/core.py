@@ -20,7 +20,7 @@ from nbia_audit.client import parse
 from nbia_audit.client.auth import TokenManager
 from nbia_audit.client.servers import ApiFamily, ServerUrls
 from nbia_audit.client.transport import FormData, Transport, raise_for_status
-from nbia_audit.errors import ApiProtocolError, ApiUnauthorized
+from nbia_audit.errors import ApiError, ApiProtocolError, ApiServerError, ApiUnauthorized
 
 __all__ = ["Auth", "Caller", "EndpointGroup", "Route", "clean_params", "looks_empty"]
 
@@ -97,7 +97,16 @@ class Caller:
             ApiUnavailable: the server could not be reached.
             AuthError: no token could be obtained.
         """
-        answer = self._send_authorized(route, self._token_for(route), params, data, idempotent)
+        sent = self._token_for(route)
+        try:
+            answer = self._send_authorized(route, sent, params, data, idempotent)
+        except ApiServerError as exc:
+            # Some endpoints fail with 500 on a rejected token (v4/getCollectionDescriptions;
+            # the old getData family): before reporting a server failure, prove the token.
+            if sent is None or exc.status != 500 or not idempotent or self._token_good(sent, exc):
+                raise
+            log.debug("%s: HTTP 500 with a rejected token; renewing and asking again", route.name)
+            answer = self._send_authorized(route, self.tokens.renew(sent), params, data, idempotent)
         token, body = answer.token, answer.body
         if token is None or not looks_empty(body):
             return body
@@ -150,6 +159,14 @@ class Caller:
             if response.status_code == 401:
                 return False
             raise_for_status(response, probe.name)
+            return True
+
+    def _token_good(self, token: str, failure: ApiError) -> bool:
+        """:meth:`token_accepted`, but a probe that fails too leaves ``failure`` to report."""
+        try:
+            return self.token_accepted(token)
+        except ApiError:
+            log.debug("token probe failed as well; reporting %s", failure)
             return True
 
     def _token_for(self, route: Route) -> str | None:

@@ -154,7 +154,10 @@ class MetadataQueries(EndpointGroup):
         )
 
     def updated_series(self, since: date) -> list[SeriesInfo]:
-        """Return series released after ``since`` (``getUpdatedSeries``; v4's test is strict).
+        """Return series released since ``since`` (``getUpdatedSeries``).
+
+        The server compares each release timestamp with midnight of ``since``
+        (``GeneralSeriesDAOImpl``), so a series released later on that same day is included.
 
         The date is written as each family expects: ``MM-dd-yyyy`` on v4, ``dd/MM/yyyy`` on
         v1/v2 (protocol §5).
@@ -171,7 +174,8 @@ class MetadataQueries(EndpointGroup):
     ) -> list[DoiMatch]:
         """Return the collections (or, with ``series_level``, the series) citing ``doi``.
 
-        ``doi`` must equal the archive's stored URI exactly, e.g. ``https://doi.org/10.7937/…``.
+        ``doi`` must equal the archive's stored URI, e.g. ``https://doi.org/10.7937/…``; the
+        comparison ignores case under MySQL's default collation [inferred].
         No visibility filter applies here (supplement §5): hidden series may be listed.
 
         Raises:
