@@ -21,6 +21,8 @@ import pytest
 import requests
 from click.testing import CliRunner
 from fetch_support import FAST_SERIES, classic_paths, client_for, make_lock, proxy, tree
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_client_support import ALICE, Sleeps, make_client, running_emulator
 
 from nbia_audit.cli import cli
@@ -355,3 +357,41 @@ def test_listed_images_without_md5s_are_a_visibility_problem_not_a_change(emu: E
     assert "hidden or not accessible" in about_victim[0].detail
     assert "not removed" in about_victim[0].detail
     assert "images-not-visible" in SERIOUS_PROBLEMS
+
+
+# -- any bytes at all ------------------------------------------------------------------------------
+
+_CSVISH = st.text(alphabet=st.sampled_from('ab,"\r\n\x00 f0.dcmFilename,MD5Hash'), max_size=300)
+
+
+@settings(deadline=None, max_examples=300)
+@given(text=st.one_of(_CSVISH, st.text(max_size=200)), huge=st.booleans())
+def test_csv_readers_raise_nothing_but_a_protocol_error(text: str, huge: bool) -> None:
+    from nbia_audit.client.parse import decode_csv_rows
+    from nbia_audit.client.shapes import md5_csv
+
+    if huge:
+        text = text + '"' + "f" * (140 * 1024)
+    for read in (lambda: md5_csv("Filename,MD5Hash\n" + text), lambda: md5_csv(text)):
+        try:
+            read()
+        except ApiProtocolError as exc:
+            assert len(str(exc)) < 400
+    try:
+        decode_csv_rows(text.encode(), "getSeriesMetadata2")
+    except ApiProtocolError as exc:
+        assert len(str(exc)) < 400
+
+
+@settings(deadline=None, max_examples=300)
+@given(body=st.binary(max_size=200))
+def test_hash_answers_are_a_documented_form_or_a_protocol_error(body: bytes) -> None:
+    from nbia_audit.client.shapes import hierarchy_hash, image_md5
+
+    for read in (hierarchy_hash, image_md5):
+        try:
+            value = read(body, "endpoint")
+        except ApiProtocolError as exc:
+            assert str(exc).startswith("endpoint: the server answered HTTP 200")
+        else:
+            assert value in ("", " ") or all(c in "0123456789abcdefABCDEF" for c in value)
