@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from .calls import CallRunner, ProgressCallback
 from .client.records import SeriesInfo
+from .errors import ApiError
 from .hashing import hierarchy_from_series, series_hash
 from .models import HashNode, LockedImage, LockedSeries, Problem
+
+T = TypeVar("T")
 
 __all__ = [
     "SETTLE_ROUNDS",
@@ -153,10 +156,40 @@ def _invisible_problem(uid: str, listed: int) -> Problem:
 
 
 def _ask_hashes(uids: Sequence[str], archive: HashArchive, calls: CallRunner) -> dict[str, str]:
-    hashes = calls.run(
-        "series hashes", [partial(archive.md5_hierarchy, series_uid=u) for u in uids]
+    hashes = _run_per_series(
+        calls, "series hashes", uids, [partial(archive.md5_hierarchy, series_uid=u) for u in uids]
     )
     return dict(zip(uids, hashes, strict=True))
+
+
+def _run_per_series(
+    calls: CallRunner, stage: str, owners: Sequence[str], fns: Sequence[Callable[[], T]]
+) -> list[T]:
+    """Make every call; if any failed, one error names every series that could not be pinned.
+
+    A bad answer for one series does not hide the others': the user learns all of them from
+    one run. Nothing is pinned from a run with failures (the lock is not written).
+
+    Raises:
+        ApiError: at least one call failed (chained to the first failure).
+    """
+    results = calls.run_keeping_errors(stage, fns)
+    failed: dict[str, ApiError] = {}
+    for owner, result in zip(owners, results, strict=True):
+        if isinstance(result, ApiError):
+            failed.setdefault(owner, result)
+    if not failed:
+        return results  # type: ignore[return-value]
+    first, error = next(iter(sorted(failed.items())))
+    others = sorted(failed)[1:]
+    also = ""
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        also = f"; the same stage failed for {shown}"
+    raise ApiError(
+        f"could not pin {len(failed)} series ({stage}), so nothing was written; "
+        f"series {first}: {error}{also}"
+    ) from error
 
 
 def _disagreeing(
@@ -170,9 +203,16 @@ def _disagreeing(
 def _pin_images(
     uids: Sequence[str], archive: HashArchive, calls: CallRunner
 ) -> dict[str, tuple[LockedImage, ...]]:
-    sop_lists = calls.run("image lists", [partial(archive.sop_instance_uids, u) for u in uids])
+    sop_lists = _run_per_series(
+        calls, "image lists", uids, [partial(archive.sop_instance_uids, u) for u in uids]
+    )
     pairs = [(series, sop) for series, sops in zip(uids, sop_lists, strict=True) for sop in sops]
-    md5s = calls.run("image MD5s", [partial(archive.image_md5, sop) for _, sop in pairs])
+    md5s = _run_per_series(
+        calls,
+        "image MD5s",
+        [series for series, _ in pairs],
+        [partial(archive.image_md5, sop) for _, sop in pairs],
+    )
     images: defaultdict[str, list[LockedImage]] = defaultdict(list)
     for (series, sop), md5 in zip(pairs, md5s, strict=True):
         # The per-image endpoint answers "" for NULL (protocol §2.4); the lock keeps None.

@@ -395,3 +395,25 @@ def test_hash_answers_are_a_documented_form_or_a_protocol_error(body: bytes) -> 
             assert str(exc).startswith("endpoint: the server answered HTTP 200")
         else:
             assert value in ("", " ") or all(c in "0123456789abcdefABCDEF" for c in value)
+
+
+def test_lock_names_every_series_whose_answers_were_bad(tmp_path: Path, emu: Emulator) -> None:
+    collection = emu.corpus.collections[0].name
+    uids = sorted(s.series_uid for s in emu.corpus.series if s.collection == collection)
+    victims = uids[:2]
+    assert len(victims) == 2
+
+    def tamper(path: str, sent: bytes) -> bytes | None:
+        asked = path + sent.decode()
+        if "getSOPInstanceUIDs" in path and any(v in asked for v in victims):
+            return MAINTENANCE
+        return None
+
+    with tampering(emu.base_url, tamper) as (url, _plan):
+        spec = tmp_path / "dataset.yaml"
+        spec.write_text(f"name: t\nserver: {url}\nselect:\n  - collection: {collection}\n")
+        result = CliRunner().invoke(cli, ["lock", str(spec), "--quiet"])
+    assert result.exit_code == ExitCode.ENVIRONMENT, result.output
+    assert "could not pin 2 series (image lists)" in result.stderr
+    assert all(v in result.stderr for v in victims) and "Traceback" not in result.stderr
+    assert not (tmp_path / "dataset.lock").exists()
