@@ -29,7 +29,7 @@ from nbia_audit.cli import cli
 from nbia_audit.cli_common import ExitCode
 from nbia_audit.client import NbiaClient
 from nbia_audit.emulator import Emulator
-from nbia_audit.errors import ApiProtocolError
+from nbia_audit.errors import ApiError, ApiProtocolError
 from nbia_audit.fetch import fetch_dataset
 
 MAINTENANCE = (
@@ -417,3 +417,65 @@ def test_lock_names_every_series_whose_answers_were_bad(tmp_path: Path, emu: Emu
     assert "could not pin 2 series (image lists)" in result.stderr
     assert all(v in result.stderr for v in victims) and "Traceback" not in result.stderr
     assert not (tmp_path / "dataset.lock").exists()
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "key"),
+    [
+        ("getSeries", "SeriesInstanceUID"),
+        ("getSOPInstanceUIDs", "SOPInstanceUID"),
+        ("getPatientStudy", "StudyInstanceUID"),
+    ],
+)
+def test_a_huge_uid_in_a_listing_is_refused_before_it_is_used(
+    emu: Emulator, endpoint: str, key: str
+) -> None:
+    import json
+
+    genuine = make_client(emu)
+    uid = _a_series(emu)
+    rows = {
+        "getSeries": lambda: [{"SeriesInstanceUID": "A" * (128 * 1024), "Modality": "CT"}],
+        "getSOPInstanceUIDs": lambda: [{"SOPInstanceUID": "1." + "2" * (128 * 1024)}],
+        "getPatientStudy": lambda: [{"StudyInstanceUID": "<script>x</script>"}],
+    }[endpoint]()
+    tamper = first_times(-1, json.dumps(rows).encode(), where=_on(endpoint))
+    ask: dict[str, Callable[[NbiaClient], object]] = {
+        "getSeries": lambda c: c.series(),
+        "getSOPInstanceUIDs": lambda c: c.sop_instance_uids(uid),
+        "getPatientStudy": lambda c: c.studies(),
+    }
+    with tampering(emu.base_url, tamper) as (url, plan), pytest.raises(ApiProtocolError) as caught:
+        ask[endpoint](_client(url))
+    message = str(caught.value)
+    assert f"{key} " in message and "is not a DICOM UID" in message
+    assert "\n" not in message and len(message) < 600
+    assert len(plan.served) == 4
+    assert ask[endpoint](genuine)  # the emulator's own answer passes
+
+
+def test_a_multi_line_error_page_reaches_the_message_as_one_short_line(emu: Emulator) -> None:
+    page = b"<html>\n<head><title>414 Request-URI Too Large</title></head>\n" + b"<p>x</p>\n" * 400
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+            return
+
+        def do_GET(self) -> None:
+            self.send_response(414)
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/nbia-api/services"
+        with pytest.raises(ApiError) as caught:
+            _client(url).series()
+    finally:
+        server.shutdown()
+        server.server_close()
+    message = str(caught.value)
+    assert "414 Request-URI Too Large" in message
+    assert "\n" not in message and len(message) < 700

@@ -192,6 +192,15 @@ def _required(row: Row, endpoint: str, *keys: str) -> str:
     return value
 
 
+def _uid(row: Row, endpoint: str, *keys: str, required: bool = True) -> str | None:
+    """A UID field, refused unless it is a DICOM UID: it is sent back to the server in URLs
+    and forms and becomes a key of the lock, so a page or a 128 KiB value must stop here."""
+    value = _required(row, endpoint, *keys) if required else text_field(row, *keys)
+    if value is not None and not is_uid(value):
+        raise ApiProtocolError(f"{endpoint}: {keys[0]} {_preview(value)} is not a DICOM UID")
+    return value
+
+
 def series_info(row: Row, endpoint: str) -> SeriesInfo:
     """Build a :class:`SeriesInfo` from any series-shaped row (JSON or CSV, any family).
 
@@ -203,10 +212,10 @@ def series_info(row: Row, endpoint: str) -> SeriesInfo:
     series_date = text_field(row, "SeriesDate", "Series Date")
     study_date = text_field(row, "StudyDate", "Study Date")
     return SeriesInfo(
-        series_uid=_required(row, endpoint, "SeriesInstanceUID", "Series UID", "Series ID"),
+        series_uid=_uid(row, endpoint, "SeriesInstanceUID", "Series UID", "Series ID") or "",
         collection=text_field(row, "Collection", "Collection Name"),
         patient_id=text_field(row, "PatientID", "Subject ID"),
-        study_uid=text_field(row, "StudyInstanceUID", "Study UID"),
+        study_uid=_uid(row, endpoint, "StudyInstanceUID", "Study UID", required=False),
         modality=text_field(row, "Modality"),
         description=text_field(row, "SeriesDescription", "Series Description"),
         series_number=_integer(row, "SeriesNumber", "Series Number"),
@@ -251,10 +260,7 @@ def sop_instance_uid(row: Row, endpoint: str) -> str:
     Raises:
         ApiProtocolError: the row has no SOPInstanceUID, or one that is not a DICOM UID.
     """
-    uid = _required(row, endpoint, "SOPInstanceUID")
-    if not is_uid(uid):
-        raise ApiProtocolError(f"{endpoint}: {_preview(uid)} is not a SOPInstanceUID")
-    return uid
+    return _uid(row, endpoint, "SOPInstanceUID") or ""
 
 
 def patient(row: Row, endpoint: str) -> Patient:
@@ -284,7 +290,7 @@ def study(row: Row, endpoint: str) -> Study:
     """
     raw_date = text_field(row, "StudyDate")
     return Study(
-        study_uid=_required(row, endpoint, "StudyInstanceUID"),
+        study_uid=_uid(row, endpoint, "StudyInstanceUID") or "",
         collection=text_field(row, "Collection"),
         patient_id=text_field(row, "PatientID", "PatientId"),
         study_date=parse_date(raw_date),
@@ -402,7 +408,7 @@ def doi_match(row: Row, endpoint: str) -> DoiMatch:
     """
     return DoiMatch(
         collection=_required(row, endpoint, "collection"),
-        series_uid=text_field(row, "seriesInstanceUID"),
+        series_uid=_uid(row, endpoint, "seriesInstanceUID", required=False),
         third_party=_flag(row, "thirdPartyAnanlysis", "thirdPartyAnalysis"),
         authorized=_flag(row, "authorized"),
     )
