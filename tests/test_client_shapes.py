@@ -305,7 +305,7 @@ def test_a_huge_md5hashes_field_fails_that_series_only(tmp_path: Path) -> None:
         with proxy(emu.base_url, replace) as url, client_for(url) as client:
             report = fetch_dataset(lock, dest, client, retry=FAST_SERIES)
         assert {s.series_uid for s in report.failed} == {victim}
-        assert "md5hashes.csv line 2" in report.failed[0].reasons[0]
+        assert "md5hashes.csv is not a readable CSV (line 2" in report.failed[0].reasons[0]
         others = {s.series_uid for s in emu.corpus.series} - {victim}
         assert tree(dest) == classic_paths(emu, others)
 

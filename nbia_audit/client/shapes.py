@@ -107,14 +107,14 @@ def bounded_csv_rows(text: str, source: str) -> Iterator[list[str]]:
         except csv.Error as exc:
             # The csv module's own limit (128 KiB) or a NUL byte: say where, not a traceback.
             raise ApiProtocolError(
-                f"{source} line {reader.line_num} is not valid CSV ({excerpt(str(exc), 80)})"
+                f"{source} is not a readable CSV (line {reader.line_num}: {excerpt(str(exc), 80)})"
             ) from exc
         for field in row:
             if len(field) > CSV_FIELD_LIMIT:
                 raise ApiProtocolError(
-                    f"{source} line {reader.line_num} has a {len(field)}-character field, "
-                    f"more than the {CSV_FIELD_LIMIT} any documented field needs: "
-                    f"{excerpt(field, 40)!r}"
+                    f"{source} is not a readable CSV (line {reader.line_num} has a "
+                    f"{len(field)}-character field, more than the {CSV_FIELD_LIMIT} any "
+                    f"documented field needs: {excerpt(field, 40)!r})"
                 )
         yield row
 
