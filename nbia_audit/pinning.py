@@ -68,7 +68,8 @@ class Pins:
     problems: tuple[Problem, ...]
     requests: int
     unsettled: tuple[str, ...] = ()
-    hash_only: tuple[str, ...] = ()  # images listed but none visible: pinned by hash only
+    not_visible: tuple[str, ...] = ()  # images listed, none with an MD5: the lock must not
+    # be written with them (see _not_visible)
 
 
 # How many times a series whose hash and image MD5s disagree is asked again. A series
@@ -124,11 +125,11 @@ def pin_series(
         problems += [_invisible_problem(u, len(images[u])) for u in sorted(invisible)]
     return Pins(
         series_hashes=settled,
-        images={u: i for u, i in images.items() if u not in unsettled and u not in invisible},
+        images={u: i for u, i in images.items() if u not in unsettled},
         problems=tuple(problems),
         requests=calls.count,
         unsettled=tuple(sorted(unsettled)),
-        hash_only=tuple(sorted(invisible)),
+        not_visible=tuple(sorted(invisible)),
     )
 
 
@@ -150,8 +151,7 @@ def _invisible_problem(uid: str, listed: int) -> Problem:
         "images-not-visible",
         f"getSOPInstanceUIDs listed {listed} image(s) but the archive gave an MD5 for none, and "
         "the series hash disagrees: the series is hidden or not accessible to this account "
-        "(v4 getSOPInstanceUIDs does not filter by visibility), not removed; pinned by its "
-        "series hash only",
+        "(v4 getSOPInstanceUIDs does not filter by visibility), not removed",
     )
 
 

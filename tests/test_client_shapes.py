@@ -340,7 +340,6 @@ def test_listed_images_without_md5s_are_a_visibility_problem_not_a_change(emu: E
     import json
 
     from nbia_audit.archive import ArchiveView
-    from nbia_audit.locking import SERIOUS_PROBLEMS
     from nbia_audit.pinning import pin_series
 
     selected = {s.series_uid: s for s in make_client(emu).series()}
@@ -350,13 +349,46 @@ def test_listed_images_without_md5s_are_a_visibility_problem_not_a_change(emu: E
     tamper = first_times(-1, listing.encode(), where=_on("getSOPInstanceUIDs", victim))
     with tampering(emu.base_url, tamper) as (url, _plan):
         pins = pin_series(selected, ArchiveView(_client(url)))
-    assert pins.unsettled == () and pins.hash_only == (victim,)
-    assert victim not in pins.images and set(pins.images) == set(selected) - {victim}
+    assert pins.unsettled == () and pins.not_visible == (victim,)
     about_victim = [p for p in pins.problems if p.series_uid == victim]
     assert [p.kind for p in about_victim] == ["images-not-visible"]
     assert "hidden or not accessible" in about_victim[0].detail
     assert "not removed" in about_victim[0].detail
-    assert "images-not-visible" in SERIOUS_PROBLEMS
+
+
+def test_lock_refuses_to_write_when_listed_images_have_no_md5s(
+    tmp_path: Path, emu: Emulator
+) -> None:
+    """As above, through the lock verb: the proxy also keeps listing the series (as a DOI or
+    a manifest selection would on the real archive). Nothing is written, exit 1, and the
+    message says hidden or inaccessible, not removed."""
+    import json
+
+    collection = emu.corpus.collections[0].name
+    listing = make_client(emu).series(collection=collection)
+    victim = sorted(s.series_uid for s in listing)[0]
+    genuine_series = requests.get(
+        f"{emu.base_url}/v4/getSeries", params={"Collection": collection}, timeout=10
+    ).content
+    emu.hide_series(victim)
+    sops = json.dumps([{"SOPInstanceUID": i.sop_uid} for i in emu.corpus.images_of(victim)])
+
+    def tamper(path: str, sent: bytes) -> bytes | None:
+        if "/getSeries?" in path:
+            return genuine_series
+        if "getSOPInstanceUIDs" in path and victim in path:
+            return sops.encode()
+        return None
+
+    with tampering(emu.base_url, tamper) as (url, _plan):
+        spec = tmp_path / "dataset.yaml"
+        spec.write_text(f"name: t\nserver: {url}\nselect:\n  - collection: {collection}\n")
+        result = CliRunner().invoke(cli, ["lock", str(spec), "--quiet"])
+    assert result.exit_code == ExitCode.FINDINGS, result.output
+    assert "Not written (no lock)" in result.stderr and "not removed" in result.stderr
+    assert f"series {victim}: getSOPInstanceUIDs listed 3 image(s)" in result.stderr
+    assert "unsettled" not in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "dataset.lock").exists()
 
 
 # -- any bytes at all ------------------------------------------------------------------------------
