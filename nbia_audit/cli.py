@@ -99,6 +99,9 @@ def lock(
     if outcome.unsettled:
         _echo_unsettled(outcome)
         sys.exit(exit_code(findings=True))
+    if outcome.not_visible:
+        _echo_not_visible(outcome)
+        sys.exit(exit_code(findings=True))
     h = outcome.header
     verb = "Wrote" if outcome.written else ("Kept" if outcome.pending else "Unchanged:")
     click.echo(
@@ -135,6 +138,21 @@ def _echo_unsettled(outcome: LockResult) -> None:
         click.echo(f"  unsettled series {uid}", err=True)
     if len(outcome.unsettled) > _CHANGES_SHOWN:
         click.echo(f"  ... and {len(outcome.unsettled) - _CHANGES_SHOWN} more series", err=True)
+
+
+def _echo_not_visible(outcome: LockResult) -> None:
+    kept = f"{outcome.lock_path} is left as it was" if outcome.lock_path.exists() else "no lock"
+    click.echo(
+        f"Not written ({kept}): the archive lists the images of {len(outcome.not_visible)} "
+        "series but gives no MD5 for any of them: those series are hidden or not accessible to"
+        " this account, not removed. Drop them from the spec, use an account that may read "
+        "them, or lock with --series-only to pin series hashes alone:",
+        err=True,
+    )
+    for problem in outcome.problems[:_CHANGES_SHOWN]:
+        click.echo(f"  series {problem.series_uid}: {problem.detail}", err=True)
+    if len(outcome.problems) > _CHANGES_SHOWN:
+        click.echo(f"  ... and {len(outcome.problems) - _CHANGES_SHOWN} more series", err=True)
 
 
 _CHANGES_SHOWN = 20  # per kind; `lock --check` and `drift` list everything

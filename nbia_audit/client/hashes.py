@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from nbia_audit.client import shapes
 from nbia_audit.client.core import EndpointGroup, Route, clean_params
 from nbia_audit.client.download import stream_series_zip
 from nbia_audit.client.records import SeriesDownload
@@ -48,7 +49,7 @@ class HashCalls(EndpointGroup):
         )
         # v4 answers as guest without a token; the unversioned form fails (500) without one.
         route = self._v4_or_advanced("getMD5Hierarchy", "POST")
-        return self._text(route, data=form)
+        return self._decoded(route, lambda body: shapes.hierarchy_hash(body, route.name), data=form)
 
     def series_hash(self, series_uid: str) -> str:
         """Return the archive's series hash, verbatim ("" when unknown).
@@ -97,7 +98,7 @@ class HashCalls(EndpointGroup):
             # v1/v2 spell both the endpoint and the parameter differently (protocol §2.4).
             route = self._versioned("getM5HashForImage")
             params = {"SOPInstanceUid": sop_instance_uid}
-        return self._text(route, params=params)
+        return self._decoded(route, lambda body: shapes.image_md5(body, route.name), params=params)
 
     def download_series(
         self,

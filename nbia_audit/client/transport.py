@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from nbia_audit.client.redact import excerpt
 from nbia_audit.errors import (
     ApiBadRequest,
     ApiResponseError,
@@ -114,14 +115,14 @@ def server_message(response: requests.Response) -> str:
     """Return the server's error text, trimmed, whatever the response claims its type is.
 
     NBIA labels many plain-text error bodies ``application/json`` (protocol §2.1, §8), so the
-    body is read as text and never parsed.
+    body is read as text and never parsed. A server may echo what it was sent, so the text is
+    redacted of every known secret before it is shortened (``redact.excerpt``).
     """
     try:
         raw = response.content or b""
     except requests.RequestException:
         return ""
-    text = raw.decode("utf-8", errors="replace").strip()
-    return text if len(text) <= _MESSAGE_LIMIT else text[:_MESSAGE_LIMIT] + "…"
+    return excerpt(raw, _MESSAGE_LIMIT)
 
 
 def raise_for_status(response: requests.Response, endpoint: str) -> None:
@@ -250,6 +251,14 @@ class Transport:
             verify=self.session.verify or True,
             **extra,
         )
+
+    def pause_before_retry(self, endpoint: str, reason: str, attempt: int) -> None:
+        """Wait as the policy says before retry number ``attempt`` of a failed answer.
+
+        For faults found above this layer (a 200 whose body is not what the endpoint
+        documents), so they back off exactly like a 5xx.
+        """
+        self._pause(endpoint, reason, attempt, None)
 
     def _pause(self, endpoint: str, reason: str, attempt: int, retry_after: float | None) -> None:
         if retry_after is not None:
