@@ -149,8 +149,10 @@ def test_updated_series_and_new_patients(emulator: Emulator, http: requests.Sess
     emulator.set_release_date(uid, "2030-06-15T08:00:00")
     v4 = http.get(f"{base}/v4/getUpdatedSeries", params={"fromDate": "06-14-2030"}).json()
     assert [r["SeriesInstanceUID"] for r in v4] == [uid]
-    # Strictly after: the release day itself does not count.
-    assert http.get(f"{base}/v4/getUpdatedSeries", params={"fromDate": "06-15-2030"}).content == b""
+    # After midnight of fromDate: a release later that same day counts, the next day does not.
+    same_day = http.get(f"{base}/v4/getUpdatedSeries", params={"fromDate": "06-15-2030"}).json()
+    assert [r["SeriesInstanceUID"] for r in same_day] == [uid]
+    assert http.get(f"{base}/v4/getUpdatedSeries", params={"fromDate": "06-16-2030"}).content == b""
     v1 = http.get(f"{base}/v1/getUpdatedSeries", params={"fromDate": "14/06/2030"}).json()
     assert [r["SeriesInstanceUID"] for r in v1] == [uid]
     patients = http.get(
