@@ -5,7 +5,10 @@ Each test names the source lines it follows (docs/nbia-protocol-supplement.md §
 
 from __future__ import annotations
 
+import io
+import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 import requests
@@ -193,3 +196,170 @@ def test_refresh_forwards_client_id_to_keycloak(emu: Emulator, http: requests.Se
     # ... and the refresh token is still good for the client it was issued to.
     ok = http.post(url, data={**form, "client_id": "nbia"})
     assert ok.status_code == 200 and ok.json()["access_token"] != login["access_token"]
+
+
+# -- Jersey and the catch-all mapper (UncaughtException.java:23) -------------------------------
+GENERIC = "Server was not able to process your request\n"
+
+
+def test_unknown_paths_and_wrong_methods_are_500s(emu: Emulator, http: requests.Session) -> None:
+    unknown = http.get(f"{emu.base_url}/v4/getNothingAtAll")
+    assert (unknown.status_code, unknown.text) == (500, GENERIC + "HTTP 404 Not Found")
+    unversioned = http.get(f"{emu.root_url}/nothing")  # Jersey also serves /nbia-api/*
+    assert unversioned.status_code == 500
+    wrong = http.get(f"{emu.base_url}/v4/getMD5Hierarchy")
+    assert (wrong.status_code, wrong.text) == (500, GENERIC + "HTTP 405 Method Not Allowed")
+    # Our own control API keeps its plain answers.
+    assert http.get(emu.root_url.removesuffix("/nbia-api") + "/_emulator/state").status_code == 200
+
+
+def test_form_resources_refuse_a_body_that_is_not_a_form(
+    emu: Emulator, http: requests.Session
+) -> None:
+    uid = emu.corpus.series[0].series_uid
+    url = f"{emu.base_url}/v4/getMD5Hierarchy"
+    bare = http.post(url)  # no Content-Type, empty body
+    assert bare.status_code == 500
+    assert bare.text.startswith(GENERIC + "The @FormParam is utilized")
+    as_json = http.post(url, json={"SeriesInstanceUID": uid})
+    assert as_json.status_code == 500
+    form = http.post(url, data={"SeriesInstanceUID": uid})
+    assert form.status_code == 200 and len(form.text) == 32
+    # A MultivaluedMap entity finds no reader instead.
+    search = http.post(f"{emu.base_url}/v4/getSimpleSearch")
+    assert (search.status_code, search.text) == (500, GENERIC + "HTTP 415 Unsupported Media Type")
+
+
+# -- v4 getImage ZIPs: V4_getImage.java:115-162, ImageDAO2Impl.java:448-508 -------------------
+def zip_names(response: requests.Response) -> list[str]:
+    assert response.status_code == 200
+    return zipfile.ZipFile(io.BytesIO(response.content)).namelist()
+
+
+def test_null_stored_md5_ends_the_v4_zip_at_that_image(
+    emu: Emulator, http: requests.Session
+) -> None:
+    uid = emu.corpus.series[0].series_uid
+    images = emu.corpus.images_of(uid)
+    emu.set_stored_md5(images[1].sop_uid, None)
+    url = f"{emu.base_url}/v4/getImage"
+    cut = http.get(url, params={"SeriesInstanceUID": uid, "IncludeMD5": "yes"})
+    assert zip_names(cut) == ["LICENSE", "00000001.dcm"]  # no second image, no CSV
+    # The NewFileNames branch reads the digest without dereferencing it: every image is there.
+    renamed = http.get(url, params={"SeriesInstanceUID": uid, "NewFileNames": "yes"})
+    assert len(zip_names(renamed)) == 1 + len(images)
+    # v1/v2 never read the digest.
+    v2 = http.get(
+        f"{emu.base_url}/v2/getImage", params={"SeriesInstanceUID": uid}, headers=token(emu, http)
+    )
+    assert len(zip_names(v2)) == 1 + len(images)
+
+
+def test_license_entry_cases(http: requests.Session) -> None:
+    spec = CorpusSpec(seed=3, collections=1, patients=1, series=1, images=2)
+    with Emulator.from_spec(spec, user_agreement="Be nice.") as emu:
+        series = emu.corpus.series[0]
+        url = f"{emu.base_url}/v4/getImage"
+        response = http.get(url, params={"SeriesInstanceUID": series.series_uid})
+        archive = zipfile.ZipFile(io.BytesIO(response.content))
+        text = archive.read("LICENSE").decode()
+        assert text.startswith(f"License Information. The {series.collection} collection")
+        assert text.endswith("license.\nBe nice.")  # the agreement file follows a newline
+    with Emulator.from_spec(spec) as emu:
+        series = emu.corpus.series[0]
+        emu.corpus.put_series(replace(series, license_name="No Such License"))
+        params = {"SeriesInstanceUID": series.series_uid}
+        # No license row and no agreement: null content. Inside the try, the ZIP holds an
+        # empty LICENSE and nothing else ...
+        for family in ("v1", "v4"):
+            got = http.get(f"{emu.base_url}/{family}/getImage", params=params)
+            archive = zipfile.ZipFile(io.BytesIO(got.content))
+            assert archive.namelist() == ["LICENSE"] and archive.read("LICENSE") == b""
+        # ... outside it (v4 NewFileNames), the exception reaches the mapper.
+        renamed = http.get(f"{emu.base_url}/v4/getImage", params={**params, "NewFileNames": "yes"})
+        assert renamed.status_code == 500
+
+
+# -- server-side caches: SearchUtil.java:335-356, cache.ccf; MD5Cache.java ---------------------
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+SEARCH = {
+    "criteriaType0": "CollectionCriteria",
+    "sortField": "subject",
+    "sortDirection": "ascending",
+    "start": "0",
+    "size": "100",
+}
+
+
+def searched_series(
+    http: requests.Session, emu: Emulator, collection: str, headers: dict[str, str] | None = None
+) -> set[int]:
+    body = http.post(
+        f"{emu.base_url}/v4/getSimpleSearch",
+        data={**SEARCH, "value0": collection},
+        headers=headers or {},
+    ).json()
+    return {
+        sid
+        for patient in body["resultSet"]
+        for study in patient["studyIdentifiers"]
+        for sid in study["seriesIdentifiers"]
+    }
+
+
+def test_simple_search_results_are_cached_per_user_and_criteria(http: requests.Session) -> None:
+    clock = Clock()
+    spec = CorpusSpec(seed=5, collections=1, patients=1, series=2, images=1)
+    with Emulator.from_spec(spec, clock=clock, search_cache_life=600.0, users=USERS) as emu:
+        collection = emu.corpus.collections[0].name
+        first = searched_series(http, emu, collection)
+        assert len(first) == 2
+        emu.hide_series(emu.corpus.series[0].series_uid)
+        clock.now += 599
+        assert searched_series(http, emu, collection) == first  # stale: served from the cache
+        # Another user (another key) sees the archive as it is.
+        assert len(searched_series(http, emu, collection, token(emu, http, "alice"))) == 1
+        clock.now += 1
+        assert len(searched_series(http, emu, collection)) == 1  # the entry lived 600 s
+
+
+def test_simple_search_cache_defaults_to_six_hours_and_idles_out(http: requests.Session) -> None:
+    clock = Clock()
+    spec = CorpusSpec(seed=5, collections=1, patients=1, series=2, images=1)
+    with Emulator.from_spec(spec, clock=clock) as emu:
+        collection = emu.corpus.collections[0].name
+        first = searched_series(http, emu, collection)
+        emu.hide_series(emu.corpus.series[0].series_uid)
+        for _ in range(12):  # read every 29 minutes: never idle, but at most 6 h old
+            clock.now += 29 * 60
+            assert searched_series(http, emu, collection) == first
+        clock.now += 21600 - 12 * 29 * 60
+        assert len(searched_series(http, emu, collection)) == 1
+    with Emulator.from_spec(spec, clock=clock) as emu:
+        collection = emu.corpus.collections[0].name
+        first = searched_series(http, emu, collection)
+        emu.hide_series(emu.corpus.series[0].series_uid)
+        clock.now += 1800  # 30 minutes without a read
+        assert len(searched_series(http, emu, collection)) == 1
+
+
+def test_collection_hash_cache_lifetime_is_settable(http: requests.Session) -> None:
+    clock = Clock()
+    spec = CorpusSpec(seed=5, collections=1, patients=1, series=1, images=2)
+    with Emulator.from_spec(spec, clock=clock, md5_cache_life=60.0) as emu:
+        collection = emu.corpus.collections[0].name
+        url = f"{emu.base_url}/v4/getMD5Hierarchy"
+        before = http.post(url, data={"Collection": collection}).text
+        emu.replace_image(emu.corpus.images_of(emu.corpus.series[0].series_uid)[0].sop_uid)
+        emu.run_nightly_job()
+        clock.now += 59
+        assert http.post(url, data={"Collection": collection}).text == before
+        clock.now += 1
+        assert http.post(url, data={"Collection": collection}).text not in ("", before)
