@@ -242,8 +242,25 @@ def _patient_item(corpus: Corpus, group: list[Series]) -> dict[str, object]:
 @endpoint("getSimpleSearch", ("v4",), method="POST", param_kind="form", form_entity=True)
 def get_simple_search(ctx: Backend, req: Request) -> Response:
     """The ``PatientSearchSummary`` JSON (Jackson, NON_NULL) of one page of patients."""
+    return _summary(ctx, req, v4=True)
+
+
+@endpoint(
+    "getSimpleSearchWithModalityAndBodyPartPaged",
+    ("adv",),
+    method="POST",
+    param_kind="form",
+    form_entity=True,
+)
+def get_simple_search_paged(ctx: Backend, req: Request) -> Response:
+    """The unversioned twin of ``v4/getSimpleSearch`` (``SearchUtil#getPatients``: its own
+    cache keys, ``dd/MM/yyyy`` date ranges)."""
+    return _summary(ctx, req, v4=False)
+
+
+def _summary(ctx: Backend, req: Request, *, v4: bool) -> Response:
     try:
-        page, total, sort = _search(ctx, req, v4=True)
+        page, total, sort = _search(ctx, req, v4=v4)
     except _FormError:
         return server_error()
     everything = [s for group in page for s in group]
@@ -258,6 +275,32 @@ def get_simple_search(ctx: Backend, req: Request) -> Response:
         "sort": sort,
     }
     return Response(200, json_body(body), "application/json")
+
+
+@endpoint(
+    "getRestrictionsForSimpleSearch",
+    ("adv", "v4"),
+    method="POST",
+    param_kind="form",
+    form_entity=True,
+)
+def get_restrictions_for_simple_search(ctx: Backend, req: Request) -> Response:
+    """``yes`` if a series of the page found carries a non-commercial license, else ``no``.
+
+    The two answers are labelled differently, as in the resource (``application/text`` and
+    ``application/x-nbia-manifest-file``). The restriction is read from the series' license's
+    commercial-use flag (inference: ``SeriesDTO#isCommercialRestrictions``).
+    """
+    try:
+        page, _, _ = _search(ctx, req, v4=True)
+    except _FormError:
+        return server_error()
+    for group in page:
+        for s in group:
+            lic = ctx.corpus.license_by_long_name(s.license_name)
+            if lic is not None and lic.commercial_use.upper() == "NO":
+                return Response(200, b"yes", "application/text")
+    return Response(200, b"no", MANIFEST_TYPE)
 
 
 def _study_description(corpus: Corpus, s: Series) -> str | None:

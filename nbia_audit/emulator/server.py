@@ -25,6 +25,7 @@ from nbia_audit.emulator import (  # noqa: F401
     api_auth,
     api_carts,
     api_download,
+    api_extras,
     api_search,
     api_simple_search,
 )
