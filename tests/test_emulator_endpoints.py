@@ -442,7 +442,7 @@ def test_doi_licenses_and_descriptions(emulator: Emulator, http: requests.Sessio
 
 def test_paths_and_methods(emulator: Emulator, http: requests.Session) -> None:
     assert http.get(f"{emulator.root_url}/v4/getCollectionValues").status_code == 200
-    # Jersey's 404 and 405 go through the catch-all mapper: 500s (supplement §12.5).
+    # Jersey's 404 and 405 go through the catch-all mapper: 500s (supplement §7.5).
     unknown = http.get(f"{emulator.base_url}/v4/getContentsByName")
     assert (unknown.status_code, unknown.text) == (
         500,

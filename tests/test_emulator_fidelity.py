@@ -1,6 +1,6 @@
 """The emulator answers as the NBIA source does where the shared notes were wrong (issue 12).
 
-Each test names the source lines it follows (docs/nbia-protocol-supplement.md §12 cites them).
+Each test names the source lines it follows (docs/nbia-protocol-supplement.md §7 cites them).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Endpoints third-party clients call that nbia-audit does not: DICOM tags, ``getDCMImage``,
 the unversioned ``getManifestForCollection``, ``getSpeciesTax``, ``getManufacturerTree``
-(supplement §12.7 cites the resources and DAOs).
+(supplement §7.7 cites the resources and DAOs).
 """
 
 from __future__ import annotations

@@ -134,7 +134,7 @@ def _released_since(req: Request) -> tuple[Response | None, q.Filter | None]:
 
     Both compare the ``date_released`` *datetime* with midnight of the given day: v1/v2's HQL
     binds a ``java.util.Date`` (``gs.dateReleased>?``), v4's SQL ``>= STR_TO_DATE(...)``. A
-    series released at 10:00 on that day is therefore new for both (supplement §12.3).
+    series released at 10:00 on that day is therefore new for both (supplement §7.3).
     """
     v4 = req.family == "v4"
     raw = req.get("fromDate" if v4 else "Date")
