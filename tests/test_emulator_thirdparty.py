@@ -144,3 +144,19 @@ def test_paged_search_and_restrictions(emu: Emulator, http: requests.Session) ->
     emu.set_license(collection, restricted.short_name)
     emu.clear_search_cache()
     assert http.post(url, data={**form, "size": "11"}).text == "yes"
+
+
+def test_drill_downs(emu: Emulator, http: requests.Session) -> None:
+    series = emu.corpus.series[0]
+    pk = str(emu.corpus.pk(series.series_uid))
+    studies = http.post(f"{emu.base_url}/v4/getStudyDrillDown", data={"list": pk}).json()
+    assert [s["studyId"] for s in studies] == [series.study_uid]
+    assert [x["seriesUID"] for x in studies[0]["seriesList"]] == [series.series_uid]
+    emu.hide_series(series.series_uid)  # the image drill-down has no visibility filter
+    images = http.post(f"{emu.base_url}/v4/getImageDrillDown", data={"list": pk}).json()
+    assert list(images[0])[:3] == ["imagePkId", "contentDate", "contentTime"]
+    assert [i["sopInstanceUid"] for i in images] == [
+        i.sop_uid
+        for i in sorted(emu.corpus.images_of(series.series_uid), key=lambda i: i.instance_number)
+    ]
+    assert all(i["acquisitionNumber"] == i["instanceNumber"] for i in images)

@@ -160,6 +160,49 @@ def get_manifest_for_collection(ctx: Backend, req: Request) -> Response:
     return Response(200, manifest(uids, annotation, basket, ctx.download_server_url), MANIFEST_TYPE)
 
 
+# -- v4/getImageDrillDown: ImageDAOImpl#findImagesbySeriesPkID_v4, #searchImagesbySql ---------
+@endpoint("getImageDrillDown", ("v4",), method="POST", allowed=("list",), param_kind="form")
+def get_image_drill_down(ctx: Backend, req: Request) -> Response:
+    """``ImageDTO`` beans of every image of these ``general_series_pk_id`` values.
+
+    No visibility or authorization filter. Jackson, in field declaration order, nulls kept;
+    ``fileURI`` is the server's storage path; ``project`` and ``siteName`` are never set;
+    ``acquisitionNumber`` is filled from ``instance_number`` (the DAO reads column 6 twice);
+    sorted by InstanceNumber (``ImageDTO#compareTo``).
+    """
+    try:
+        pks = {int(v) for v in req.all("list")}
+    except ValueError:
+        return text(500, f"{GENERIC_ERROR}\nFor input string", "text/plain")
+    rows: list[tuple[int, dict[str, object]]] = []
+    corpus = ctx.corpus
+    for s in corpus.series:
+        if corpus.pk(s.series_uid) not in pks:
+            continue
+        for image in corpus.images_of(s.series_uid):
+            if image.instance_number is None:
+                return text(500, f"{GENERIC_ERROR}\nnull", "text/plain")  # BigInteger null
+            item: dict[str, object] = {
+                "imagePkId": corpus.image_pk(image.sop_uid),
+                "contentDate": None,
+                "contentTime": "",
+                "seriesPkId": corpus.pk(s.series_uid),
+                "instanceNumber": image.instance_number,
+                "sopInstanceUid": image.sop_uid,
+                "seriesInstanceUid": s.series_uid,
+                "studyInstanceUid": s.study_uid,
+                "size": image.size,
+                "fileURI": f"/usr/local/tomcat/storage/{s.collection}/{image.sop_uid}.dcm",
+                "project": None,
+                "siteName": None,
+                "frameNum": 0,
+                "acquisitionNumber": image.instance_number,
+            }
+            rows.append((image.instance_number, item))
+    rows.sort(key=lambda row: row[0])
+    return Response(200, json_body([item for _, item in rows]), JSON)
+
+
 # -- getSpeciesTax, getManufacturerTree (ValueAndCountDAOImpl) ----------------------------------
 DEFAULT_SPECIES = ("337915000", "Homo sapiens")  # NCIAConfig species code / description
 
