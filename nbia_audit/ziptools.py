@@ -196,7 +196,12 @@ def _read_csv(archive: zipfile.ZipFile) -> dict[str, str | None] | str:
         text = archive.read(info).decode("utf-8")
     except (zipfile.BadZipFile, zlib.error, UnicodeDecodeError) as exc:
         return f"{CSV_NAME} is unreadable ({exc})"
-    rows = list(csv.reader(io.StringIO(text)))
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:
+        # A field beyond csv's limit (128 KiB; a real one is a name or an MD5) or a stray NUL:
+        # this series' answer is unusable, not the run.
+        return f"{CSV_NAME} is not a readable CSV ({exc})"
     if not rows or rows[0] != ["Filename", "MD5Hash"]:
         return f"{CSV_NAME} does not start with the header 'Filename,MD5Hash' (protocol §2.3)"
     listed: dict[str, str | None] = {}
