@@ -22,6 +22,7 @@ Any endpoint:
     ``drip``        64 bytes every ``drip_interval`` seconds until the client leaves (or, as a
                     safety net against a client that never does, ``drip_for`` seconds)
     ``reset``       half the body, then a TCP reset
+    ``stall``       the headers, then silence until the client leaves (or ``drip_for`` seconds)
 
 Nothing here is part of the product; it exists so the tests can prove that no such answer
 produces a traceback, a placed unverified file or a write outside the destination.
@@ -58,7 +59,7 @@ ZIP_MODES = (
     "csv_huge",
 )
 ANY_MODES = ("html200", "empty", "huge_field", "length_long", "length_short", "drip", "reset")
-MODES = ZIP_MODES + ANY_MODES
+MODES = (*ZIP_MODES, *ANY_MODES, "stall")
 
 HUGE = 200_000  # one field larger than Python's csv field limit (131072)
 MAINTENANCE = (
@@ -202,6 +203,8 @@ class HostileServer:
             _send(handler, 200, "application/json", b"")
         elif mode == "drip":
             self._drip(handler)
+        elif mode == "stall":
+            self._stall(handler)
         elif mode in ZIP_MODES:
             _send(handler, 200, "application/octet-stream", self._hostile_zip(rule, handler.path))
         else:
@@ -233,6 +236,24 @@ class HostileServer:
                 time.sleep(self.drip_interval)
         except OSError:
             return  # the client gave up: exactly what a drip must lead to
+        finally:
+            with self._lock:
+                self.dripping -= 1
+
+    def _stall(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        with self._lock:
+            self.dripping += 1
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/octet-stream")
+        handler.send_header("Content-Length", str(1 << 30))
+        handler.end_headers()
+        handler.wfile.flush()
+        handler.close_connection = True
+        handler.connection.settimeout(self.drip_for)
+        try:
+            handler.connection.recv(1)  # b"" (or a reset) when the client hangs up
+        except OSError:
+            pass
         finally:
             with self._lock:
                 self.dripping -= 1

@@ -178,6 +178,26 @@ def test_a_drip_is_cut_by_the_minimum_rate_without_restarting_the_stream(
     assert "below the minimum of 1000 bytes/s" in reasons
 
 
+def test_a_silent_stream_is_cut_after_one_window_not_the_read_timeout(
+    emu: Emulator, locked: Path, tmp_path: Path
+) -> None:
+    """Headers, then nothing: cut after ``window`` seconds of silence (the transport's read
+    timeout is 120 s), once per series attempt, without restarting the stream."""
+    target = emu.corpus.series[4].series_uid
+    limits = StreamLimits(min_rate=1.0, window=0.3)
+    dest = tmp_path / "data"
+    with HostileServer(emu.base_url, [Hostile(DOWNLOAD, "stall", series_uid=target)]) as server:
+        with client_for(server.base_url) as client:
+            report = fetch_dataset(
+                locked, dest, client, series=[target], retry=FAST_SERIES, limits=limits
+            )
+        assert server.hits["stall"] == FAST_SERIES.attempts
+        _wait_for(lambda: server.dripping == 0)
+    assert [s.series_uid for s in report.failed] == [target]
+    assert "nothing arrived for 0.3 s" in "\n".join(report.failed[0].reasons)
+    assert tree(dest) == {}
+
+
 def test_stream_limits_reject_nonsense() -> None:
     for bad in ({"deadline": 0.0}, {"window": 0.0}, {"min_rate": -1.0}):
         with pytest.raises(ValueError, match="StreamLimits"):

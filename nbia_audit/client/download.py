@@ -73,6 +73,21 @@ class _Pace:
         self.window_started = self.limits.clock()
         self.window_bytes = 0
 
+    def stall_timeout(self, read_timeout: float) -> float | None:
+        """A shorter read timeout that lets the throughput rule see a stream that went silent.
+
+        A read that gets nothing for a whole window is below any minimum rate; waiting for the
+        transport's longer read timeout would only delay the cut.
+        """
+        window = self.limits.window
+        return window if self.limits.min_rate > 0 and window < read_timeout else None
+
+    def stalled(self) -> str:
+        return (
+            f"nothing arrived for {self.limits.window:g} s, below the minimum of "
+            f"{self.limits.min_rate:.0f} bytes/s"
+        )
+
     def violation(self, received: int) -> str | None:
         """Why the download must be cut after ``received`` more bytes, or None."""
         now = self.limits.clock()
@@ -173,6 +188,9 @@ def _attempt(
     pace: _Pace,
 ) -> tuple[int, tuple[str, ...]]:
     response = caller.open_stream(route, params={"SeriesInstanceUID": series_uid})
+    stall = pace.stall_timeout(caller.transport.timeouts.read)
+    if stall is not None:
+        _set_read_timeout(response, stall)
     received = 0
     try:
         # requests' and urllib3's exceptions are OSErrors too, so they are caught first.
@@ -185,6 +203,10 @@ def _attempt(
                 reason = pace.violation(len(chunk))
                 if reason is not None:
                     raise _TooSlow(reason, received)
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        if stall is None:
+            raise _BrokenStream(f"stream stalled after {received} bytes", received) from exc
+        raise _TooSlow(pace.stalled(), received) from exc
     except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
         # ProtocolError (the server cut the body, or sent less than its Content-Length),
         # ReadTimeoutError (a read got nothing for the read timeout), ConnectionError.
@@ -194,6 +216,15 @@ def _attempt(
     except OSError as exc:
         raise DownloadError(f"cannot write {dest}: {exc.strerror or exc}") from exc
     return received, _zip_entries(dest, received)
+
+
+def _set_read_timeout(response: requests.Response, seconds: float) -> None:
+    """Shorten the read timeout of this response's connection (urllib3 resets it for the
+    next request on the connection)."""
+    connection = getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        sock.settimeout(seconds)
 
 
 def _zip_entries(dest: Path, received: int) -> tuple[str, ...]:
