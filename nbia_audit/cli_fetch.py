@@ -56,6 +56,23 @@ _BAR = 24
     show_default=True,
     help="Tries per series before it is reported as unverifiable.",
 )
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=1.0),
+    default=6 * 3600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Longest one series download may take before it is cut and retried.",
+)
+@click.option(
+    "--min-rate",
+    type=click.FloatRange(min=0.0),
+    default=16.0,
+    show_default=True,
+    metavar="KIB_PER_S",
+    help="Slowest download accepted, in KiB/s averaged over each minute; a series"
+    " slower than this is cut and retried (0: no minimum).",
+)
 @click.option("--server", help="Fetch from this server instead of the one the lock names.")
 @click.option("-q", "--quiet", is_flag=True, help="Plain lines per series, no progress bar.")
 def fetch(
@@ -65,6 +82,8 @@ def fetch(
     workers: int,
     series_uids: tuple[str, ...],
     attempts: int,
+    deadline: float,
+    min_rate: float,
     server: str | None,
     quiet: bool,
 ) -> None:
@@ -72,7 +91,7 @@ def fetch(
 
     Re-running skips what is already in place and verified, and finishes an interrupted run.
     """
-    from .fetch import SeriesRetry, fetch_dataset
+    from .fetch import SeriesRetry, StreamLimits, fetch_dataset
     from .lockfile import read_text_lock
 
     display = FetchDisplay(live=not quiet and sys.stderr.isatty() and not os.environ.get("CI"))
@@ -88,6 +107,7 @@ def fetch(
                 workers=workers,
                 series=series_uids or None,
                 retry=SeriesRetry(attempts=attempts),
+                limits=StreamLimits(deadline=deadline, min_rate=min_rate * 1024),
                 on_progress=display.progress,
                 on_series=display.series,
             )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from nbia_audit.client import shapes
 from nbia_audit.client.core import EndpointGroup, Route, clean_params
-from nbia_audit.client.download import stream_series_zip
+from nbia_audit.client.download import StreamLimits, stream_series_zip
 from nbia_audit.client.records import SeriesDownload
 
 __all__ = ["HashCalls"]
@@ -106,6 +106,7 @@ class HashCalls(EndpointGroup):
         dest: str | Path,
         *,
         on_bytes: Callable[[int], None] | None = None,
+        limits: StreamLimits | None = None,
     ) -> SeriesDownload:
         """Stream a series ZIP (``getImageWithMD5Hash``) to ``dest`` with bounded memory.
 
@@ -113,7 +114,9 @@ class HashCalls(EndpointGroup):
         broken or truncated stream is retried from the start (NBIA has no Range support).
         ``on_bytes`` receives the size of each chunk written and, when an attempt is
         abandoned, the negative count of its bytes, so a running sum equals the bytes on
-        disk. The ZIP's completeness against the catalogue is the caller's check.
+        disk. The ZIP's completeness against the catalogue is the caller's check. The
+        download is cut when it breaks ``limits`` (a total deadline and a minimum throughput,
+        ``StreamLimits()`` by default), and then not restarted.
 
         Raises:
             ApiBadRequest: the series is unknown, hidden or not accessible (protocol §2.1).
@@ -128,4 +131,5 @@ class HashCalls(EndpointGroup):
             Path(dest),
             on_bytes=on_bytes,
             chunk_size=self._download_chunk_size,
+            limits=limits,
         )
