@@ -21,6 +21,7 @@ from .cli_common import (
     human_bytes,
     make_archive,
 )
+from .cli_signals import interruptible
 from .errors import NbiaAuditError
 from .escaping import for_terminal
 from .locking import SERIOUS_PROBLEMS, LockChanges, LockResult
@@ -61,6 +62,7 @@ def cli() -> None:
     help="Concurrent requests to the archive.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@interruptible("lock")
 def lock(
     spec: Path,
     lock_path: Path | None,
@@ -181,6 +183,7 @@ def _echo_changes(changes: LockChanges) -> None:
     show_default=True,
     help="Where the demo writes its spec, lock and data.",
 )
+@interruptible("demo")
 def demo(workdir: Path) -> None:
     """Run the whole story against the embedded NBIA emulator, and check every step."""
     from .demo import DemoStep, run_demo

@@ -17,6 +17,7 @@ from .cli_common import (
     make_archive,
     output_option,
 )
+from .cli_signals import interruptible
 from .errors import NbiaAuditError
 from .escaping import for_terminal
 from .findings import AuditReport
@@ -44,6 +45,7 @@ __all__ = ["drift"]
     help="Concurrent requests to the archive.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@interruptible("drift")
 def drift(lock: Path, fast: bool, fmt: str, output: Path | None, workers: int, quiet: bool) -> None:
     """Report what changed upstream since LOCK (dataset.lock) was made.
 

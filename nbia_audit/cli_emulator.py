@@ -7,31 +7,42 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-from nbia_audit.cli_common import CONTEXT_SETTINGS
+from nbia_audit.cli_common import CONTEXT_SETTINGS, ExitCode
 from nbia_audit.emulator import CorpusSpec, Emulator, Fault, build_corpus
 from nbia_audit.emulator.control import MUTATIONS, mutation_signatures
 from nbia_audit.emulator.faults import FAULT_KINDS
 from nbia_audit.emulator.folder import write_corpus
-from nbia_audit.emulator.remote import ControlError, RemoteEmulator
+from nbia_audit.emulator.remote import ControlError, EmulatorUnreachable, RemoteEmulator
+
+_COUNT = click.IntRange(min=0)
 
 
 def corpus_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The generated-corpus options shared by ``serve`` and ``build``."""
     options = [
         click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--collections", type=int, default=2, show_default=True),
-        click.option("--patients", type=int, default=2, show_default=True, help="Per collection."),
-        click.option("--studies", type=int, default=1, show_default=True, help="Per patient."),
-        click.option("--series", type=int, default=2, show_default=True, help="Per study."),
-        click.option("--images", type=int, default=3, show_default=True, help="Per series."),
-        click.option("--image-bytes", type=int, default=None, help="Approximate image size."),
+        click.option("--collections", type=_COUNT, default=2, show_default=True),
+        click.option(
+            "--patients", type=_COUNT, default=2, show_default=True, help="Per collection."
+        ),
+        click.option("--studies", type=_COUNT, default=1, show_default=True, help="Per patient."),
+        click.option("--series", type=_COUNT, default=2, show_default=True, help="Per study."),
+        click.option("--images", type=_COUNT, default=3, show_default=True, help="Per series."),
+        click.option(
+            "--image-bytes",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Approximate image size.",
+        ),
         click.option("--unpadded-md5", is_flag=True, help="Store CTP-style short MD5s."),
-        click.option("--mismatched-md5", type=int, default=0, help="Images with a stale MD5."),
-        click.option("--restricted", type=int, default=0, help="Trailing non-public collections."),
+        click.option("--mismatched-md5", type=_COUNT, default=0, help="Images with a stale MD5."),
+        click.option(
+            "--restricted", type=_COUNT, default=0, help="Trailing non-public collections."
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -39,6 +50,11 @@ def corpus_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _spec(options: dict[str, Any]) -> CorpusSpec:
+    if options["restricted"] > options["collections"]:
+        raise click.BadParameter(
+            f"{options['restricted']} is more than the {options['collections']} collections",
+            param_hint="--restricted",
+        )
     return CorpusSpec(
         seed=options["seed"],
         collections=options["collections"],
@@ -69,7 +85,7 @@ def emulator() -> None:
 
 
 @emulator.command(context_settings=CONTEXT_SETTINGS)
-@click.option("--port", type=int, default=0, help="0 picks a free port.")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, help="0 picks a free port.")
 @click.option("--token-ttl", type=float, default=7200.0, show_default=True)
 @click.option("--refresh-ttl", type=float, default=36000.0, show_default=True)
 @click.option("--user", "users", multiple=True, metavar="NAME:PASSWORD", help="A named user.")
@@ -93,6 +109,13 @@ def serve(port: int, token_ttl: float, refresh_ttl: float, users: tuple[str, ...
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    try:
+        emu.start()
+    except OSError as exc:
+        _environment_error(
+            f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}",
+            "pick another --port, or 0 for a free one",
+        )
     with emu:
         click.echo(emu.base_url)
         sys.stdout.flush()
@@ -130,11 +153,17 @@ def mutate(url: str, action: str, arguments: tuple[str, ...]) -> None:
         key, sep, value = item.partition("=")
         if not sep:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--arg")
+        if key == "images" and not value.isdigit():
+            raise click.BadParameter(
+                f"images must be a whole number, not {value!r}", param_hint="--arg"
+            )
         kwargs[key] = int(value) if key == "images" else value
     try:
         result = RemoteEmulator(url).mutate(action, **kwargs)
     except ControlError as exc:
         raise click.UsageError(str(exc)) from exc  # a bad action or argument: exit 2
+    except EmulatorUnreachable as exc:
+        _environment_error(str(exc), "is `nbia-audit emulator serve` running at that URL?")
     if result is not None:
         click.echo(result)
 
@@ -158,5 +187,13 @@ def fault(url: str, kind: str, **options: Any) -> None:
             return
         active = remote.add_fault(Fault(kind, **options))  # type: ignore[arg-type]
     except ControlError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.UsageError(str(exc)) from exc  # a bad fault or option: exit 2
+    except EmulatorUnreachable as exc:
+        _environment_error(str(exc), "is `nbia-audit emulator serve` running at that URL?")
     click.echo(f"{len(active)} fault(s) active")
+
+
+def _environment_error(message: str, hint: str) -> NoReturn:
+    """One line and exit 3: the emulator could not run or be reached (not a usage error)."""
+    click.echo(f"nbia-audit: error: {message} ({hint})", err=True)
+    sys.exit(ExitCode.ENVIRONMENT)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from .cli_common import CONTEXT_SETTINGS, EXIT_CODE_HELP, exit_code, fail, make_archive
+from .cli_signals import interruptible
 from .errors import NbiaAuditError
 from .escaping import for_terminal
 from .units import human_bytes
@@ -75,6 +76,7 @@ _BAR = 24
 )
 @click.option("--server", help="Fetch from this server instead of the one the lock names.")
 @click.option("-q", "--quiet", is_flag=True, help="Plain lines per series, no progress bar.")
+@interruptible("fetch")
 def fetch(
     lock_path: Path,
     dest: Path,
@@ -114,10 +116,9 @@ def fetch(
     except NbiaAuditError as error:
         display.close()
         fail(error)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # SIGINT or SIGTERM: interruptible says what is kept
         display.close()
-        click.echo("nbia-audit: interrupted; run the same command again to resume", err=True)
-        sys.exit(130)
+        raise
     display.close()
     _summarise(report)
     sys.exit(exit_code(findings=bool(report.failed)))

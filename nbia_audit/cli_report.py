@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from .cli_common import CONTEXT_SETTINGS, EXIT_CODE_HELP, ExitCode, exit_code, fail, output_option
+from .cli_signals import interruptible
 from .errors import NbiaAuditError
 from .escaping import for_terminal
 from .findings import AuditReport
@@ -44,6 +45,7 @@ from .supplement import DEFAULT_INSTALL
     help="How readers install nbia-audit (e.g. a VCS URL pinned to the version you used).",
 )
 @output_option
+@interruptible("report")
 def report(
     lock_path: Path,
     verify_dir: Path | None,

@@ -17,6 +17,7 @@ from .cli_common import (
     format_option,
     output_option,
 )
+from .cli_signals import interruptible
 from .errors import NbiaAuditError
 from .escaping import for_terminal
 
@@ -77,6 +78,7 @@ class Fraction(click.ParamType[float]):
     help="Leave out paths matching GLOB (relative path or name); repeatable.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@interruptible("verify")
 def verify(
     lock: Path,
     directory: Path,

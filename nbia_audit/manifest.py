@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nbia_audit.boundedinput import excerpt, read_bounded
 from nbia_audit.errors import SpecError
 
 __all__ = [
@@ -38,6 +39,9 @@ __all__ = [
     "parse_manifest",
     "read_manifest",
 ]
+
+MANIFEST_MAX_BYTES = 48 << 20
+"""The largest manifest read: about 750,000 series, more than any collection holds."""
 
 DEFAULT_DOWNLOAD_SERVER_URL = (
     "https://nbia.cancerimagingarchive.net/nbia-download/servlet/DownloadServlet"
@@ -109,10 +113,7 @@ def read_manifest(path: str | Path) -> Manifest:
     Raises:
         SpecError: the file cannot be read or is not a valid version 3 manifest.
     """
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise SpecError(f"cannot read the manifest: {exc.strerror}", path=str(path)) from exc
+    raw = read_bounded(Path(path), limit=MANIFEST_MAX_BYTES, what="manifest")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -274,4 +275,4 @@ def _retries(line: _HeaderLine | None, source: str) -> int | None:
 
 
 def _shorten(text: str) -> str:
-    return repr(text if len(text) <= 60 else text[:60] + "…")
+    return excerpt(text)

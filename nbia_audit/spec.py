@@ -20,8 +20,9 @@ from typing import Any
 
 import yaml
 
+from .boundedinput import excerpt, read_bounded
 from .errors import SpecError
-from .yamlmarks import DuplicateKeyError, MarkedDict, load_marked, type_name
+from .yamlmarks import DuplicateKeyError, MarkedDict, YamlTooBigError, load_marked, type_name
 
 __all__ = [
     "SOURCE_KINDS",
@@ -34,6 +35,8 @@ __all__ = [
 ]
 
 SPEC_FORMAT = 1
+SPEC_MAX_BYTES = 4 << 20
+"""The largest spec file read; long lists of series belong in a manifest."""
 TOP_LEVEL_KEYS = ("name", "description", "server", "api", "select", "exclude", "options")
 OPTION_KEYS = ("include_annotations",)
 API_FAMILIES = ("v4", "v2", "v1")
@@ -155,16 +158,13 @@ def load_spec(path: str | Path) -> DatasetSpec:
         SpecError: the file is unreadable or invalid; the message names file, line and key.
     """
     spec_path = Path(path)
+    raw = read_bounded(spec_path, limit=SPEC_MAX_BYTES, what="spec")
     try:
-        text = spec_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError("no such file", path=str(spec_path), hint="check the path") from None
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError(
             f"not UTF-8 text (byte {exc.start})", path=str(spec_path), hint="save it as UTF-8"
         ) from None
-    except OSError as exc:
-        raise SpecError(f"cannot read the file: {exc.strerror}", path=str(spec_path)) from None
     return parse_spec(text, path=str(spec_path), base_dir=spec_path.parent)
 
 
@@ -229,6 +229,11 @@ def _selector_from(data: Mapping[str, Any], where: str) -> Selector:
     return Selector(**values)
 
 
+def _key_text(key: object) -> str:
+    text = str(key)
+    return text if len(text) <= 40 else excerpt(text)
+
+
 def _parse_yaml(text: str, path: str) -> MarkedDict:
     try:
         data = load_marked(text)
@@ -237,8 +242,16 @@ def _parse_yaml(text: str, path: str) -> MarkedDict:
             f"duplicate key (first defined on line {exc.first_line})",
             path=path,
             line=exc.line,
-            key=str(exc.key),
+            key=_key_text(exc.key),
             hint="keep one of them",
+        ) from None
+    except YamlTooBigError as exc:
+        raise SpecError(
+            str(exc.problem),
+            path=path,
+            line=exc.problem_mark.line + 1 if exc.problem_mark else None,
+            key=exc.key or None,
+            hint="a dataset spec is a few short lists; list many series in a manifest",
         ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

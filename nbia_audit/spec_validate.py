@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .boundedinput import excerpt
 from .errors import SpecError
 from .spec import (
     API_FAMILIES,
@@ -38,6 +39,8 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]*")
 
 
 def _closest(word: str, choices: Iterable[str]) -> str | None:
+    if len(word) > 100:  # no key or value is this long; difflib's cost grows with it
+        return None
     matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return matches[0] if matches else None
 
@@ -58,7 +61,7 @@ class Validator:
                 close = _closest(str(key), allowed)
                 hint = f"did you mean `{close}`?" if close else "allowed: " + ", ".join(allowed)
                 raise self.error(
-                    "unknown key", mapping.key_lines[key], _join(where, str(key)), hint
+                    "unknown key", mapping.key_lines[key], _join(where, _key_text(key)), hint
                 )
 
     def spec(self, data: MarkedDict) -> DatasetSpec:
@@ -90,7 +93,7 @@ class Validator:
         if re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
             return value.rstrip("/")
         raise self.error(
-            f"not a server: {value!r}",
+            f"not a server: {excerpt(value)}",
             data.key_lines["server"],
             "server",
             "use `public`, `nlst` or a URL such as https://host/nbia-api/services",
@@ -108,7 +111,7 @@ class Validator:
         value = opts.get("include_annotations", False)
         if not isinstance(value, bool):
             raise self.error(
-                f"must be true or false, not {value!r}",
+                f"must be true or false, not {excerpt(value)}",
                 opts.key_lines["include_annotations"],
                 "options.include_annotations",
             )
@@ -240,7 +243,7 @@ class Validator:
         line = data.key_lines[key]
         if not isinstance(value, str):
             raise self.error(
-                f"must be a string, not a {type_name(value)} ({value!r})",
+                f"must be a string, not a {type_name(value)} ({excerpt(value)})",
                 line,
                 _join(where, key),
                 "quote it",
@@ -249,7 +252,9 @@ class Validator:
         if not value:
             raise self.error("is empty", line, _join(where, key))
         if pattern is not None and not pattern.fullmatch(value):
-            raise self.error(f"{value!r} is not allowed", line, _join(where, key), pattern_hint)
+            raise self.error(
+                f"{excerpt(value)} is not allowed", line, _join(where, key), pattern_hint
+            )
         return value
 
     def choice(
@@ -259,7 +264,7 @@ class Validator:
         if value not in choices:
             close = _closest(value, choices)
             raise self.error(
-                f"unknown value {value!r}",
+                f"unknown value {excerpt(value)}",
                 data.key_lines[key],
                 _join(where, key),
                 f"did you mean `{close}`?" if close else "one of: " + ", ".join(choices),
@@ -288,7 +293,7 @@ class Validator:
             item_key = f"{_join(where, key)}[{index}]"
             if not isinstance(value, str):
                 raise self.error(
-                    f"must be a string, not a {type_name(value)} ({value!r})",
+                    f"must be a string, not a {type_name(value)} ({excerpt(value)})",
                     item_line,
                     item_key,
                     "quote it, so YAML keeps it exactly as written",
@@ -298,7 +303,7 @@ class Validator:
                 raise self.error("is empty", item_line, item_key)
             if uid and (len(value) > 64 or not _UID.fullmatch(value)):
                 raise self.error(
-                    f"{value!r} is not a DICOM UID",
+                    f"{excerpt(value)} is not a DICOM UID",
                     item_line,
                     item_key,
                     "a UID is digits and dots, at most 64 characters",
@@ -327,7 +332,10 @@ class Validator:
             except ValueError:
                 pass
         raise self.error(
-            f"not a date: {value!r}", data.key_lines[key], _join(where, key), "use YYYY-MM-DD"
+            f"not a date: {excerpt(value)}",
+            data.key_lines[key],
+            _join(where, key),
+            "use YYYY-MM-DD",
         )
 
     def doi(self, data: MarkedDict, where: str) -> str:
@@ -335,7 +343,7 @@ class Validator:
         bare = re.sub(r"^(https?://(dx\.)?doi\.org/|doi:)", "", value, flags=re.IGNORECASE)
         if not re.fullmatch(r"10\.\d{4,9}/\S+", bare):
             raise self.error(
-                f"not a DOI: {value!r}",
+                f"not a DOI: {excerpt(value)}",
                 data.key_lines["doi"],
                 _join(where, "doi"),
                 "e.g. 10.7937/K9/TCIA.2015.PF0M9REI or https://doi.org/10.7937/...",
@@ -377,6 +385,12 @@ class Validator:
         if not uids:
             raise self.error(f"the manifest {relative} lists no series", line, key)
         return Path(relative).as_posix(), tuple(sorted(set(uids)))
+
+
+def _key_text(key: object) -> str:
+    """A key as an error names it: itself if short and plain, else a bounded excerpt."""
+    text = str(key) if isinstance(key, str) else excerpt(key)
+    return text if len(text) <= 40 else excerpt(text)
 
 
 def _join(where: str, key: str) -> str:

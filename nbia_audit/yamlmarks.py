@@ -2,8 +2,10 @@
 
 ``yaml.safe_load`` forgets where values came from, but every spec error must name its line.
 This loader builds plain dicts and lists (subclasses that carry line numbers), refuses
-duplicate keys (which ``safe_load`` silently resolves to the last one), and never constructs
-anything but the YAML core types.
+duplicate keys (which ``safe_load`` silently resolves to the last one), never constructs
+anything but the YAML core types, and bounds the work a few bytes can ask for: nesting depth
+(20,000 levels overflowed Python's stack) and the number of values once aliases are expanded
+(a 300-byte "billion laughs" spec took 2.9 GB).
 """
 
 from __future__ import annotations
@@ -13,9 +15,24 @@ from typing import Any
 
 import yaml
 from yaml.constructor import ConstructorError
-from yaml.nodes import MappingNode, Node, SequenceNode
+from yaml.events import AliasEvent
+from yaml.nodes import CollectionNode, MappingNode, Node, ScalarNode, SequenceNode
 
-__all__ = ["DuplicateKeyError", "MarkedDict", "MarkedList", "load_marked", "type_name"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_VALUES",
+    "DuplicateKeyError",
+    "MarkedDict",
+    "MarkedList",
+    "YamlTooBigError",
+    "load_marked",
+    "type_name",
+]
+
+MAX_DEPTH = 64
+"""Deepest nesting of lists and mappings read (a spec needs five levels)."""
+MAX_VALUES = 100_000
+"""Most values (keys, items, scalars) read, counting each alias as the values it repeats."""
 
 
 class MarkedDict(dict[Any, Any]):
@@ -42,7 +59,71 @@ class DuplicateKeyError(yaml.YAMLError):
         super().__init__(f"duplicate key {key!r} (first defined on line {first_line})")
 
 
+class YamlTooBigError(yaml.MarkedYAMLError):
+    """The document nests too deep or expands to too many values; ``key`` says where."""
+
+    def __init__(self, problem: str, mark: yaml.Mark | None, key: str) -> None:
+        super().__init__(problem=problem, problem_mark=mark)
+        self.key = key
+
+
 class _MarkingLoader(yaml.SafeLoader):
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        # compose_node's index is really an int (a sequence item), a key's Node (a mapping
+        # value) or None (a key, or the root); the typeshed stub says int.
+        self._path: list[str] = []
+        self._values = 0  # values composed, aliases not expanded
+        self._expanded: dict[int, int] = {}  # id(collection node) -> values once expanded
+
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        # Bounded before the composer recurses: depth by the path, size by counting.
+        self._path.append(_path_step(index))
+        mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+        if len(self._path) > MAX_DEPTH:
+            raise YamlTooBigError(
+                f"nested more than {MAX_DEPTH} levels deep", mark, self.key_path()
+            )
+        aliased = self.check_event(AliasEvent)
+        node = super().compose_node(parent, index)
+        if not aliased:
+            self._values += 1
+            if isinstance(node, CollectionNode):
+                self._expanded[id(node)] = self._expanded_size(node, mark)
+        if self._values > MAX_VALUES:
+            raise YamlTooBigError(f"has more than {MAX_VALUES:,} values", mark, self.key_path())
+        self._path.pop()
+        return node
+
+    def _expanded_size(self, node: CollectionNode, mark: yaml.Mark) -> int:
+        children: list[Node] = []
+        for child in node.value:
+            children.extend(child if isinstance(child, tuple) else (child,))
+        size = 1
+        for child in children:
+            if isinstance(child, CollectionNode):
+                if id(child) not in self._expanded:  # still being composed: it contains itself
+                    raise YamlTooBigError(
+                        "an alias refers to a list or mapping that contains it",
+                        mark,
+                        self.key_path(),
+                    )
+                size += self._expanded[id(child)]
+            else:
+                size += 1
+        if size > MAX_VALUES:
+            raise YamlTooBigError(
+                f"expands to more than {MAX_VALUES:,} values (through aliases)",
+                mark,
+                self.key_path(),
+            )
+        return size
+
+    def key_path(self) -> str:
+        """Where the composer is, as the spec's errors name keys: ``select[2].modality``."""
+        path = "".join(self._path).lstrip(".")
+        return path if len(path) <= 80 else path[:80] + "..."
+
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> MarkedDict:
         if not isinstance(node, MappingNode):
             raise ConstructorError(None, None, "expected a mapping", node.start_mark)
@@ -94,12 +175,24 @@ _MarkingLoader.yaml_implicit_resolvers = {
 }
 
 
+def _path_step(index: object) -> str:
+    if isinstance(index, int):
+        return f"[{index}]"
+    if isinstance(index, ScalarNode):  # composing the value of this key
+        key = str(index.value)
+        return "." + (key if len(key) <= 40 else key[:40] + "...")
+    if isinstance(index, Node):
+        return ".?"
+    return ""  # the root, or a mapping key
+
+
 def load_marked(text: str) -> Any:
     """Parse one YAML document with the safe core schema, keeping line numbers.
 
     Raises:
         yaml.YAMLError: on a syntax error, a duplicate key or an unsupported tag; the
             error's ``problem_mark`` (or ``line`` for duplicates) says where.
+        YamlTooBigError: nested deeper than MAX_DEPTH or more than MAX_VALUES values.
     """
     return yaml.load(text, Loader=_MarkingLoader)  # noqa: S506 - a SafeLoader subclass
 

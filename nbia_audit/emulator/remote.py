@@ -14,6 +14,10 @@ class ControlError(Exception):
     """The control API refused a request; the message is its error text."""
 
 
+class EmulatorUnreachable(Exception):
+    """No emulator answered at the URL (nothing listening, or not an emulator)."""
+
+
 class RemoteEmulator:
     """Mutate and fault an emulator started elsewhere (``nbia-audit emulator serve``).
 
@@ -27,10 +31,19 @@ class RemoteEmulator:
         self._timeout = timeout
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        response = self._session.request(
-            method, f"{self.origin}/_emulator/{path}", json=body or {}, timeout=self._timeout
-        )
-        data = response.json()
+        url = f"{self.origin}/_emulator/{path}"
+        try:
+            response = self._session.request(method, url, json=body or {}, timeout=self._timeout)
+            data = response.json()
+        except requests.ConnectionError:
+            raise EmulatorUnreachable(f"nothing answers at {self.origin}") from None
+        except ValueError:  # a body that is not JSON (requests' JSONDecodeError): another server
+            raise EmulatorUnreachable(
+                f"{self.origin} is not an nbia-audit emulator (HTTP {response.status_code},"
+                " not JSON)"
+            ) from None
+        except requests.RequestException as exc:
+            raise EmulatorUnreachable(f"{self.origin}: {type(exc).__name__}") from None
         if response.status_code != 200:
             raise ControlError(str(data.get("error", data)))
         return data

@@ -1,0 +1,106 @@
+"""The emulator's own CLI: bad options and an unreachable or busy port are one-line errors with
+exit 2 (usage) or 3 (environment), never a traceback."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner, Result
+
+from nbia_audit.cli_emulator import emulator as emulator_group
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(emulator_group, list(args))
+
+
+def assert_clean_error(result: Result, code: int, *words: str) -> None:
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(
+        result.exception
+    )
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    for word in words:
+        assert word in result.output, result.output
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A loopback port something else is listening on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound once, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_serve_on_a_port_in_use_is_an_environment_error(busy_port: int) -> None:
+    result = invoke("serve", "--port", str(busy_port))
+    assert_clean_error(result, 3, f"cannot listen on 127.0.0.1:{busy_port}", "in use", "--port")
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_serve_on_an_impossible_port_is_a_usage_error(port: str) -> None:
+    assert_clean_error(invoke("serve", "--port", port), 2, "--port")
+
+
+@pytest.mark.parametrize(
+    "option", ["--collections", "--patients", "--studies", "--series", "--images"]
+)
+def test_negative_counts_are_refused(option: str) -> None:
+    assert_clean_error(invoke("build", "--out", "unused", option, "-3"), 2, option)
+    assert_clean_error(invoke("serve", option, "-3"), 2, option)
+
+
+def test_more_restricted_than_collections_is_refused() -> None:
+    result = invoke("build", "--out", "unused", "--collections", "1", "--restricted", "2")
+    assert_clean_error(result, 2, "--restricted")
+
+
+def test_mutate_and_fault_against_a_stopped_server_are_environment_errors(
+    closed_port: int,
+) -> None:
+    url = f"http://127.0.0.1:{closed_port}/nbia-api/services"
+    assert_clean_error(
+        invoke("mutate", url, "run_nightly_job"),
+        3,
+        f"nothing answers at http://127.0.0.1:{closed_port}",
+    )
+    assert_clean_error(invoke("fault", url, "clear"), 3, "nothing answers at")
+    assert_clean_error(invoke("fault", url, "latency", "--delay", "1"), 3, "emulator serve")
+
+
+class _Quiet(http.server.BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base's name
+        pass
+
+
+def test_mutate_against_a_server_that_is_not_an_emulator() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        assert_clean_error(
+            invoke("mutate", url, "run_nightly_job"), 3, "not an nbia-audit emulator"
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_mutate_with_a_non_numeric_images_argument_is_a_usage_error(closed_port: int) -> None:
+    url = f"http://127.0.0.1:{closed_port}/"
+    result = invoke("mutate", url, "add_series", "--arg", "images=many")
+    assert_clean_error(result, 2, "images must be a whole number")
