@@ -358,8 +358,16 @@ def test_token_refreshed_mid_run_reports_nothing_or_exactly_the_change(tmp_path:
                 expire = ExpireOnce(emu, stage)
                 assert_exactly(check_drift(lock, view, on_progress=expire), expected)
                 assert expire.fired
-            # The image list is asked with a token the archive rejects: it answers an empty
-            # 200, which must not read as "every image removed".
+            # v4 getSOPInstanceUIDs ignores the token (InstanceDAOImpl.java:93-119): one ask.
+            emu.reset_request_log()
+            expire = ExpireOnce(emu, "metadata of series no longer selected", at_end=True)
+            assert_exactly(check_drift(lock, view, on_progress=expire), expected)
+            lists = [r for r in emu.requests if r.endpoint == "getSOPInstanceUIDs"]
+            assert expire.fired and len(lists) == 1
+        # v2 filters the image list by authorization: asked with a token the archive rejects,
+        # it answers an empty 200, which must not read as "every image removed".
+        with client_for(emu, credentials=alice, api="v2") as client:
+            view = ArchiveView(client)
             emu.reset_request_log()
             expire = ExpireOnce(emu, "metadata of series no longer selected", at_end=True)
             assert_exactly(check_drift(lock, view, on_progress=expire), expected)

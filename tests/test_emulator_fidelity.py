@@ -253,6 +253,9 @@ def test_null_stored_md5_ends_the_v4_zip_at_that_image(
         f"{emu.base_url}/v2/getImage", params={"SeriesInstanceUID": uid}, headers=token(emu, http)
     )
     assert len(zip_names(v2)) == 1 + len(images)
+    # V4_getImageWithMD5Hash puts the NULL into its CSV as it is: every image, then the CSV.
+    hashed = http.get(f"{emu.base_url}/v4/getImageWithMD5Hash", params={"SeriesInstanceUID": uid})
+    assert len(zip_names(hashed)) == len(images) + 1 and zip_names(hashed)[-1] == "md5hashes.csv"
 
 
 def test_license_entry_cases(http: requests.Session) -> None:

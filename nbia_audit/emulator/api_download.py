@@ -113,6 +113,7 @@ def _series_zip(
     license_entry: bool,
     md5_csv: bool,
     new_names: bool,
+    null_md5_ends_zip: bool = False,
 ) -> Response:
     images = list(ctx.corpus.images_of(series.series_uid))
     named = (
@@ -124,7 +125,7 @@ def _series_zip(
         # A failure mid-stream is caught and logged; the ZIP is closed normally, missing its
         # last images and the CSV that would have followed them (§2.1).
         named, md5_csv = named[: max(0, len(named) - req.drop_images)], False
-    if req.family == "v4" and not new_names:
+    if null_md5_ends_zip and req.family == "v4" and not new_names:
         # V4_getImage.java:126 calls row[1].toString() on the stored MD5 before adding the
         # image: a NULL one throws, the catch closes the ZIP there, without the CSV.
         for index, (image, _) in enumerate(named):
@@ -175,7 +176,15 @@ def get_image(ctx: Backend, req: Request) -> Response:
     include_md5 = req.family == "v4" and (req.get("IncludeMD5") or "").lower() == "yes"
     new_names = (req.get("NewFileNames") or "").lower() == "yes"
     return _series_zip(
-        ctx, req, series, license_entry=True, md5_csv=include_md5, new_names=new_names
+        ctx,
+        req,
+        series,
+        license_entry=True,
+        md5_csv=include_md5,
+        new_names=new_names,
+        # Only V4_getImage reads the stored MD5 with toString(); V4_getImageWithMD5Hash puts
+        # a NULL one into its CSV as it is.
+        null_md5_ends_zip=True,
     )
 
 
