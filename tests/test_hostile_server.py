@@ -34,7 +34,7 @@ from hostile_server import ANY_MODES, ZIP_MODES, Hostile, HostileServer
 from nbia_audit.archive import ArchiveView
 from nbia_audit.cli_common import exit_code, exit_code_for
 from nbia_audit.client.download import StreamLimits
-from nbia_audit.emulator import Emulator
+from nbia_audit.emulator import Emulator, Fault
 from nbia_audit.errors import NbiaAuditError
 from nbia_audit.fetch import FetchReport, fetch_dataset
 from nbia_audit.locking import lock_dataset
@@ -44,7 +44,7 @@ DOWNLOAD = "getImageWithMD5Hash"
 
 @pytest.fixture(scope="module")
 def emu() -> Iterator[Emulator]:
-    # Nothing below mutates the archive or injects emulator faults: one emulator serves all.
+    # Nothing below mutates the archive; the one test that injects a fault clears it.
     with Emulator.from_spec(SMALL_SPEC, users=USERS) as emulator:
         yield emulator
 
@@ -196,6 +196,32 @@ def test_a_silent_stream_is_cut_after_one_window_not_the_read_timeout(
     assert [s.series_uid for s in report.failed] == [target]
     assert "nothing arrived for 0.3 s" in "\n".join(report.failed[0].reasons)
     assert tree(dest) == {}
+
+
+def test_a_slow_first_answer_is_not_judged_as_slow_throughput(
+    emu: Emulator, locked: Path, tmp_path: Path
+) -> None:
+    """The archive may take long to start a ZIP; the throughput window starts at the body.
+
+    Cut by mistake, the ZIP would have arrived at under 70 KB per 3 s, far below 1 MB/s.
+    """
+    target = emu.corpus.series[7].series_uid
+    limits = StreamLimits(min_rate=1024 * 1024, window=2.0)
+    emu.add_fault(Fault("latency", endpoint=DOWNLOAD, delay=3.0, times=1))
+    try:
+        with client_for(emu.base_url) as client:
+            report = fetch_dataset(
+                locked,
+                tmp_path / "data",
+                client,
+                series=[target],
+                retry=FAST_SERIES,
+                limits=limits,
+            )
+    finally:
+        emu.clear_faults()
+    assert [s.series_uid for s in report.fetched] == [target], report.failed
+    assert report.fetched[0].attempts == 1, "the first download was cut"
 
 
 def test_stream_limits_reject_nonsense() -> None:

@@ -69,7 +69,9 @@ class _Pace:
         self.window_bytes = 0
 
     def restart(self) -> None:
-        """A new attempt: the throughput window starts over, the deadline does not."""
+        """The body of a new attempt begins: the throughput window starts over, the deadline
+        does not. The wait for the answer's headers (NBIA assembles a ZIP before answering)
+        is bounded by the read timeout and is not throughput."""
         self.window_started = self.limits.clock()
         self.window_bytes = 0
 
@@ -149,7 +151,6 @@ def stream_series_zip(
     pace = _Pace(limits or StreamLimits())
     last: _BrokenStream | None = None
     for attempt in range(1, policy.attempts + 1):
-        pace.restart()
         try:
             received, entries = _attempt(
                 caller, route, series_uid, dest, on_bytes, chunk_size, pace
@@ -188,6 +189,7 @@ def _attempt(
     pace: _Pace,
 ) -> tuple[int, tuple[str, ...]]:
     response = caller.open_stream(route, params={"SeriesInstanceUID": series_uid})
+    pace.restart()
     stall = pace.stall_timeout(caller.transport.timeouts.read)
     if stall is not None:
         _set_read_timeout(response, stall)
