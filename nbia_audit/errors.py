@@ -55,7 +55,8 @@ class SpecError(NbiaAuditError):
         text = f"{where}: "
         if self.key:
             text += f"{self.key}: "
-        text += self.message
+        # Bounded whatever a caller quoted: spec values are untrusted and may be huge.
+        text += self.message if len(self.message) <= 500 else self.message[:500] + "..."
         if self.hint:
             text += f" ({self.hint})"
         return text

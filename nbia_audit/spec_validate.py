@@ -35,6 +35,9 @@ from .yamlmarks import MarkedDict, MarkedList, type_name
 __all__ = ["Validator"]
 
 _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+# Longer values are refused: they would be echoed in later messages and sent to the archive.
+MAX_VALUE_CHARS = 1024
+MAX_DESCRIPTION_CHARS = 65_536
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]*")
 
 
@@ -251,11 +254,22 @@ class Validator:
         value = value.strip()
         if not value:
             raise self.error("is empty", line, _join(where, key))
+        self.check_length(value, line, _join(where, key))
         if pattern is not None and not pattern.fullmatch(value):
             raise self.error(
                 f"{excerpt(value)} is not allowed", line, _join(where, key), pattern_hint
             )
         return value
+
+    def check_length(self, value: str, line: int, key: str) -> None:
+        limit = MAX_DESCRIPTION_CHARS if key == "description" else MAX_VALUE_CHARS
+        if len(value) > limit:
+            raise self.error(
+                f"is {len(value):,} characters long ({excerpt(value)})",
+                line,
+                key,
+                f"at most {limit:,}",
+            )
 
     def choice(
         self, data: MarkedDict, key: str, where: str, choices: Sequence[str], *, default: str
@@ -301,6 +315,7 @@ class Validator:
             value = value.strip()
             if not value:
                 raise self.error("is empty", item_line, item_key)
+            self.check_length(value, item_line, item_key)
             if uid and (len(value) > 64 or not _UID.fullmatch(value)):
                 raise self.error(
                     f"{excerpt(value)} is not a DICOM UID",
@@ -369,7 +384,7 @@ class Validator:
         line = data.key_lines["manifest"]
         key = _join(where, "manifest")
         manifest_path = (self.base_dir / relative).resolve()
-        if not manifest_path.is_file():
+        if not manifest_path.exists():  # a folder, device or FIFO: read_manifest says which
             raise self.error(
                 f"no such manifest file: {manifest_path}",
                 line,

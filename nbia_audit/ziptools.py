@@ -19,6 +19,7 @@ a link) cannot write anywhere. Such names fail the check outright.
 
 from __future__ import annotations
 
+import lzma
 import re
 import stat
 import zipfile
@@ -27,6 +28,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, cast
 
 from .client.shapes import md5_csv
 from .dicomheader import NotDicomError, read_identity
@@ -47,6 +49,17 @@ CSV_NAME = "md5hashes.csv"
 _NOT_IMAGES = frozenset({CSV_NAME, "LICENSE"})  # getImage adds LICENSE (protocol §2.2)
 _CSV_LIMIT = 64 * 1024 * 1024  # a CSV row is < 200 bytes: 300k images fit easily
 _DRIVE = re.compile(r"^[A-Za-z]:")
+# What zipfile raises on a hostile or corrupt archive: bad structure, an unsupported version,
+# compression method or encryption (NotImplementedError, RuntimeError), a corrupt deflate or
+# lzma stream, a cut-off stream. (bz2 raises OSError; see _GuardedMember.)
+_ZIP_READ_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,
+    EOFError,
+    NotImplementedError,
+    RuntimeError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +134,7 @@ def check_series_zip(zip_path: Path, expect: SeriesExpectation, workdir: Path) -
     try:
         with zipfile.ZipFile(zip_path) as archive:
             return _check_open_zip(archive, expect, workdir)
-    except (zipfile.BadZipFile, EOFError) as exc:
+    except _ZIP_READ_ERRORS as exc:  # a member's open/read is handled where it happens
         return SeriesCheck((), (f"the download is not a readable ZIP ({exc})",))
 
 
@@ -194,7 +207,8 @@ def _read_csv(archive: zipfile.ZipFile) -> dict[str, str | None] | str:
         return f"{CSV_NAME} is implausibly large ({info.file_size} bytes)"
     try:
         text = archive.read(info).decode("utf-8")
-    except (zipfile.BadZipFile, zlib.error, UnicodeDecodeError) as exc:
+    except (*_ZIP_READ_ERRORS, UnicodeDecodeError, OSError) as exc:
+        # OSError here is the ZIP's own offsets pointing outside it (nothing is written)
         return f"{CSV_NAME} is unreadable ({exc})"
     try:  # bounded fields, documented header and MD5 shapes (client.shapes)
         return md5_csv(text, CSV_NAME)
@@ -232,9 +246,13 @@ def _extract(
 ) -> tuple[ExtractedImage | None, str | None]:
     """Stream one member into ``target`` (a name we chose), digesting it on the way."""
     try:
-        with archive.open(info) as source, open(target, "xb") as sink:
-            digest = digest_stream(source, copy_to=sink)
-    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        source = archive.open(info)
+    except (*_ZIP_READ_ERRORS, OSError) as exc:  # OSError: an offset outside the ZIP
+        return None, f"ZIP member {info.filename!r} is corrupt ({exc})"
+    try:
+        with source, open(target, "xb") as sink:
+            digest = digest_stream(cast("IO[bytes]", _GuardedMember(source)), copy_to=sink)
+    except (_MemberReadError, *_ZIP_READ_ERRORS) as exc:
         return None, f"ZIP member {info.filename!r} is corrupt ({exc})"
     try:
         identity = read_identity(target)
@@ -251,6 +269,24 @@ def _extract(
         archive_md5=listed.get(info.filename),
     )
     return image, None
+
+
+class _MemberReadError(Exception):
+    """Reading a member's bytes failed: the ZIP is corrupt (an OSError here is not the disk)."""
+
+
+class _GuardedMember:
+    """A member's stream whose read errors (bz2 and lzma raise OSError and LZMAError on a
+    corrupt stream) cannot be mistaken for a failed write of the extracted file."""
+
+    def __init__(self, source: IO[bytes]) -> None:
+        self._source = source
+
+    def readinto(self, buffer: bytearray) -> int:
+        try:
+            return self._source.readinto(buffer)  # type: ignore[attr-defined, no-any-return]
+        except (*_ZIP_READ_ERRORS, OSError) as exc:
+            raise _MemberReadError(str(exc)) from exc
 
 
 def _image_problems(images: list[ExtractedImage], expect: SeriesExpectation) -> list[str]:

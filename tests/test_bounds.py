@@ -103,10 +103,10 @@ def test_deeply_nested_spec_is_an_error_not_a_recursion_error(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("label", "body", "words"),
     [
-        ("server", 'server: "' + "h" * 3_000_000 + '"\n', ["server:", "not a server"]),
+        ("server", 'server: "' + "h" * 3_000_000 + '"\n', ["server:", "3,000,000 characters"]),
         ("api list", "api: [" + ", ".join(["v4"] * 60_000) + "]\n", ["api:", "not a list"]),
         ("unknown key", "? " + "k" * 2_000_000 + "\n: 1\n", ["unknown key"]),
-        ("uid", "  - series: ['" + "9" * 2_000_000 + "x']\n", ["series[0]", "not a DICOM UID"]),
+        ("uid", "  - series: ['" + "9" * 2_000_000 + "x']\n", ["series[0]", "at most 1,024"]),
     ],
 )
 def test_errors_quote_a_short_excerpt_of_a_huge_value(
@@ -220,7 +220,7 @@ def test_manifest_larger_than_the_cap_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "huge.tcia"
     with path.open("wb") as out:
         out.truncate(MANIFEST_MAX_BYTES + 1)  # sparse: costs no disk
-    with pytest.raises(SpecError, match="larger than 48 MiB"):
+    with pytest.raises(SpecError, match="larger than 32 MiB"):
         read_manifest(path)
 
 
@@ -238,8 +238,9 @@ def test_spec_pointing_at_a_manifest_fifo_is_an_error(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "m.tcia")
     spec = tmp_path / "dataset.yaml"
     spec.write_text("name: x\nselect:\n  - manifest: m.tcia\n", encoding="utf-8")
-    with pytest.raises(SpecError, match="select\\[0\\].manifest"):
+    with pytest.raises(SpecError, match="select\\[0\\].manifest") as info:
         load_spec(spec)
+    assert "is a FIFO (named pipe), not a manifest file" in str(info.value)
 
 
 def test_a_normal_manifest_and_spec_still_read(tmp_path: Path) -> None:
@@ -247,3 +248,29 @@ def test_a_normal_manifest_and_spec_still_read(tmp_path: Path) -> None:
     spec = tmp_path / "dataset.yaml"
     spec.write_text("name: x\nselect:\n  - manifest: m.tcia\n", encoding="utf-8")
     assert load_spec(spec).select[0].series == (UID,)
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ("  - collection: " + "C" * 1025 + "\n", "select[0].collection"),
+        ("  - collection: A\n    modality: [" + "M" * 2000 + "]\n", "select[0].modality[0]"),
+        ("  - text: " + "t" * 5000 + "\n", "select[0].text"),
+    ],
+)
+def test_values_too_long_to_echo_or_send_are_refused(body: str, key: str) -> None:
+    with pytest.raises(SpecError, match="characters long") as info:
+        parse_spec("name: x\nselect:\n" + body, path="d.yaml")
+    assert info.value.key == key
+    assert len(str(info.value)) < MESSAGE_LIMIT
+
+
+def test_a_long_description_is_fine() -> None:
+    spec = parse_spec("name: x\ndescription: " + "d " * 5000 + "\nselect:\n  - collection: A\n")
+    assert len(spec.description) > 9000
+
+
+def test_any_spec_error_message_is_bounded() -> None:
+    error = SpecError("unknown collection " + "x" * 100_000, path="d.yaml", line=3, key="k")
+    assert len(str(error)) < MESSAGE_LIMIT + 200
+    assert str(error).startswith("d.yaml:3: k: unknown collection xxx")

@@ -7,6 +7,7 @@ import http.server
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
@@ -58,13 +59,14 @@ def test_serve_on_an_impossible_port_is_a_usage_error(port: str) -> None:
 @pytest.mark.parametrize(
     "option", ["--collections", "--patients", "--studies", "--series", "--images"]
 )
-def test_negative_counts_are_refused(option: str) -> None:
-    assert_clean_error(invoke("build", "--out", "unused", option, "-3"), 2, option)
+def test_negative_counts_are_refused(tmp_path: Path, option: str) -> None:
+    assert_clean_error(invoke("build", "--out", str(tmp_path / "out"), option, "-3"), 2, option)
     assert_clean_error(invoke("serve", option, "-3"), 2, option)
 
 
-def test_more_restricted_than_collections_is_refused() -> None:
-    result = invoke("build", "--out", "unused", "--collections", "1", "--restricted", "2")
+def test_more_restricted_than_collections_is_refused(tmp_path: Path) -> None:
+    out = str(tmp_path / "out")
+    result = invoke("build", "--out", out, "--collections", "1", "--restricted", "2")
     assert_clean_error(result, 2, "--restricted")
 
 
