@@ -419,3 +419,48 @@ def test_two_fetches_of_one_series_only_lock_agree_on_the_pins(
     filled = [s.series_uid for r in reports.values() for s in r.fetched if s.filled]
     assert sorted(filled) == sorted(s.series_uid for s in emu.corpus.series)  # each once
     assert all(s.images_pinned for s in read_lock(lock).series)
+
+
+def test_a_file_the_lock_no_longer_pins_is_fetched_again(tmp_path: Path, emu: Emulator) -> None:
+    # The archive replaced an image and the dataset was re-locked: the file in place is
+    # exactly what the last fetch verified, but no longer what the lock pins.
+    from fetch_support import client_for as make_client
+
+    from nbia_audit.archive import ArchiveView
+    from nbia_audit.locking import lock_dataset
+
+    lock = make_lock(tmp_path / "lock", emu)
+    dest = tmp_path / "data"
+    fetch(lock, dest, emu.base_url)
+    image = emu.corpus.images[0]
+    emu.replace_image(image.sop_uid)
+    with make_client(emu.base_url) as client:
+        lock_dataset(lock.with_name("dataset.yaml"), ArchiveView(client), upgrade=True)
+    report = fetch(lock, dest, emu.base_url)
+    assert {s.series_uid for s in report.fetched} == {image.series_uid}
+    assert tree(dest) == classic_paths(emu)
+
+
+def test_a_link_in_place_of_a_file_is_replaced_by_the_file(tmp_path: Path, emu: Emulator) -> None:
+    # A symbolic link to the right bytes is not the verified file fetch placed there.
+    lock = make_lock(tmp_path / "lock", emu)
+    dest = tmp_path / "data"
+    fetch(lock, dest, emu.base_url)
+    rel = sorted(tree(dest))[0]
+    elsewhere = tmp_path / "elsewhere.dcm"
+    os.replace(dest / rel, elsewhere)
+    (dest / rel).symlink_to(elsewhere)
+    report = fetch(lock, dest, emu.base_url)
+    assert {s.series_uid for s in report.fetched} == {Path(rel).parent.name}
+    assert not (dest / rel).is_symlink() and tree(dest) == classic_paths(emu)
+
+
+def test_another_layout_places_the_files_again(tmp_path: Path, emu: Emulator) -> None:
+    # Records of files at the classic layout's paths do not make a flat fetch done.
+    lock = make_lock(tmp_path / "lock", emu)
+    dest = tmp_path / "data"
+    fetch(lock, dest, emu.base_url)
+    report = fetch(lock, dest, emu.base_url, layout="flat")
+    assert len(report.fetched) == 8 and not report.skipped
+    flat = {f"{Path(rel).parent.name}/{Path(rel).name}" for rel in classic_paths(emu)}
+    assert flat <= set(tree(dest))  # flat: <series UID>/<SOP UID>.dcm
