@@ -309,9 +309,16 @@ def _parse_as_written(text: str) -> dict[str, Any] | None:
 def _read_bounded(path: Path) -> bytes:
     try:
         with open(path, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
                 raise StoreError(f"{path}: not a regular file; give the path of a dataset.lock")
-            raw = handle.read(MAX_TEXT_LOCK_BYTES + 1)
+            if info.st_size > MAX_TEXT_LOCK_BYTES:
+                raise StoreError(f"{path}: larger than any lock nbia-audit writes (over 1 GiB)")
+            # read(n) reserves n bytes up front: ask for what the file holds (plus one, to see
+            # a file still growing), never for the cap itself.
+            raw = handle.read(info.st_size + 1)
+            while len(raw) <= MAX_TEXT_LOCK_BYTES and (more := handle.read(1 << 20)):
+                raw += more
     except FileNotFoundError:
         raise LockNotFound(f"{path}: lock not found; run `nbia-audit lock` first") from None
     except IsADirectoryError:
