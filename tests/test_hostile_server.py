@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import SMALL_SPEC, USERS
 from fetch_support import (
+    FAST,
     FAST_SERIES,
     Locked,
     classic_paths,
@@ -33,7 +34,9 @@ from hostile_server import ANY_MODES, ZIP_MODES, Hostile, HostileServer
 
 from nbia_audit.archive import ArchiveView
 from nbia_audit.cli_common import exit_code, exit_code_for
+from nbia_audit.client import NbiaClient
 from nbia_audit.client.download import StreamLimits
+from nbia_audit.client.transport import Timeouts
 from nbia_audit.emulator import Emulator, Fault
 from nbia_audit.errors import NbiaAuditError
 from nbia_audit.fetch import FetchReport, fetch_dataset
@@ -255,8 +258,7 @@ def reference(emu: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Locked
 
 
 def _lock_cases() -> Iterator[object]:
-    # A drip on a listing endpoint is left out: metadata calls have only the per-read timeout
-    # (transport.py, the client's own work), so it would hang until the drip's safety net.
+    # A drip on a listing endpoint has its own test below (it needs a ticking clock).
     for endpoint in LISTINGS:
         for mode in LISTING_MODES:
             marks = []
@@ -293,6 +295,37 @@ def test_lock_never_pins_a_hostile_listing(
         assert not (tmp_path / "dataset.lock").exists()
         return
     assert read_lock(result.lock_path) == reference, "a hostile answer reached the lock"
+
+
+@pytest.mark.parametrize("endpoint", LISTINGS)
+def test_lock_cuts_a_dripping_listing_by_the_answer_deadline(
+    endpoint: str, emu: Emulator, tmp_path: Path
+) -> None:
+    """A per-read timeout never fires on a drip; the answer deadline does, on every try, and
+    lock stops with one line and no lock. The clock ticks a second per look, so the deadline
+    (40 s) is 40 reads, however fast or slow the machine."""
+    spec = tmp_path / "dataset.yaml"
+    collection = emu.corpus.collections[0].name
+    ticks = itertools.count()
+    with HostileServer(emu.base_url, [Hostile(endpoint, "drip")], drip_for=60.0) as server:
+        spec.write_text(
+            f"name: t\nserver: {server.base_url}\nselect:\n  - collection: {collection}\n",
+            encoding="utf-8",
+        )
+        client = NbiaClient(
+            server.base_url,
+            retry=FAST,
+            timeouts=Timeouts(answer=40.0),
+            clock=lambda: float(next(ticks)),
+        )
+        with client, pytest.raises(NbiaAuditError) as caught:
+            lock_dataset(spec, ArchiveView(client))
+        _wait_for(lambda: server.dripping == 0)  # the client hung up on every drip
+        hits = server.hits["drip"]  # every try of every series asked, each cut
+        assert hits >= FAST.attempts and hits % FAST.attempts == 0, hits
+    message = str(caught.value)
+    assert "took longer than 40 s" in message and "\n" not in message, message
+    assert not (tmp_path / "dataset.lock").exists()
 
 
 # -- the real command ------------------------------------------------------------------------
