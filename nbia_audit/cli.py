@@ -23,6 +23,7 @@ from .cli_common import (
 )
 from .cli_signals import interruptible
 from .errors import NbiaAuditError
+from .escaping import for_terminal
 from .locking import SERIOUS_PROBLEMS, LockChanges, LockResult
 from .pinning import SETTLE_ROUNDS
 
@@ -82,7 +83,7 @@ def lock(
         if check:
             result = check_lock(spec, archive, lock_path=lock_path, workers=workers)
             for reason in result.reasons:
-                click.echo(f"stale: {reason}")
+                click.echo(for_terminal(f"stale: {reason}"))
             click.echo("lock is stale" if result.stale else "lock is up to date")
             sys.exit(exit_code(findings=result.stale))
         assert archive is not None
@@ -99,6 +100,9 @@ def lock(
         fail(error)
     if outcome.unsettled:
         _echo_unsettled(outcome)
+        sys.exit(exit_code(findings=True))
+    if outcome.not_visible:
+        _echo_not_visible(outcome)
         sys.exit(exit_code(findings=True))
     h = outcome.header
     verb = "Wrote" if outcome.written else ("Kept" if outcome.pending else "Unchanged:")
@@ -138,6 +142,21 @@ def _echo_unsettled(outcome: LockResult) -> None:
         click.echo(f"  ... and {len(outcome.unsettled) - _CHANGES_SHOWN} more series", err=True)
 
 
+def _echo_not_visible(outcome: LockResult) -> None:
+    kept = f"{outcome.lock_path} is left as it was" if outcome.lock_path.exists() else "no lock"
+    click.echo(
+        f"Not written ({kept}): the archive lists the images of {len(outcome.not_visible)} "
+        "series but gives no MD5 for any of them: those series are hidden or not accessible to"
+        " this account, not removed. Drop them from the spec, use an account that may read "
+        "them, or lock with --series-only to pin series hashes alone:",
+        err=True,
+    )
+    for problem in outcome.problems[:_CHANGES_SHOWN]:
+        click.echo(f"  series {problem.series_uid}: {problem.detail}", err=True)
+    if len(outcome.problems) > _CHANGES_SHOWN:
+        click.echo(f"  ... and {len(outcome.problems) - _CHANGES_SHOWN} more series", err=True)
+
+
 _CHANGES_SHOWN = 20  # per kind; `lock --check` and `drift` list everything
 
 
@@ -150,7 +169,7 @@ def _echo_changes(changes: LockChanges) -> None:
         ("m", metadata),
     ):
         for item in items[:_CHANGES_SHOWN]:
-            click.echo(f"  {label} series {item}")
+            click.echo(for_terminal(f"  {label} series {item}"))
         if len(items) > _CHANGES_SHOWN:
             click.echo(f"  {label} ... and {len(items) - _CHANGES_SHOWN} more series")
 
@@ -185,13 +204,14 @@ def demo(workdir: Path) -> None:
 
 
 def _register_subcommands() -> None:
+    from .cli_doctor import doctor
     from .cli_drift import drift
     from .cli_emulator import emulator
     from .cli_fetch import fetch
     from .cli_report import report
     from .cli_verify import verify
 
-    for command in (drift, emulator, fetch, report, verify):
+    for command in (doctor, drift, emulator, fetch, report, verify):
         cli.add_command(command)
 
 

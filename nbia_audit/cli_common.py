@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NoReturn, cast
 import click
 
 from .errors import NbiaAuditError, SpecError
+from .escaping import for_terminal
 from .render import FORMATS as REPORT_FORMATS
 from .units import human_bytes
 
@@ -114,7 +115,8 @@ def exit_code_for(error: NbiaAuditError) -> ExitCode:
 
 def fail(error: NbiaAuditError) -> NoReturn:
     """Print ``error`` (never a traceback) and exit with its code."""
-    click.echo(f"nbia-audit: error: {error}", err=True)
+    # Messages quote file names and archive answers: nothing in them may act on a terminal.
+    click.echo(for_terminal(f"nbia-audit: error: {error}", keep_newlines=True), err=True)
     sys.exit(exit_code_for(error))
 
 

@@ -19,6 +19,7 @@ from .cli_common import (
 )
 from .cli_signals import interruptible
 from .errors import NbiaAuditError
+from .escaping import for_terminal
 from .findings import AuditReport
 from .render import render
 from .reportfile import write_report
@@ -71,7 +72,7 @@ def drift(lock: Path, fast: bool, fmt: str, output: Path | None, workers: int, q
     if output is None:
         click.echo(text, nl=False)
     if output is not None or fmt != "text":
-        click.echo(_summary(report, output), err=True)
+        click.echo(for_terminal(_summary(report, output)), err=True)
     sys.exit(exit_code(findings=bool(report.findings), complete=report.complete))
 
 

@@ -14,6 +14,7 @@ import click
 from .cli_common import CONTEXT_SETTINGS, EXIT_CODE_HELP, exit_code, fail, make_archive
 from .cli_signals import interruptible
 from .errors import NbiaAuditError
+from .escaping import for_terminal
 from .units import human_bytes
 
 if TYPE_CHECKING:
@@ -56,6 +57,23 @@ _BAR = 24
     show_default=True,
     help="Tries per series before it is reported as unverifiable.",
 )
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=1.0),
+    default=6 * 3600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Longest one series download may take before it is cut and retried.",
+)
+@click.option(
+    "--min-rate",
+    type=click.FloatRange(min=0.0),
+    default=16.0,
+    show_default=True,
+    metavar="KIB_PER_S",
+    help="Slowest download accepted, in KiB/s averaged over each minute; a series"
+    " slower than this is cut and retried (0: no minimum).",
+)
 @click.option("--server", help="Fetch from this server instead of the one the lock names.")
 @click.option("-q", "--quiet", is_flag=True, help="Plain lines per series, no progress bar.")
 @interruptible("fetch")
@@ -66,6 +84,8 @@ def fetch(
     workers: int,
     series_uids: tuple[str, ...],
     attempts: int,
+    deadline: float,
+    min_rate: float,
     server: str | None,
     quiet: bool,
 ) -> None:
@@ -73,7 +93,7 @@ def fetch(
 
     Re-running skips what is already in place and verified, and finishes an interrupted run.
     """
-    from .fetch import SeriesRetry, fetch_dataset
+    from .fetch import SeriesRetry, StreamLimits, fetch_dataset
     from .lockfile import read_text_lock
 
     display = FetchDisplay(live=not quiet and sys.stderr.isatty() and not os.environ.get("CI"))
@@ -89,6 +109,7 @@ def fetch(
                 workers=workers,
                 series=series_uids or None,
                 retry=SeriesRetry(attempts=attempts),
+                limits=StreamLimits(deadline=deadline, min_rate=min_rate * 1024),
                 on_progress=display.progress,
                 on_series=display.series,
             )
@@ -129,7 +150,7 @@ def _echo_failure(outcome: SeriesOutcome) -> None:
     tries = f"{outcome.attempts} attempt" + ("s" if outcome.attempts != 1 else "")
     click.echo(f"  {outcome.series_uid} ({tries}):", err=True)
     for reason in outcome.reasons[:_SHOWN_REASONS]:
-        click.echo(f"    {reason}", err=True)
+        click.echo(for_terminal(f"    {reason}"), err=True)  # server text: never raw
     hidden = len(outcome.reasons) - _SHOWN_REASONS
     if hidden > 0:
         click.echo(f"    ... and {hidden} more", err=True)
@@ -158,7 +179,8 @@ class FetchDisplay:
     def series(self, outcome: SeriesOutcome) -> None:
         if outcome.status == "failed":
             self._clear()
-            click.echo(f"FAILED   {outcome.series_uid}: {outcome.reasons[0]}", err=True)
+            line = f"FAILED   {outcome.series_uid}: {outcome.reasons[0]}"
+            click.echo(for_terminal(line), err=True)
         elif not self.live and outcome.status == "fetched":
             click.echo(
                 f"fetched  {outcome.series_uid} ({outcome.images} images, "

@@ -10,6 +10,7 @@ import click
 from .cli_common import CONTEXT_SETTINGS, EXIT_CODE_HELP, ExitCode, exit_code, fail, output_option
 from .cli_signals import interruptible
 from .errors import NbiaAuditError
+from .escaping import for_terminal
 from .findings import AuditReport
 from .reportfile import write_report
 from .supplement import DEFAULT_INSTALL
@@ -65,7 +66,7 @@ def report(
             click.echo(text, nl=False)
         else:
             write_report(output, text)
-            click.echo(f"Wrote {output}", err=True)
+            click.echo(for_terminal(f"Wrote {output}"), err=True)
     except NbiaAuditError as error:
         fail(error)
     if verification is None:

@@ -19,6 +19,7 @@ from .cli_common import (
 )
 from .cli_signals import interruptible
 from .errors import NbiaAuditError
+from .escaping import for_terminal
 
 __all__ = ["verify"]
 
@@ -115,5 +116,5 @@ def verify(
     if output is None:
         click.echo(text, nl=False)
     elif not quiet:
-        click.echo(render_text(report).splitlines()[0] + f" (report: {output})")
+        click.echo(render_text(report).splitlines()[0] + for_terminal(f" (report: {output})"))
     sys.exit(exit_code(findings=bool(report.findings), complete=report.complete))

@@ -187,7 +187,7 @@ def resolve(spec: DatasetSpec, archive: Archive, *, workers: int = 8) -> Current
         if not current.select:
             return CurrentSelection({}, tuple(relaxed))
         try:
-            selection = select_series(current, archive, workers=workers)
+            selection = select_series(current, archive, workers=workers, lists_may_shrink=True)
         except SpecError as error:
             relaxed_spec = _relax(current, error, relaxed)
             if relaxed_spec is None:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .client.download import StreamLimits
 from .diskspace import check_free_space, space_needed
 from .errors import SpecError
 from .fetchseries import (
@@ -43,6 +44,7 @@ __all__ = [
     "FetchReport",
     "SeriesOutcome",
     "SeriesRetry",
+    "StreamLimits",
     "fetch_dataset",
 ]
 
@@ -102,6 +104,7 @@ def fetch_dataset(
     workers: int = 2,
     series: Iterable[str] | None = None,
     retry: SeriesRetry | None = None,
+    limits: StreamLimits | None = None,
     on_progress: ProgressCallback | None = None,
     on_series: Callable[[SeriesOutcome], None] | None = None,
     now: Callable[[], dt.datetime] | None = None,
@@ -111,6 +114,8 @@ def fetch_dataset(
     ``series`` limits the fetch to these SeriesInstanceUIDs. ``on_progress(stage, done,
     total)`` receives ``check`` (series examined for resume), ``series`` and ``bytes``;
     ``on_series`` receives each series' outcome as it ends. Both are called one at a time.
+    ``limits`` bounds each series download (total deadline, minimum throughput); a download
+    that breaks them is cut, retried under ``retry``, then reported as a failed series.
 
     Raises:
         SpecError: a bad layout, a layout that maps two images to one path, a series not
@@ -143,6 +148,7 @@ def fetch_dataset(
             progress=ProgressTracker(todo, stop, on_progress, on_series),
             stop=stop,
             now=clock,
+            limits=limits or StreamLimits(),
         )
         done = _run_workers(run, todo, plan.images, workers)
     outcomes = {**{s.series_uid: s for s in skipped}, **done}

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
+from .client.download import StreamLimits
 from .client.records import SeriesDownload, SeriesSize
+from .crashpoints import crashpoint
 from .errors import (
     ApiBadRequest,
     ApiError,
@@ -62,6 +64,7 @@ class FetchArchive(Protocol):
         dest: str | Path,
         *,
         on_bytes: Callable[[int], None] | None = None,
+        limits: StreamLimits | None = None,
     ) -> SeriesDownload: ...
 
 
@@ -142,6 +145,7 @@ class ProgressTracker:
         expected = self._expected.get(series_uid, 0)
 
         def count(n: int) -> None:
+            crashpoint("fetch:bytes-received")  # mid-download
             if self._stop.is_set():
                 raise FetchInterrupted
             with self._lock:
@@ -191,6 +195,7 @@ class SeriesRun:
     progress: ProgressTracker
     stop: threading.Event
     now: Callable[[], dt.datetime]
+    limits: StreamLimits = field(default_factory=StreamLimits)
     rng: random.Random = field(default_factory=random.Random)
     fill_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -270,13 +275,17 @@ def _attempt(
         expectation = _expectation(series, images, size)
         on_bytes = _capped(run.progress.counter(series.series_uid), series, expectation)
         try:
-            run.client.download_series(series.series_uid, zip_path, on_bytes=on_bytes)
+            run.client.download_series(
+                series.series_uid, zip_path, on_bytes=on_bytes, limits=run.limits
+            )
         except _TooLarge as exc:
             return _Failure((str(exc),))  # a misbehaving server must not fill the disk
         except DownloadError as exc:
             if isinstance(exc.__cause__, OSError):
                 raise  # the destination could not be written: no series can succeed
-            return _Failure((str(exc),))  # the stream kept breaking: try again later
+            # The stream kept breaking, or was cut for its deadline or throughput: try again
+            # later; the other series go on meanwhile.
+            return _Failure((str(exc),))
         try:
             check = check_series_zip(zip_path, expectation, workdir)
         except OSError as exc:
@@ -341,13 +350,17 @@ def _place(
     if collisions:
         hint = "choose a --layout that tells these images apart (e.g. with {sop_uid})"
         return _Failure((*collisions, hint), final=True)
+    crashpoint("fetch:claimed")
     filled = not series.images_pinned and _fill_lock(run, series, images)
+    crashpoint("fetch:lock-filled")
     keys = run.workspace.place([(i.temp_path, paths[i.sop_uid]) for i in images])
+    crashpoint("fetch:placed")
     stamp = run.now().astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     run.state.upsert(
         _record(image, str(paths[image.sop_uid]), key, series.series_uid, stamp, run.lock_root)
         for image, key in zip(images, keys, strict=True)
     )
+    crashpoint("fetch:recorded")
     return SeriesOutcome(
         series.series_uid,
         series.collection,

@@ -42,13 +42,16 @@ class SeriesStatus:
     """The outcome for one locked series: ``ok``, ``problem`` or ``not-checked``.
 
     ``detail`` says what was proven (e.g. the series hash recomputed from the copy, or the
-    level at which drift confirmed it unchanged).
+    level at which drift confirmed it unchanged). ``not-checked``: something of it could not
+    be read or judged, so it is not ``ok`` either (a failing JUnit case).
     """
 
     series_uid: str
     status: str
     detail: str = ""
     collection: str = ""
+    # verify only: how its images' content is known, the weakest of them (proofwords.PROOFS)
+    proof: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,11 +67,23 @@ class AuditReport:
     series: tuple[SeriesStatus, ...]
     complete: bool  # False: part of the check could not be performed; never "clean"
     facts: Mapping[str, object] = field(default_factory=dict)
+    # verify only: what the run proved about the content (proofwords.PROOFS, the weakest
+    # over the series), and the day(s) the content was last proven by MD5 when the run
+    # itself relied on that earlier pass (stat, quick)
+    proof: str = ""
+    proven_on: str = ""
 
     @property
     def clean(self) -> bool:
-        """True only when the check was complete and found nothing."""
+        """True only when the check was complete and found nothing (at its level: see
+        ``proof`` for what that level proved)."""
         return self.complete and not self.findings
+
+    @property
+    def verified(self) -> bool:
+        """Clean, and every file's content hashed in this run and equal to the lock: the
+        only state the word "verified" is used for."""
+        return self.clean and self.proof == "content"
 
     def counts(self) -> dict[str, int]:
         """Findings per kind, sorted by kind."""

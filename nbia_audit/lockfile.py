@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .crashpoints import crashpoint
 from .errors import LockFormatTooNew, LockNotFound, StoreError
 
 try:  # POSIX; elsewhere lock pairs are still replaced atomically, just not serialised
@@ -39,6 +40,8 @@ from .storable import from_storable, to_storable
 
 __all__ = [
     "ANY_PREVIOUS",
+    "COMMITTED_FROM",
+    "COMMIT_CRASHPOINTS",
     "MAX_TEXT_LOCK_BYTES",
     "ConcurrentLockWrite",
     "TextLock",
@@ -306,9 +309,16 @@ def _parse_as_written(text: str) -> dict[str, Any] | None:
 def _read_bounded(path: Path) -> bytes:
     try:
         with open(path, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
                 raise StoreError(f"{path}: not a regular file; give the path of a dataset.lock")
-            raw = handle.read(MAX_TEXT_LOCK_BYTES + 1)
+            if info.st_size > MAX_TEXT_LOCK_BYTES:
+                raise StoreError(f"{path}: larger than any lock nbia-audit writes (over 1 GiB)")
+            # read(n) reserves n bytes up front: ask for what the file holds (plus one, to see
+            # a file still growing), never for the cap itself.
+            raw = handle.read(info.st_size + 1)
+            while len(raw) <= MAX_TEXT_LOCK_BYTES and (more := handle.read(1 << 20)):
+                raw += more
     except FileNotFoundError:
         raise LockNotFound(f"{path}: lock not found; run `nbia-audit lock` first") from None
     except IsADirectoryError:
@@ -581,6 +591,18 @@ class ConcurrentLockWrite(StoreError):
 
 ANY_PREVIOUS = "any"  # commit_lock's ``previous``: replace whatever is there
 
+# commit_lock's crash points (see crashpoints.py), in order; a crash at any of them leaves the
+# old pair in force, except after the commit point (the text lock's rename): then the new pair.
+COMMIT_CRASHPOINTS = (
+    "lock:database-written",
+    "lock:database-stamped",
+    "lock:text-written",
+    "lock:old-database-kept",
+    "lock:database-renamed",
+    "lock:text-renamed",
+)
+COMMITTED_FROM = "lock:text-renamed"
+
 
 def commit_lock(
     lock_path: Path,
@@ -612,17 +634,23 @@ def commit_lock(
                 _refuse_concurrent(lock_path)
             try:
                 write_database(new_db)
+                crashpoint("lock:database-written")
                 _stamp_database(new_db, text)
                 with open(new_db, "rb") as handle:
                     os.fsync(handle.fileno())
+                crashpoint("lock:database-stamped")
                 _write_durably(new_text, text)
+                crashpoint("lock:text-written")
                 if db_path.exists():
                     os.link(db_path, old_db)  # keep the previous database until the text lands
                     _fsync_dir(lock_path.parent)
+                crashpoint("lock:old-database-kept")
                 os.replace(new_db, db_path)
                 _fsync_dir(lock_path.parent)
+                crashpoint("lock:database-renamed")
                 os.replace(new_text, lock_path)  # the commit point
                 _fsync_dir(lock_path.parent)
+                crashpoint("lock:text-renamed")
                 old_db.unlink(missing_ok=True)
             except BaseException:
                 new_db.unlink(missing_ok=True)

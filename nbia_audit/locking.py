@@ -88,6 +88,9 @@ class LockResult:
     requests: int
     # Series whose hash and image MD5s never agreed while asked: nothing was written.
     unsettled: tuple[str, ...] = ()
+    # Series whose listed images have no MD5 for this account (hidden or not accessible):
+    # nothing was written; ``problems`` says why for each.
+    not_visible: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +190,15 @@ def lock_dataset(
         # The archive kept changing these series while they were asked: no provable pins.
         # The pair on disk (if any) stays exactly as it was.
         return _unsettled(lock_path, existing, spec, archive, pins.unsettled, requests)
+    if pins.not_visible:
+        # Images listed that the archive will not give MD5s for: they cannot be pinned, and
+        # pinning the rest would be a lock of less than was asked. Nothing is written.
+        refused = _unsettled(lock_path, existing, spec, archive, (), requests)
+        return dataclasses.replace(
+            refused,
+            problems=tuple(p for p in pins.problems if p.series_uid in pins.not_visible),
+            not_visible=pins.not_visible,
+        )
     series = {u: keep[u] for u in selection.series if u in keep}
     series.update(
         {u: locked_series(i, pins.series_hashes[u], not series_only) for u, i in fresh.items()}

@@ -159,9 +159,11 @@ def _prove(lock_path: Path, db_path: Path, text: TextLock, load_images: bool) ->
         conn.execute("BEGIN")  # one snapshot: a concurrent fetch filling images waits
         proof = _Proof(db_path, lock_path.name, conn, text)
         return proof.run(lock_path, load_images)
-    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # text not UTF-8: corrupt
+    except (sqlite3.DatabaseError, UnicodeDecodeError, ValueError, TypeError) as exc:
+        # A damaged file can hold text that is not UTF-8 or a value of the wrong type in any
+        # row: whatever it holds, a database that cannot be read whole proves nothing.
         raise LockProofError(
-            f"{db_path}: not a readable nbia-audit lock database ({exc})"
+            f"{db_path}: not a readable nbia-audit lock database ({str(exc)[:200]!r})"
         ) from None
     finally:
         conn.close()

@@ -24,6 +24,7 @@ A manifest names series only; it holds no hashes, counts or sizes, so it is not 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,6 +84,16 @@ class Manifest:
     data_type: str | None = None
     extra: tuple[tuple[str, str], ...] = ()
     warnings: tuple[str, ...] = field(default=(), compare=False)
+    # The 1-based line each entry of ``series_uids`` was read from, so a later check (the
+    # archive does not serve a UID) can name the line.
+    lines: tuple[int, ...] = field(default=(), compare=False)
+
+    def line_of(self, uid: str) -> int | None:
+        """The first line that names ``uid``, if known."""
+        for number, listed in zip(self.lines, self.series_uids, strict=False):
+            if listed == uid:
+                return number
+        return None
 
     @property
     def unique_series_uids(self) -> tuple[str, ...]:
@@ -126,14 +137,17 @@ def parse_manifest(text: str, *, source: str = "<manifest>") -> Manifest:
     numbered = [(marker_index + 1, marker_rest)]
     numbered += [(index + 1, lines[index]) for index in range(marker_index + 1, len(lines))]
     uids: list[str] = []
+    found_on: list[int] = []
     warnings: list[str] = []
     for number, line in numbered:
         uid, warning = _read_uid_line(line, number, source)
         if uid:
             uids.append(uid)
+            found_on.append(number)
         if warning:
             warnings.append(warning)
-    return _build(header, tuple(uids), tuple(warnings), source)
+    built = _build(header, tuple(uids), tuple(warnings), source)
+    return dataclasses.replace(built, lines=tuple(found_on))
 
 
 def format_manifest(manifest: Manifest) -> str:

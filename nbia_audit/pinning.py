@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from .calls import CallRunner, ProgressCallback
 from .client.records import SeriesInfo
+from .errors import ApiError
 from .hashing import hierarchy_from_series, series_hash
 from .models import HashNode, LockedImage, LockedSeries, Problem
+
+T = TypeVar("T")
 
 __all__ = [
     "SETTLE_ROUNDS",
@@ -65,6 +68,8 @@ class Pins:
     problems: tuple[Problem, ...]
     requests: int
     unsettled: tuple[str, ...] = ()
+    not_visible: tuple[str, ...] = ()  # images listed, none with an MD5: the lock must not
+    # be written with them (see _not_visible)
 
 
 # How many times a series whose hash and image MD5s disagree is asked again. A series
@@ -96,9 +101,13 @@ def pin_series(
         series_hashes = _ask_hashes(uids, archive, calls)
         images: dict[str, tuple[LockedImage, ...]] = {}
         unsettled: list[str] = []
+        invisible: list[str] = []
         if not series_only:
             images = _pin_images(uids, archive, calls)
             unsettled = _disagreeing(series_hashes, images)
+            # Not a change in progress, so asking again would not help (see _not_visible).
+            invisible = [u for u in unsettled if _not_visible(images[u])]
+            unsettled = [u for u in unsettled if u not in invisible]
             for _round in range(SETTLE_ROUNDS):
                 if not unsettled:
                     break
@@ -109,22 +118,78 @@ def pin_series(
         problems = [
             p
             for u in sorted(settled)
-            for p in image_problems(u, selected[u], settled[u], None if series_only else images[u])
+            for p in image_problems(
+                u, selected[u], settled[u], None if series_only or u in invisible else images[u]
+            )
         ]
+        problems += [_invisible_problem(u, len(images[u])) for u in sorted(invisible)]
     return Pins(
         series_hashes=settled,
         images={u: i for u, i in images.items() if u not in unsettled},
         problems=tuple(problems),
         requests=calls.count,
         unsettled=tuple(sorted(unsettled)),
+        not_visible=tuple(sorted(invisible)),
+    )
+
+
+def _not_visible(images: Sequence[LockedImage]) -> bool:
+    """True when a series' images were listed but the archive gave no MD5 for any of them.
+
+    v4 ``getSOPInstanceUIDs`` applies no visibility or authorization filter on the real
+    archive (``InstanceDAOImpl``), while ``getMD5HashForImage`` answers "" for an image it
+    will not show (protocol §2.4): a hidden or inaccessible series lists its images and then
+    has no MD5 for any. That is a visibility problem, not removed images, and not a series
+    changing while it is asked, so it is reported as such.
+    """
+    return bool(images) and all(i.archive_md5 is None for i in images)
+
+
+def _invisible_problem(uid: str, listed: int) -> Problem:
+    return Problem(
+        uid,
+        "images-not-visible",
+        f"getSOPInstanceUIDs listed {listed} image(s) but the archive gave an MD5 for none, and "
+        "the series hash disagrees: the series is hidden or not accessible to this account "
+        "(v4 getSOPInstanceUIDs does not filter by visibility), not removed",
     )
 
 
 def _ask_hashes(uids: Sequence[str], archive: HashArchive, calls: CallRunner) -> dict[str, str]:
-    hashes = calls.run(
-        "series hashes", [partial(archive.md5_hierarchy, series_uid=u) for u in uids]
+    hashes = _run_per_series(
+        calls, "series hashes", uids, [partial(archive.md5_hierarchy, series_uid=u) for u in uids]
     )
     return dict(zip(uids, hashes, strict=True))
+
+
+def _run_per_series(
+    calls: CallRunner, stage: str, owners: Sequence[str], fns: Sequence[Callable[[], T]]
+) -> list[T]:
+    """Make every call; if any failed, one error names every series that could not be pinned.
+
+    A bad answer for one series does not hide the others': the user learns all of them from
+    one run. Nothing is pinned from a run with failures (the lock is not written).
+
+    Raises:
+        ApiError: at least one call failed (chained to the first failure).
+    """
+    results = calls.run_keeping_errors(stage, fns)
+    failed: dict[str, ApiError] = {}
+    for owner, result in zip(owners, results, strict=True):
+        if isinstance(result, ApiError):
+            failed.setdefault(owner, result)
+    if not failed:
+        return results  # type: ignore[return-value]
+    first, error = next(iter(sorted(failed.items())))
+    others = sorted(failed)[1:]
+    also = ""
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        also = f"; the same stage failed for {shown}"
+    raise ApiError(
+        f"could not pin {len(failed)} series ({stage}), so nothing was written; "
+        f"series {first}: {error}{also}"
+    ) from error
 
 
 def _disagreeing(
@@ -138,9 +203,16 @@ def _disagreeing(
 def _pin_images(
     uids: Sequence[str], archive: HashArchive, calls: CallRunner
 ) -> dict[str, tuple[LockedImage, ...]]:
-    sop_lists = calls.run("image lists", [partial(archive.sop_instance_uids, u) for u in uids])
+    sop_lists = _run_per_series(
+        calls, "image lists", uids, [partial(archive.sop_instance_uids, u) for u in uids]
+    )
     pairs = [(series, sop) for series, sops in zip(uids, sop_lists, strict=True) for sop in sops]
-    md5s = calls.run("image MD5s", [partial(archive.image_md5, sop) for _, sop in pairs])
+    md5s = _run_per_series(
+        calls,
+        "image MD5s",
+        [series for series, _ in pairs],
+        [partial(archive.image_md5, sop) for _, sop in pairs],
+    )
     images: defaultdict[str, list[LockedImage]] = defaultdict(list)
     for (series, sop), md5 in zip(pairs, md5s, strict=True):
         # The per-image endpoint answers "" for NULL (protocol §2.4); the lock keeps None.

@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import IO
 
+from .crashpoints import crashpoint
 from .errors import DownloadError
 from .localstate import STATE_DIR, StatKey, stat_key
 
@@ -132,6 +133,7 @@ class Workspace:
             list(self._syncer.map(fsync_path, [temp for temp, _ in moves]))
             for (temp, _), final in zip(moves, finals, strict=True):
                 os.replace(temp, final)
+                crashpoint("fetch:one-file-placed")  # the rest of the series not yet
                 keys.append(stat_key(final))
             for parent in sorted(parents):
                 fsync_path(parent)

@@ -12,7 +12,9 @@ import json
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 
+from .escaping import for_terminal, for_xml, json_safe
 from .findings import REPORT_SCHEMA_VERSION, AuditReport, Finding
+from .proofwords import claim, headline
 
 __all__ = ["render", "render_json", "render_junit", "render_text"]
 
@@ -52,7 +54,7 @@ def render_text(report: AuditReport) -> str:
     """A readable summary: the verdict first, then counts, then the findings by kind."""
     lines = []
     if report.clean:
-        verdict = "CLEAN"
+        verdict = headline(report.proof, report.proven_on)
     elif not report.complete:
         verdict = "INCOMPLETE (the check could not cover everything; not clean)"
     else:
@@ -63,7 +65,8 @@ def render_text(report: AuditReport) -> str:
             continue  # a zero count says nothing on a terminal (JSON keeps every fact)
         lines.append(f"  {key}: {value}")
     ok = sum(1 for s in report.series if s.status == "ok")
-    lines.append(f"  series: {ok} ok of {len(report.series)}")
+    at = f" (proof: {report.proof})" if report.proof not in ("", "content") else ""
+    lines.append(f"  series: {ok} ok of {len(report.series)}{at}")
     by_kind: defaultdict[str, list[Finding]] = defaultdict(list)
     for finding in report.findings:
         by_kind[finding.kind].append(finding)
@@ -73,7 +76,8 @@ def render_text(report: AuditReport) -> str:
             lines.append(f"    {_describe(finding)}")
         if len(items) > _TEXT_LIMIT:
             lines.append(f"    ... and {len(items) - _TEXT_LIMIT} more (use --format json)")
-    return "\n".join(lines) + "\n"
+    # File names and archive strings reach a terminal: nothing in them may act on it.
+    return "\n".join(for_terminal(line) for line in lines) + "\n"
 
 
 def render_json(report: AuditReport) -> str:
@@ -87,6 +91,10 @@ def render_json(report: AuditReport) -> str:
         "finished_at": report.finished_at,
         "complete": report.complete,
         "clean": report.clean,
+        # What "clean" rests on: only "content" means every file was hashed in this run.
+        "proof": report.proof or None,
+        "proven_on": report.proven_on or None,
+        "verified": report.verified,
         "facts": dict(report.facts),
         "counts": report.counts(),
         "series": [dataclasses.asdict(s) for s in report.series],
@@ -95,7 +103,7 @@ def render_json(report: AuditReport) -> str:
             for f in report.findings
         ],
     }
-    return json.dumps(document, indent=2, sort_keys=True, default=str) + "\n"
+    return json.dumps(json_safe(document), indent=2, sort_keys=True, default=str) + "\n"
 
 
 def render_junit(report: AuditReport) -> str:
@@ -104,6 +112,11 @@ def render_junit(report: AuditReport) -> str:
     for finding in report.findings:
         by_series[finding.series_uid or _NO_SERIES].append(finding)
     suite = ET.Element("testsuite", name=f"nbia-audit {report.command}")
+    if report.proof:
+        properties = ET.SubElement(suite, "properties")
+        ET.SubElement(properties, "property", name="proof", value=report.proof)
+        words = claim(report.proof, report.proven_on)
+        ET.SubElement(properties, "property", name="proof_means", value=words)
     cases = 0
     failures = 0
     errors = 0
@@ -117,8 +130,13 @@ def render_junit(report: AuditReport) -> str:
             failures += 1
             failure = ET.SubElement(case, "failure", message=f"{len(found)} finding(s)")
             failure.text = "\n".join(_describe(f) for f in found)
-        elif status.status == "not-checked":
-            ET.SubElement(case, "skipped", message=status.detail or "not checked")
+        elif status.status != "ok":
+            # Not read or not judged in full: never a pass, never a skip CI would hide.
+            errors += 1
+            ET.SubElement(case, "error", message="not checked").text = status.detail
+        elif status.proof:
+            says = claim(status.proof, report.proven_on)
+            ET.SubElement(case, "system-out").text = f"{says}; {status.detail}"
         elif status.detail:
             ET.SubElement(case, "system-out").text = status.detail
     for key, found in sorted(by_series.items()):
@@ -135,5 +153,15 @@ def render_junit(report: AuditReport) -> str:
     suite.set("tests", str(cases))
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))
+    _xml_safe(suite)
     ET.indent(suite)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, "unicode") + "\n"
+
+
+def _xml_safe(root: ET.Element) -> None:
+    """Apply :func:`~nbia_audit.escaping.for_xml` to every text and attribute in the tree."""
+    for element in root.iter():
+        if element.text:
+            element.text = for_xml(element.text)
+        for key, value in element.attrib.items():
+            element.set(key, for_xml(value))

@@ -87,13 +87,20 @@ class Selection:
 
 
 def select_series(
-    spec: DatasetSpec, archive: Archive, *, workers: int = 8, strict: bool = True
+    spec: DatasetSpec,
+    archive: Archive,
+    *,
+    workers: int = 8,
+    strict: bool = True,
+    lists_may_shrink: bool = False,
 ) -> Selection:
     """Resolve ``spec.select`` minus ``spec.exclude`` into series with their metadata.
 
     ``strict=False`` (for checking an existing lock) tolerates explicit UIDs the archive no
     longer serves and selectors that now select nothing: they are simply absent from the
-    result, where a comparison with the lock reports them.
+    result, where a comparison with the lock reports them. ``lists_may_shrink`` (drift, which
+    reports such series itself) keeps every other strict check but lets a manifest, DOI or
+    cart name UIDs the archive does not serve.
 
     Raises:
         SpecError: a selector names an unknown collection or UID, or selects nothing.
@@ -104,8 +111,9 @@ def select_series(
         known = counter.call(archive.collections)
         for selector in (*spec.select, *spec.exclude):
             _check_collections(spec, selector, known)
-        chosen = _resolve_all(spec, spec.select, archive, counter, required=strict)
-        excluded = _resolve_all(spec, spec.exclude, archive, counter, required=False)
+        naming = {"series"} if lists_may_shrink else set(_NAMING_KINDS)
+        chosen = _resolve_all(spec, spec.select, archive, counter, strict, naming)
+        excluded = _resolve_all(spec, spec.exclude, archive, counter, False, naming)
     selected: dict[str, SeriesInfo] = {}
     for found in chosen:
         selected.update(found)
@@ -195,12 +203,12 @@ def _resolve_all(
     selectors: Sequence[Selector],
     archive: Archive,
     counter: CallRunner,
-    *,
     required: bool,
+    naming: set[str],
 ) -> list[dict[str, SeriesInfo]]:
     results = []
     for selector in selectors:
-        found = _resolve_one(spec, selector, archive, counter, strict=required)
+        found = _resolve_one(spec, selector, archive, counter, required, naming)
         kept = {uid: info for uid, info in found.items() if _passes_filters(selector, info)}
         if required and not kept:
             raise SpecError(
@@ -219,8 +227,8 @@ def _resolve_one(
     selector: Selector,
     archive: Archive,
     counter: CallRunner,
-    *,
     strict: bool,
+    naming: set[str],
 ) -> dict[str, SeriesInfo]:
     if selector.kind == "collection":
         assert selector.collection is not None
@@ -243,10 +251,24 @@ def _resolve_one(
         return found
     uids = _source_uids(selector, archive, counter)
     found = _metadata(uids, archive, counter)
-    if selector.kind == "series" and strict:
-        missing = [u for u in uids if u not in found]
-        _require_known(spec, selector, "series", missing)
+    if selector.kind in naming and strict:
+        # A UID the spec's source names (directly, in a manifest, a cart or a DOI) that the
+        # archive does not serve is never dropped silently: the lock would pin less than
+        # the source says. One the spec itself excludes by UID is not needed.
+        excluded = _explicitly_excluded(spec)
+        missing = [u for u in sorted(set(uids)) if u not in found and u not in excluded]
+        _require_known(spec, selector, _NAMING_KINDS[selector.kind], missing)
     return found
+
+
+# Selectors whose source is a list of UIDs, and the spec key that holds the source.
+_NAMING_KINDS = {"series": "series", "manifest": "manifest", "doi": "doi", "cart": "cart"}
+
+
+def _explicitly_excluded(spec: DatasetSpec) -> frozenset[str]:
+    return frozenset(
+        uid for s in spec.exclude if s.kind in ("series", "manifest") for uid in s.series
+    )
 
 
 def _source_uids(selector: Selector, archive: Archive, counter: CallRunner) -> list[str]:
@@ -289,15 +311,44 @@ def _metadata(uids: Sequence[str], archive: Archive, counter: CallRunner) -> dic
 
 
 def _require_known(spec: DatasetSpec, selector: Selector, key: str, missing: list[str]) -> None:
-    if missing:
-        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise SpecError(
-            f"the archive does not serve {missing[0]}{more}",
-            path=spec.path,
-            line=selector.line,
-            key=f"{selector.where}.{key}",
-            hint="check the UID, the server, or whether the series was withdrawn",
-        )
+    if not missing:
+        return
+    more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+    names = {
+        "manifest": f"the manifest {_manifest_place(spec, selector, missing[0])} names ",
+        "doi": f"DOI {selector.doi} lists ",
+        "cart": f"cart {selector.cart} lists ",
+    }.get(key, "")
+    hint = "check the UID, the server, or whether the series was withdrawn"
+    if key in ("manifest", "doi", "cart"):
+        hint += "; to lock without it, add it to `exclude: - series: [...]`"
+    message = f"the archive does not serve {missing[0]}{more}"
+    if names:
+        message = f"{names}{missing[0]}{more}, which the archive does not serve"
+    raise SpecError(
+        message,
+        path=spec.path,
+        line=selector.line,
+        key=f"{selector.where}.{key}",
+        hint=hint,
+    )
+
+
+def _manifest_place(spec: DatasetSpec, selector: Selector, uid: str) -> str:
+    """``file:line`` of the manifest line that names ``uid`` (the file name alone when the
+    manifest can no longer be read: a spec embedded in a lock keeps only the UIDs)."""
+    from pathlib import Path
+
+    from .manifest import read_manifest
+
+    name = selector.manifest or "?"
+    if selector.manifest is None:
+        return name
+    try:
+        line = read_manifest(Path(spec.path).parent / selector.manifest).line_of(uid)
+    except SpecError:
+        return name
+    return f"{name}:{line}" if line is not None else name
 
 
 def _flatten(groups: Iterable[list[SeriesInfo]]) -> list[SeriesInfo]:

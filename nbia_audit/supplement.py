@@ -51,6 +51,9 @@ class Verification:
     counts: dict[str, int]
     series_ok: int
     series_total: int
+    proof: str = ""  # what "clean" rests on (proofwords.PROOFS)
+    proven_on: str = ""  # stat, quick: the day(s) the content was last hashed with MD5
+    verified: bool = False  # clean, and every file's content hashed in that run
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,4 +154,7 @@ def _verification(report: AuditReport) -> Verification:
         counts=report.counts(),
         series_ok=sum(1 for s in report.series if s.status == "ok"),
         series_total=len(report.series),
+        proof=report.proof,
+        proven_on=report.proven_on,
+        verified=report.verified,
     )

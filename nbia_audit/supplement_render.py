@@ -8,9 +8,11 @@ documented in docs/supplement.md.
 from __future__ import annotations
 
 import dataclasses
-import html
 import json
+import re
 
+from .escaping import for_html, for_markdown, for_terminal, json_safe
+from .proofwords import STAT, claim
 from .supplement import SUPPLEMENT_SCHEMA_VERSION, Supplement
 from .units import human_bytes
 
@@ -54,13 +56,35 @@ def _provenance(s: Supplement) -> list[tuple[str, str]]:
     ]
 
 
+def _md_code(text: str) -> str:
+    """A code span for values of a known plain shape (digests, hashes); anything else is
+    escaped text (a backtick in it would end the span, and escapes do not work inside)."""
+    return f"`{text}`" if _PLAIN.fullmatch(text) else for_markdown(text)
+
+
+_PLAIN = re.compile(r"[0-9A-Za-z:._/-]*")
+
+
+def _md_row(*cells: object) -> str:
+    return "| " + " | ".join(for_markdown(str(c)) for c in cells) + " |"
+
+
+def _md_fence(lines: list[str]) -> list[str]:
+    # A fence longer than any run of backticks inside, so nothing can close it early.
+    longest = max((len(run) for line in lines for run in re.findall("`+", line)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence + "sh", *(for_terminal(line) for line in lines), fence]
+
+
 def _markdown(s: Supplement) -> str:
     h = s.header
-    out = [f"# Data supplement: {h.name}", ""]
+    # Every archive or user string goes through for_markdown (or _md_code): a description
+    # holding "<script>" or "|" stays text, in the table it is in.
+    out = [f"# Data supplement: {for_markdown(h.name)}", ""]
     if s.description:
-        out += [s.description, ""]
+        out += [for_markdown(s.description), ""]
     out += [
-        f"**Root digest:** `{h.root_digest}`",
+        f"**Root digest:** {_md_code(h.root_digest)}",
         "",
         "The root digest commits to every image of the dataset through NBIA's own hierarchy "
         "hashes; any copy that verifies against the lock below is byte-identical to it.",
@@ -70,9 +94,9 @@ def _markdown(s: Supplement) -> str:
         "| | |",
         "|---|---|",
     ]
-    out += [f"| {k} | {v} |" for k, v in _glance(s)]
+    out += [_md_row(k, v) for k, v in _glance(s)]
     out += ["", "## Provenance", "", "| | |", "|---|---|"]
-    out += [f"| {k} | {v} |" for k, v in _provenance(s)]
+    out += [_md_row(k, v) for k, v in _provenance(s)]
     out += [
         "",
         "## Collections",
@@ -82,21 +106,27 @@ def _markdown(s: Supplement) -> str:
     ]
     for c in s.collections:
         out.append(
-            f"| {c.name} | {', '.join(c.dois)} | {', '.join(c.licenses)} | {c.subjects} | "
-            f"{c.studies} | {c.series} | {c.images} | {human_bytes(c.bytes)} | "
-            f"{', '.join(c.modalities)} |"
+            _md_row(
+                c.name,
+                ", ".join(c.dois),
+                ", ".join(c.licenses),
+                c.subjects,
+                c.studies,
+                c.series,
+                c.images,
+                human_bytes(c.bytes),
+                ", ".join(c.modalities),
+            )  # fmt: skip
         )
     out += ["", "## Licenses", "", "| License | Short name | URL | Commercial use |"]
     out += ["|---|---|---|---|"]
-    out += [
-        f"| {x.name} | {x.short_name} | {x.url} | {x.commercial_use or 'unknown'} |"
-        for x in s.licenses
-    ]
+    out += [_md_row(x.name, x.short_name, x.url, x.commercial_use or "unknown") for x in s.licenses]
     out += ["", "## Verification of a local copy", ""]
-    out += [_verification_sentence(s)]
-    out += ["", "## Check your own copy", "", "```sh", *s.reader_commands(), "```", ""]
+    out += [_verification_sentence(s)]  # our words only (the level is one of three)
+    out += ["", "## Check your own copy", "", *_md_fence(s.reader_commands()), ""]
+    lock = _md_code(s.lock_name)
     out += [
-        "`verify` needs only the lock (`" + s.lock_name + "` and `" + s.lock_name + ".db`); "
+        f"`verify` needs only the lock ({lock} and {_md_code(s.lock_name + '.db')}); "
         "it works on copies made by any tool, in any folder layout.",
         "",
         "## Series",
@@ -105,8 +135,8 @@ def _markdown(s: Supplement) -> str:
         "|---|---|---|---|---:|---|",
     ]
     out += [
-        f"| {x.series_uid} | {x.collection} | {x.patient_id} | {x.modality} | "
-        f"{x.image_count} | `{x.series_hash}` |"
+        _md_row(x.series_uid, x.collection, x.patient_id, x.modality, x.image_count)
+        + f" {_md_code(x.series_hash)} |"
         for x in s.series
     ]
     return "\n".join(out) + "\n"
@@ -116,14 +146,17 @@ def _verification_sentence(s: Supplement) -> str:
     v = s.verification
     if v is None:
         return "No local copy was verified for this supplement."
-    if v.clean:
-        result = f"clean: all {v.series_total} series verified"
+    if v.clean and v.proof == STAT:
+        result = f"no change seen: all {v.series_total} series {claim(v.proof, v.proven_on)}"
+    elif v.clean:
+        result = f"clean: all {v.series_total} series {claim(v.proof, v.proven_on)}"
     elif not v.complete:
         result = "INCOMPLETE: part of the copy could not be checked"
     else:
         found = ", ".join(f"{n} {kind}" for kind, n in v.counts.items())
         result = f"FINDINGS: {found}; {v.series_ok} of {v.series_total} series ok"
-    return f"Verified at level `{v.level}` on {v.finished_at}: {result}."
+    # "Verified" is a claim only a full pass makes (the result says it when it holds).
+    return f"Checked at level `{v.level}` on {v.finished_at}: {result}."
 
 
 _CSS = """
@@ -145,7 +178,7 @@ details>summary{display:none}h2{break-after:avoid}tr{break-inside:avoid}a{color:
 
 
 def _e(text: object) -> str:
-    return html.escape(str(text), quote=True)
+    return for_html(str(text))
 
 
 def _kv_table(rows: list[tuple[str, str]]) -> str:
@@ -204,7 +237,7 @@ def _html(s: Supplement) -> str:
     css = "ok" if v and v.clean else "bad" if v else ""
     parts.append(f"<p id='verification' class='{css}'>{_e(_verification_sentence(s))}</p>")
     parts.append("<h2>Check your own copy</h2><pre id='commands'>")
-    parts.append(_e("\n".join(s.reader_commands())))
+    parts.append("\n".join(_e(command) for command in s.reader_commands()))
     parts.append(
         f"</pre><p><code>verify</code> needs only the lock ({_e(s.lock_name)} and "
         f"{_e(s.lock_name)}.db); it works on copies made by any tool, in any folder layout.</p>"
@@ -260,4 +293,4 @@ def _json(s: Supplement) -> str:
             for x in s.series
         ],
     }
-    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+    return json.dumps(json_safe(document), indent=2, sort_keys=True) + "\n"

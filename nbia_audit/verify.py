@@ -32,6 +32,7 @@ from . import verify_memo
 from .errors import StoreError
 from .findings import AuditReport, Finding
 from .localstate import LocalState
+from .proofwords import STAT, weakest
 from .sampling import choose_sample, new_seed
 from .verify_judge import judge
 from .verify_lock import Expectation, load_expectation
@@ -113,6 +114,8 @@ def verify_copy(
         # An image that nothing can prove (no usable archive MD5) leaves the check incomplete.
         complete=run.tally.complete and not verdict.unprovable,
         facts=run.facts(verdict, str(root), workers or os.cpu_count() or 1),
+        proof=weakest(s.proof for s in verdict.series),
+        proven_on=_day_range(run.stat_days | run.xxh3_days),
     )
     if level == "stat" and sample is None and not exp.database_rejected:
         if verify_memo.settled(items, started):
@@ -142,7 +145,22 @@ def _from_memo(remembered: AuditReport, started: str, finished: str) -> AuditRep
         f"every file's stat key is as at the clean stat pass of {remembered.finished_at}; "
         "that pass's verdict stands and nothing else was read"
     )
-    return dataclasses.replace(remembered, started_at=started, finished_at=finished, facts=facts)
+    # Nothing was read now: whatever that pass proved, this one knows only the stat data.
+    proven_on = remembered.proven_on or remembered.started_at[:10]
+    series = tuple(
+        dataclasses.replace(s, proof=weakest((s.proof, STAT))) for s in remembered.series
+    )
+    return dataclasses.replace(
+        remembered, started_at=started, finished_at=finished, facts=facts, series=series,
+        proof=weakest((remembered.proof, STAT)), proven_on=proven_on,
+    )  # fmt: skip
+
+
+def _day_range(days: set[str]) -> str:
+    known = sorted(d for d in days if d)
+    if not known:
+        return ""
+    return known[0] if known[0] == known[-1] else f"{known[0]} .. {known[-1]}"
 
 
 def _plan(

@@ -8,6 +8,7 @@ not pin is judged by NBIA's series hash recomputed from its files (protocol §1.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import Counter
 from collections.abc import Iterable
@@ -17,6 +18,7 @@ from typing import NamedTuple
 from .dicomscan import truncation
 from .findings import Finding, SeriesStatus
 from .hashing import MATCHES, ArchiveMd5Check, check_archive_md5, series_hash
+from .proofwords import CONTENT, FINGERPRINT, NONE, SAMPLE, STAT
 from .verify_lock import Expectation, ExpectedSeries
 
 __all__ = ["HOW_MD5", "HOW_PRESENT", "HOW_STAT", "HOW_XXH3", "Seen", "Tally", "Verdict", "judge"]
@@ -93,10 +95,20 @@ def _how_summary(hows: Counter[str], since: tuple[str, str]) -> str:
         )
     if hows[HOW_STAT]:
         when = since[0] if since[0] == since[1] else f"{since[0]} .. {since[1]}"
-        parts.append(f"{hows[HOW_STAT]} unchanged since verified on {when} (stat; not re-read)")
+        parts.append(
+            f"{hows[HOW_STAT]} unchanged since verified by content on {when} (stat; not re-read)"
+        )
     if hows[HOW_PRESENT]:
         parts.append(f"{hows[HOW_PRESENT]} present, not hashed (outside the sample)")
     return "; ".join(parts)
+
+
+def proof_of(hows: Counter[str]) -> str:
+    """The weakest way any image of a series is known (proofwords.PROOFS)."""
+    for how, proof in ((HOW_PRESENT, SAMPLE), (HOW_STAT, STAT), (HOW_XXH3, FINGERPRINT)):
+        if hows[how]:
+            return proof
+    return CONTENT if hows[HOW_MD5] else NONE
 
 
 def _since_range(days: set[str]) -> tuple[str, str]:
@@ -235,8 +247,9 @@ def _image_status(
         # Present, but the archive stores no usable MD5 (NULL or malformed): nothing can say
         # these bytes are the locked ones, so the series is not "ok" (fetch refuses it too).
         detail += f"; {unprovable} image(s) cannot be proven: the archive stores no usable MD5"
-        return SeriesStatus(s.series_uid, "not-checked", detail, s.collection)
-    return SeriesStatus(s.series_uid, "problem" if problem else "ok", detail, s.collection)
+        return SeriesStatus(s.series_uid, "not-checked", detail, s.collection, proof_of(hows))
+    status = "problem" if problem else "ok"
+    return SeriesStatus(s.series_uid, status, detail, s.collection, proof_of(hows))
 
 
 def _series_copies(
@@ -286,13 +299,13 @@ def _series_hash_status(
         detail = f"{len(sops)} of {s.image_count} images present (count only: not in the sample)"
         if not ok and not attributed:
             acc.findings.append(_count_finding(s, len(sops)))
-        return _status(s, acc, before, detail)
+        return _status(s, acc, before, detail, SAMPLE if sops else NONE)
     if matches:
         form = "32-character MD5s" if s.series_hash == padded else "CTP-style unpadded MD5s"
         detail = f"{len(sops)} images: {summary}; series hash from their {form} matches the lock"
         if sample is not None and in_sample:
             acc.sample_checked += 1
-        return _status(s, acc, before, detail)
+        return _status(s, acc, before, detail, proof_of(hows))
     if sample is not None and in_sample:
         acc.sample_checked += 1
         acc.sample_failures += 1
@@ -301,7 +314,7 @@ def _series_hash_status(
         f"{len(sops)} of {s.image_count} images: {summary}; series hash recomputed from the "
         f"copy: {padded} (lock: {s.series_hash})"
     )
-    return _status(s, acc, before, detail)
+    return _status(s, acc, before, detail, proof_of(hows))
 
 
 def _explain_series_mismatch(
@@ -334,10 +347,20 @@ def _count_finding(s: ExpectedSeries, found: int) -> Finding:
     return Finding("modified", s.series_uid, detail=text)
 
 
-def _status(s: ExpectedSeries, acc: _Acc, before: int, detail: str) -> SeriesStatus:
-    return SeriesStatus(
-        s.series_uid, "problem" if len(acc.findings) > before else "ok", detail, s.collection
-    )
+def _status(s: ExpectedSeries, acc: _Acc, before: int, detail: str, proof: str) -> SeriesStatus:
+    status = "problem" if len(acc.findings) > before else "ok"
+    return SeriesStatus(s.series_uid, status, detail, s.collection, proof)
+
+
+def _unjudged(st: SeriesStatus, stray_series: set[str], blocked: set[str]) -> SeriesStatus:
+    """A series with a finding of its own is a problem; one with files that could not be read
+    (a folder that cannot be listed holds some of its images) is never ``ok``."""
+    if st.series_uid in stray_series:
+        return dataclasses.replace(st, status="problem")
+    if st.status == "ok" and st.series_uid in blocked:
+        detail = st.detail + "; some of its files could not be read (see `unreadable`)"
+        return dataclasses.replace(st, status="not-checked", detail=detail)
+    return st
 
 
 def _work(exp: Expectation, uid: str) -> list[tuple[str, str | None]]:
@@ -361,12 +384,7 @@ def judge(exp: Expectation, tally: Tally, root: str, sample: frozenset[str] | No
         else:
             statuses.append(_image_status(s, _work(exp, uid), tally, root, sample, acc))
     stray_series = {f.series_uid for f in tally.strays if f.series_uid}
-    statuses = [
-        SeriesStatus(st.series_uid, "problem", st.detail, st.collection)
-        if st.series_uid in stray_series
-        else st
-        for st in statuses
-    ]
+    statuses = [_unjudged(st, stray_series, tally.blocked_units) for st in statuses]
     findings = tuple(sorted(acc.findings + tally.strays))
     return Verdict(
         findings,

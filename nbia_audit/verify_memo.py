@@ -53,9 +53,10 @@ def fingerprint(entries: Iterable[FileEntry | Blocked]) -> str:
     digest = xxhash.xxh3_128()
     for entry in entries:
         if isinstance(entry, Blocked):
-            digest.update(f"B\0{entry.rel}\0{entry.detail}\n".encode())
+            digest.update(f"B\0{entry.rel}\0{entry.detail}\n".encode(errors="surrogateescape"))
         else:
-            digest.update(f"F\0{entry.rel}\0{tuple(entry.key)}\n".encode())
+            text = f"F\0{entry.rel}\0{tuple(entry.key)}\n"
+            digest.update(text.encode(errors="surrogateescape"))  # names that are not UTF-8
     return digest.hexdigest()
 
 
@@ -68,10 +69,7 @@ def settled(entries: Iterable[FileEntry | Blocked], started: datetime) -> bool:
     """True when no file's content changed within a timestamp tick of this pass's start
     (a second write in the same tick would leave its mtime, so its stat key, unchanged)."""
     limit = int(started.timestamp() * 1_000_000_000) - _RACY_NS
-    return all(
-        isinstance(e, Blocked) or e.key.mtime_ns < limit
-        for e in entries
-    )
+    return all(isinstance(e, Blocked) or e.key.mtime_ns < limit for e in entries)
 
 
 def recall(root: Path, key: str, tree: str) -> AuditReport | None:
@@ -91,6 +89,8 @@ def recall(root: Path, key: str, tree: str) -> AuditReport | None:
             series=tuple(SeriesStatus(**s) for s in report["series"]),
             complete=True,
             facts=dict(report["facts"]),
+            proof=str(report.get("proof", "")),
+            proven_on=str(report.get("proven_on", "")),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -111,6 +111,8 @@ def remember(root: Path, key: str, tree: str, report: AuditReport) -> None:
             "finished_at": report.finished_at,
             "series": [dataclasses.asdict(s) for s in report.series],
             "facts": {k: v for k, v in report.facts.items() if _plain(v)},
+            "proof": report.proof,
+            "proven_on": report.proven_on,
         },
     }
     target = _path(root)

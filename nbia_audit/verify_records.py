@@ -68,7 +68,7 @@ class Racy:
                 moment = datetime.fromisoformat(rec.checked_at.replace("Z", "+00:00"))
                 epoch = round(moment.timestamp() * 1_000_000) * 1000
             except ValueError:
-                epoch = 1 << 62  # unreadable: never trust the stat key
+                epoch = -(1 << 62)  # unreadable: every mtime is racy, never trust the key
             self._epochs[rec.checked_at] = epoch
         mtime = rec.mtime_ns
         window = COARSE_RACY_NS if mtime % 1_000_000_000 == 0 else FINE_RACY_NS

@@ -79,6 +79,16 @@ class Plan:
         return Want.FULL
 
 
+def _storable(rel: str) -> bool:
+    """Whether SQLite can store ``rel``: a name that is not UTF-8 (read with
+    surrogateescape) is never recorded, so that file is simply hashed at every pass."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Run:
     """The state of one run between the walk, the workers and the judge."""
 
@@ -91,6 +101,7 @@ class Run:
         self.tally = Tally()
         self.counts: Counter[str] = Counter()
         self.stat_days: set[str] = set()  # days the stat-trusted files were verified
+        self.xxh3_days: set[str] = set()  # days the fingerprint-proven files were verified
         self.files = 0
         self.unchanged_stat = 0
         self.pending: list[Row] = []
@@ -157,6 +168,7 @@ class Run:
             self.blocked(entry.rel, "changed while it was being read; verify again later", True)
         elif found.fingerprint_matched and rec is not None:
             self.counts["proven_xxh3"] += 1
+            self.xxh3_days.add(rec.verified_at[:10])
             self._place(entry.rel, rec.sop, rec.series, rec.md5, HOW_XXH3, rec.verified_at)
             if found.key != rec.key:  # same bytes, new stat key (touched, copied back)
                 self._remember(entry.rel, rec.sop, rec.series, found, rec.md5, rec.verified_at)
@@ -261,8 +273,10 @@ class Run:
         # may well be there. Say how many, and keep them out of the missing list.
         prefix = rel + "/"
         held = [r for p, r in self.records().items() if p.startswith(prefix) and r.sop]
+        images = self.plan.exp.images
         for rec in held:
-            self.tally.blocked_units.update((rec.sop, rec.series))
+            image = images.get(rec.sop)
+            self.tally.blocked_units.update((rec.sop, image.series_uid if image else rec.series))
         if not held:
             self.tally.unattributed_blocked += 1
             return ""
@@ -273,7 +287,7 @@ class Run:
     def _remember(
         self, rel: str, sop: str, series: str, found: Examined, md5: str, verified_at: str
     ) -> None:
-        if self.state is None or found.key is None:
+        if self.state is None or found.key is None or not (rel.isascii() or _storable(rel)):
             return
         k = found.key
         lock_root = self.plan.exp.header.root_digest

@@ -19,8 +19,6 @@ a link) cannot write anywhere. Such names fail the check outright.
 
 from __future__ import annotations
 
-import csv
-import io
 import lzma
 import re
 import stat
@@ -32,8 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, cast
 
+from .client.shapes import md5_csv
 from .dicomheader import NotDicomError, read_identity
 from .digests import digest_stream
+from .errors import ApiProtocolError
 from .hashing import MATCHES, ArchiveMd5Check, check_archive_md5, series_hash
 
 __all__ = [
@@ -212,20 +212,10 @@ def _read_csv(archive: zipfile.ZipFile) -> dict[str, str | None] | str:
     except (*_ZIP_READ_ERRORS, UnicodeDecodeError, OSError) as exc:
         # OSError here is the ZIP's own offsets pointing outside it (nothing is written)
         return f"{CSV_NAME} is unreadable ({exc})"
-    try:
-        rows = list(csv.reader(io.StringIO(text)))
-    except csv.Error as exc:  # e.g. a field over csv's 128 KiB limit: no MD5 is that long
-        return f"{CSV_NAME} is malformed ({exc})"
-    if not rows or rows[0] != ["Filename", "MD5Hash"]:
-        return f"{CSV_NAME} does not start with the header 'Filename,MD5Hash' (protocol §2.3)"
-    listed: dict[str, str | None] = {}
-    for number, row in enumerate(rows[1:], start=2):
-        if not row:
-            continue
-        if len(row) != 2 or row[0] in listed:
-            return f"{CSV_NAME} line {number} is malformed or repeats a name: {row!r}"
-        listed[row[0]] = row[1] or None  # an empty field is a NULL md5_digest (§2.3)
-    return listed
+    try:  # bounded fields, documented header and MD5 shapes (client.shapes)
+        return md5_csv(text, CSV_NAME)
+    except ApiProtocolError as exc:
+        return str(exc)
 
 
 def _listing_problems(

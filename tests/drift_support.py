@@ -16,6 +16,7 @@ import pytest
 from nbia_audit.archive import ArchiveView
 from nbia_audit.client import NbiaClient
 from nbia_audit.client.auth import Credentials
+from nbia_audit.client.servers import ApiFamily
 from nbia_audit.client.transport import RetryPolicy, Timeouts
 from nbia_audit.emulator import CorpusSpec, Emulator
 from nbia_audit.emulator.model import Series
@@ -45,8 +46,11 @@ def client_for(
     credentials: Credentials | None = None,
     retry: RetryPolicy = FAST_RETRY,
     timeouts: Timeouts | None = None,
+    api: ApiFamily = "v4",
 ) -> NbiaClient:
-    return NbiaClient(emu.base_url, retry=retry, credentials=credentials, timeouts=timeouts)
+    return NbiaClient(
+        emu.base_url, api=api, retry=retry, credentials=credentials, timeouts=timeouts
+    )
 
 
 def make_lock(

@@ -19,7 +19,7 @@ from test_client_support import (
 )
 
 from nbia_audit.client import Credentials
-from nbia_audit.emulator import CorpusSpec, Emulator
+from nbia_audit.emulator import CorpusSpec, Emulator, Fault
 from nbia_audit.errors import ApiUnauthorized, AuthError
 
 
@@ -100,6 +100,28 @@ def test_dead_refresh_token_leads_to_a_fresh_login(clocked_emu: tuple[Emulator, 
     client = make_client(emulator, api="v2", credentials=ALICE, clock=client_clock)
     client.collections()
     server_clock.advance(601)  # the server's refresh token died; the client's clock disagrees
+    assert client.collections()
+    assert grant_types(emulator) == ["password", "refresh_token", "password"]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault("status", status=503, endpoint="token", times=1),  # the server may have acted
+        Fault("reset", endpoint="token", times=1),  # sent, then the connection dropped
+    ],
+    ids=["503", "reset"],
+)
+def test_a_failed_refresh_is_never_retried_but_replaced_by_a_login(
+    clocked_emu: tuple[Emulator, FakeClock], fault: Fault
+) -> None:
+    # With refresh-token rotation, a refresh the server may have acted on spent its token:
+    # sending it again would fail or, worse, race the rotation. A fresh login is safe.
+    emulator, clock = clocked_emu
+    client = make_client(emulator, credentials=ALICE, clock=clock)
+    client.collections()
+    emulator.add_fault(fault)
+    clock.advance(45)  # into the renewal half of the token's life
     assert client.collections()
     assert grant_types(emulator) == ["password", "refresh_token", "password"]
 

@@ -107,8 +107,11 @@ def test_endless_resets_are_unavailable(emu: Emulator) -> None:
 
 def test_a_slow_answer_times_out_and_is_retried(emu: Emulator) -> None:
     sleeps = Sleeps()
-    client = make_client(emu, sleeps=sleeps, timeouts=Timeouts(connect=1.0, read=0.1))
-    emu.add_fault(Fault("latency", delay=0.4, endpoint="getSeries", times=1))
+    # The read timeout is long enough that only the delayed answer exceeds it, even on a
+    # loaded machine (0.1 s was not: any slow answer was a second timeout); the delay is
+    # longer still, so the delayed one always does.
+    client = make_client(emu, sleeps=sleeps, timeouts=Timeouts(connect=5.0, read=1.0))
+    emu.add_fault(Fault("latency", delay=1.5, endpoint="getSeries", times=1))
     assert client.series()
     assert len(sleeps.delays) == 1  # one read timeout, one retry
 

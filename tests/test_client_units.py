@@ -183,5 +183,5 @@ def test_incomplete_searches_are_refused(criteria: list[SearchCriterion]) -> Non
 def test_public_names_are_exported() -> None:
     public = {name for name in dir(client_package) if not name.startswith("_")}
     modules = {"api", "auth", "core", "download", "hashes", "manifests", "parse", "queries",
-               "records", "search", "servers", "transport"}  # fmt: skip
+               "records", "redact", "search", "servers", "shapes", "transport"}  # fmt: skip
     assert sorted(client_package.__all__) == sorted(public - modules - {"annotations"})

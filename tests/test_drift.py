@@ -3,6 +3,7 @@ and fast mode; an unchanged upstream (after the nightly job, with token refreshe
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from nbia_audit.client.auth import Credentials
 from nbia_audit.drift import check_drift
 from nbia_audit.emulator import Emulator
 from nbia_audit.findings import AuditReport
+from nbia_audit.lockfile import read_text_lock
 
 
 @pytest.fixture
@@ -356,8 +358,16 @@ def test_token_refreshed_mid_run_reports_nothing_or_exactly_the_change(tmp_path:
                 expire = ExpireOnce(emu, stage)
                 assert_exactly(check_drift(lock, view, on_progress=expire), expected)
                 assert expire.fired
-            # The image list is asked with a token the archive rejects: it answers an empty
-            # 200, which must not read as "every image removed".
+            # v4 getSOPInstanceUIDs ignores the token (InstanceDAOImpl.java:93-119): one ask.
+            emu.reset_request_log()
+            expire = ExpireOnce(emu, "metadata of series no longer selected", at_end=True)
+            assert_exactly(check_drift(lock, view, on_progress=expire), expected)
+            lists = [r for r in emu.requests if r.endpoint == "getSOPInstanceUIDs"]
+            assert expire.fired and len(lists) == 1
+        # v2 filters the image list by authorization: asked with a token the archive rejects,
+        # it answers an empty 200, which must not read as "every image removed".
+        with client_for(emu, credentials=alice, api="v2") as client:
+            view = ArchiveView(client)
             emu.reset_request_log()
             expire = ExpireOnce(emu, "metadata of series no longer selected", at_end=True)
             assert_exactly(check_drift(lock, view, on_progress=expire), expected)
@@ -452,4 +462,22 @@ def test_an_image_swapped_for_one_with_the_same_stored_md5_is_seen(tmp_path: Pat
             ("image-removed", series, old_sop, "NULL", "", ""),
             ("image-added", series, new_sop, "", "NULL", ""),
         },
+    )
+
+
+def test_the_change_feed_starts_the_day_before_the_lock(
+    lock: Path, emu: Emulator, archive: ArchiveView
+) -> None:
+    # getUpdatedSeries lists releases strictly after a date: asked from the lock's own day, a
+    # release later that same day (after the lock was made) would never be listed.
+    day = dt.date.fromisoformat(read_text_lock(lock).header.resolved_at[:10])
+    released = emu.corpus.series[0].series_uid
+    emu.set_release_date(released, dt.datetime.combine(day, dt.time(23, 59)))
+    emu.reset_request_log()
+    report = check_drift(lock, archive)
+    (asked,) = [r for r in emu.requests if r.endpoint == "getUpdatedSeries"]
+    before = day - dt.timedelta(days=1)
+    assert dict(asked.params)["fromDate"] == before.strftime("%m-%d-%Y")
+    assert str(report.facts["change_feed"]).startswith(
+        f"getUpdatedSeries since {before.isoformat()}: 1 series released, 1 of them locked"
     )

@@ -26,9 +26,9 @@ def test_serve_prints_the_base_url_first_and_stops_on_sigterm(tmp_path: Path) ->
         assert process.stdout is not None
         url = process.stdout.readline().strip()
         assert url.startswith("http://127.0.0.1:") and url.endswith("/nbia-api/services")
-        assert requests.get(f"{url}/v4/getCollectionValues", timeout=5).json()
+        assert requests.get(f"{url}/v4/getCollectionValues", timeout=60).json()
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
+        assert process.wait(timeout=60) == 0
     finally:
         if process.poll() is None:
             process.kill()
@@ -53,10 +53,10 @@ def test_serve_a_folder_corpus(tmp_path: Path) -> None:
     try:
         assert process.stdout is not None
         url = process.stdout.readline().strip()
-        series = requests.get(f"{url}/v4/getSeries", timeout=5).json()
+        series = requests.get(f"{url}/v4/getSeries", timeout=60).json()
         assert len(series) == 4 and {s["Collection"] for s in series} == {"EMU-LUNG"}
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=10) == 0
+        assert process.wait(timeout=60) == 0
     finally:
         if process.poll() is None:
             process.kill()

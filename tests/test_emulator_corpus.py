@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import time
 from pathlib import Path
 
 import pydicom
@@ -96,13 +95,15 @@ def test_third_party_series_and_licenses() -> None:
         assert corpus.license(collection.license) is not None
 
 
-def test_building_a_thousand_series_is_fast() -> None:
-    start = time.perf_counter()
+def test_building_a_thousand_series() -> None:
+    # How long this takes is measured by bench/, not asserted here: a loaded machine would fail a
+    # wall-clock bound for no reason. What must hold at this size is that every UID stays unique.
     corpus = build_corpus(
         CorpusSpec(seed=1, collections=10, patients=10, studies=1, series=10, images=20)
     )
     assert len(corpus.images) == 20_000
-    assert time.perf_counter() - start < 10  # about 1.5 s on one core
+    assert len({image.sop_uid for image in corpus.images}) == 20_000
+    assert len({series.series_uid for series in corpus.series}) == 1_000
 
 
 def test_write_and_read_a_folder(tmp_path: Path) -> None:

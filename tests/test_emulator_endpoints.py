@@ -81,7 +81,8 @@ def test_required_parameter_messages(emulator: Emulator, http: requests.Session)
         response = http.get(f"{base}/{path}")
         assert (response.status_code, response.text) == (400, message), path
         assert response.headers["Content-Type"] == "application/json"  # a lie, as NBIA's
-    metadata = http.post(f"{base}/v4/getSeriesMetadata", data={})
+    form = {"Content-Type": "application/x-www-form-urlencoded"}  # an empty form, still a form
+    metadata = http.post(f"{base}/v4/getSeriesMetadata", data={}, headers=form)
     assert metadata.status_code == 400 and "form parameter, list" in metadata.text
 
 
@@ -149,8 +150,10 @@ def test_updated_series_and_new_patients(emulator: Emulator, http: requests.Sess
     emulator.set_release_date(uid, "2030-06-15T08:00:00")
     v4 = http.get(f"{base}/v4/getUpdatedSeries", params={"fromDate": "06-14-2030"}).json()
     assert [r["SeriesInstanceUID"] for r in v4] == [uid]
-    # Strictly after: the release day itself does not count.
-    assert http.get(f"{base}/v4/getUpdatedSeries", params={"fromDate": "06-15-2030"}).content == b""
+    # After midnight of fromDate: a release later that same day counts, the next day does not.
+    same_day = http.get(f"{base}/v4/getUpdatedSeries", params={"fromDate": "06-15-2030"}).json()
+    assert [r["SeriesInstanceUID"] for r in same_day] == [uid]
+    assert http.get(f"{base}/v4/getUpdatedSeries", params={"fromDate": "06-16-2030"}).content == b""
     v1 = http.get(f"{base}/v1/getUpdatedSeries", params={"fromDate": "14/06/2030"}).json()
     assert [r["SeriesInstanceUID"] for r in v1] == [uid]
     patients = http.get(
@@ -439,8 +442,13 @@ def test_doi_licenses_and_descriptions(emulator: Emulator, http: requests.Sessio
 
 def test_paths_and_methods(emulator: Emulator, http: requests.Session) -> None:
     assert http.get(f"{emulator.root_url}/v4/getCollectionValues").status_code == 200
-    assert http.get(f"{emulator.base_url}/v4/getContentsByName").status_code == 404
-    assert http.get(f"{emulator.base_url}/v4/getMD5Hierarchy").status_code == 405
+    # Jersey's 404 and 405 go through the catch-all mapper: 500s (supplement §7.5).
+    unknown = http.get(f"{emulator.base_url}/v4/getContentsByName")
+    assert (unknown.status_code, unknown.text) == (
+        500,
+        "Server was not able to process your request\nHTTP 404 Not Found",
+    )
+    assert http.get(f"{emulator.base_url}/v4/getMD5Hierarchy").status_code == 500
     assert http.head(f"{emulator.base_url}/v4/getSeries").status_code == 200
 
 

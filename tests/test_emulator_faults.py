@@ -52,10 +52,11 @@ def test_latency(emulator: Emulator, http: requests.Session) -> None:
     start = time.perf_counter()
     http.get(f"{emulator.base_url}/v4/getSeries")
     assert time.perf_counter() - start >= 0.2
+    # That the delay is gone once cleared is asserted on the fault plan, not by timing a
+    # request: a loaded machine can make any request slower than 0.2 s.
     emulator.clear_faults()
-    start = time.perf_counter()
-    http.get(f"{emulator.base_url}/v4/getSeries")
-    assert time.perf_counter() - start < 0.2
+    assert emulator.faults == ()
+    assert http.get(f"{emulator.base_url}/v4/getSeries").status_code == 200
 
 
 def test_reset_closes_without_a_response(emulator: Emulator, http: requests.Session) -> None:

@@ -41,7 +41,11 @@ def http() -> Iterator[requests.Session]:
 
 
 def hierarchy(emu: Emulator, http: requests.Session, **form: str) -> str:
-    response = http.post(f"{emu.base_url}/v4/getMD5Hierarchy", data=form)
+    response = http.post(
+        f"{emu.base_url}/v4/getMD5Hierarchy",
+        data=form,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},  # even when form is {}
+    )
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/plain")
     return response.text

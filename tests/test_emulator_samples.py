@@ -281,7 +281,7 @@ def test_doi_lookup_keys(emu: Emulator) -> None:
 
 def test_collection_descriptions_keys(emu: Emulator, auth: dict[str, str]) -> None:
     sample = records("getCollectionDescriptions__1.client-transformed.pprint.txt")[0]
-    ours = get(emu, "getCollectionDescriptions", auth, collectionName="emu-lung")
+    ours = get(emu, "getCollectionDescriptions", auth, collectionName="EMU-LUNG")
     assert len(ours) == 1
     assert {"collectionName", "descriptionURI", "description"} <= set(sample) & set(ours[0])
     assert isinstance(ours[0]["collectionDescTimestamp"], int)

@@ -106,7 +106,17 @@ def test_changed_files_are_rehashed_and_bad_ones_fetched_again(
     lock = make_lock(tmp_path / "lock", emu)
     dest = tmp_path / "data"
     fetch(lock, dest, emu.base_url)
-    touched, modified, deleted = sorted(tree(dest))[:3]
+    # One change per series: a deletion re-fetches its whole series, which would hide what
+    # happens to a touched or modified file beside it.
+    by_series: dict[str, list[str]] = {}
+    for rel in sorted(tree(dest)):
+        by_series.setdefault(Path(rel).parent.name, []).append(rel)
+    (touched_series, touched), (modified_series, modified), (deleted_series, deleted) = [
+        (uid, rels[0]) for uid, rels in sorted(by_series.items())[:3]
+    ]
+    with LocalState(dest) as state:
+        before = state.get(touched)
+    assert before is not None
     os.utime(dest / touched, ns=(1, 1))  # same bytes, new stat key
     data = bytearray((dest / modified).read_bytes())
     data[-1] ^= 0xFF  # same size, other bytes
@@ -115,12 +125,15 @@ def test_changed_files_are_rehashed_and_bad_ones_fetched_again(
     emu.reset_request_log()
     report = fetch(lock, dest, emu.base_url)
     assert tree(dest) == classic_paths(emu)
-    refetched = {s.series_uid for s in report.fetched}
-    assert refetched == {Path(modified).parent.name, Path(deleted).parent.name}
-    assert downloads(emu) == len(refetched)
+    # The modified file is re-hashed, found wrong and its series fetched again; the touched
+    # one is re-hashed, found right, kept, and its record re-dated to its new stat key.
+    assert {s.series_uid for s in report.fetched} == {modified_series, deleted_series}
+    assert touched_series in {s.series_uid for s in report.skipped}
+    assert downloads(emu) == 2
     with LocalState(dest) as state:
         record = state.get(touched)
     assert record is not None and record.stat == stat_key(dest / touched)
+    assert record.stat != before.stat and record.md5 == before.md5
 
 
 @pytest.mark.parametrize(
@@ -361,8 +374,9 @@ def test_hostile_zip_from_the_archive_cannot_write_outside(tmp_path: Path, emu: 
 
 def test_read_timeouts_are_retried(tmp_path: Path, emu: Emulator) -> None:
     lock = make_lock(tmp_path / "lock", emu)
-    emu.add_fault(Fault("latency", delay=0.5, endpoint="getImageWithMD5Hash", times=2))
-    client = NbiaClient(emu.base_url, retry=FAST, timeouts=Timeouts(connect=1.0, read=0.1))
+    # Only the two delayed downloads exceed a 1 s read timeout, however loaded the machine.
+    emu.add_fault(Fault("latency", delay=1.5, endpoint="getImageWithMD5Hash", times=2))
+    client = NbiaClient(emu.base_url, retry=FAST, timeouts=Timeouts(connect=5.0, read=1.0))
     with client:
         report = fetch_dataset(lock, tmp_path / "data", client, retry=FAST_SERIES)
     assert report.ok and tree(tmp_path / "data") == classic_paths(emu)
@@ -405,3 +419,48 @@ def test_two_fetches_of_one_series_only_lock_agree_on_the_pins(
     filled = [s.series_uid for r in reports.values() for s in r.fetched if s.filled]
     assert sorted(filled) == sorted(s.series_uid for s in emu.corpus.series)  # each once
     assert all(s.images_pinned for s in read_lock(lock).series)
+
+
+def test_a_file_the_lock_no_longer_pins_is_fetched_again(tmp_path: Path, emu: Emulator) -> None:
+    # The archive replaced an image and the dataset was re-locked: the file in place is
+    # exactly what the last fetch verified, but no longer what the lock pins.
+    from fetch_support import client_for as make_client
+
+    from nbia_audit.archive import ArchiveView
+    from nbia_audit.locking import lock_dataset
+
+    lock = make_lock(tmp_path / "lock", emu)
+    dest = tmp_path / "data"
+    fetch(lock, dest, emu.base_url)
+    image = emu.corpus.images[0]
+    emu.replace_image(image.sop_uid)
+    with make_client(emu.base_url) as client:
+        lock_dataset(lock.with_name("dataset.yaml"), ArchiveView(client), upgrade=True)
+    report = fetch(lock, dest, emu.base_url)
+    assert {s.series_uid for s in report.fetched} == {image.series_uid}
+    assert tree(dest) == classic_paths(emu)
+
+
+def test_a_link_in_place_of_a_file_is_replaced_by_the_file(tmp_path: Path, emu: Emulator) -> None:
+    # A symbolic link to the right bytes is not the verified file fetch placed there.
+    lock = make_lock(tmp_path / "lock", emu)
+    dest = tmp_path / "data"
+    fetch(lock, dest, emu.base_url)
+    rel = sorted(tree(dest))[0]
+    elsewhere = tmp_path / "elsewhere.dcm"
+    os.replace(dest / rel, elsewhere)
+    (dest / rel).symlink_to(elsewhere)
+    report = fetch(lock, dest, emu.base_url)
+    assert {s.series_uid for s in report.fetched} == {Path(rel).parent.name}
+    assert not (dest / rel).is_symlink() and tree(dest) == classic_paths(emu)
+
+
+def test_another_layout_places_the_files_again(tmp_path: Path, emu: Emulator) -> None:
+    # Records of files at the classic layout's paths do not make a flat fetch done.
+    lock = make_lock(tmp_path / "lock", emu)
+    dest = tmp_path / "data"
+    fetch(lock, dest, emu.base_url)
+    report = fetch(lock, dest, emu.base_url, layout="flat")
+    assert len(report.fetched) == 8 and not report.skipped
+    flat = {f"{Path(rel).parent.name}/{Path(rel).name}" for rel in classic_paths(emu)}
+    assert flat <= set(tree(dest))  # flat: <series UID>/<SOP UID>.dcm

@@ -1,4 +1,4 @@
-"""SIGKILL the real `fetch` command at random moments, many times in a row.
+"""SIGKILL the real `fetch` command at each named crash point, and at random moments.
 
 After every kill, nothing unverified may be in place (each file present is complete, at its
 own path, with the locked bytes) and a series-only lock database must hold each series'
@@ -9,6 +9,7 @@ series-only lock that fetch fills in as it goes.
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import signal
@@ -18,8 +19,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from fetch_support import classic_paths, make_lock, private_files, read_lock, state_paths, tree
 
+from nbia_audit.crashpoints import CRASHPOINT_ENV
 from nbia_audit.emulator import CorpusSpec, Emulator, Fault
 from nbia_audit.lockfile import database_path, recover_interrupted
 from nbia_audit.store import LockDatabase
@@ -38,10 +41,13 @@ class Scenario:
     pristine_db: Path
     series_only: bool
 
-    def start(self) -> subprocess.Popen[bytes]:
+    def start(self, crashpoint: str | None = None) -> subprocess.Popen[bytes]:
         args = [str(self.lock), "--dest", str(self.dest), "-q", "--workers", "2"]
+        env = {k: v for k, v in os.environ.items() if k != CRASHPOINT_ENV}
+        if crashpoint is not None:
+            env[CRASHPOINT_ENV] = crashpoint
         return subprocess.Popen(
-            [*COMMAND, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            [*COMMAND, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
         )
 
     def reset(self) -> None:
@@ -77,6 +83,47 @@ def assert_nothing_unverified(emu: Emulator, case: Scenario) -> None:
         assert pinned == (truth if series.images_pinned else set()), series.series_uid
 
 
+# Where fetch kills itself (crashpoints.py), each the 2nd time any worker reaches it: one
+# series may be done, another is at that point. Between them they cover a download cut
+# short, a lock database filled but nothing placed, a series half placed, placed but not
+# recorded, and recorded.
+FETCH_CRASHPOINTS = (
+    "fetch:bytes-received@3",
+    "fetch:claimed@2",
+    "fetch:lock-filled@2",
+    "fetch:one-file-placed@8",
+    "fetch:placed@2",
+    "fetch:recorded@2",
+)
+
+
+def assert_complete(emu: Emulator, case: Scenario, seed: object) -> None:
+    process = case.start()
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, (seed, err.decode())
+    expected = classic_paths(emu)
+    assert tree(case.dest) == expected, seed
+    assert state_paths(case.dest) == expected, seed
+    assert private_files(case.dest) == {"state.db", "fetch.lock"}, seed
+    assert_nothing_unverified(emu, case)
+    if case.series_only:
+        assert all(s.images_pinned for s in read_lock(case.lock).series)
+
+
+@pytest.mark.parametrize("point", FETCH_CRASHPOINTS)
+@pytest.mark.parametrize("series_only", [False, True], ids=["pinned", "series-only"])
+def test_sigkill_at_each_crash_point_then_rerun_is_complete_and_verified(
+    tmp_path: Path, point: str, series_only: bool
+) -> None:
+    with Emulator.from_spec(SPEC) as emu:
+        case = scenario(tmp_path, emu, "case", series_only=series_only)
+        process = case.start(crashpoint=point)
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == -signal.SIGKILL, (point, err.decode())  # reached it
+        assert_nothing_unverified(emu, case)
+        assert_complete(emu, case, point)
+
+
 def test_sigkill_at_random_moments_then_rerun_is_complete_and_verified(tmp_path: Path) -> None:
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
@@ -91,29 +138,20 @@ def test_sigkill_at_random_moments_then_rerun_is_complete_and_verified(tmp_path:
         assert first.communicate(timeout=60) and first.returncode == 0
         whole_run = time.monotonic() - started  # kill moments spread over a whole run
         cases[0].reset()
-        kills = 0
         for round_number in range(ROUNDS):
             case = cases[round_number % 2]
             process = case.start()
             time.sleep(rng.uniform(0.02, whole_run))
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
-                kills += 1
             _, err = process.communicate()
             if process.returncode == 0:
                 case.reset()
             else:
                 assert process.returncode == -signal.SIGKILL, (seed, err.decode())
                 assert_nothing_unverified(emu, case)
-        assert kills >= ROUNDS // 2, f"too few kills landed (seed {seed})"
+        # How many kills land depends on the machine's load, so it is not asserted: the
+        # crash-point test above guarantees a kill at every stage; these explore the moments
+        # in between, and each one that lands is checked.
         for case in cases:
-            process = case.start()
-            _, err = process.communicate(timeout=60)
-            assert process.returncode == 0, (seed, err.decode())
-            expected = classic_paths(emu)
-            assert tree(case.dest) == expected, seed
-            assert state_paths(case.dest) == expected, seed
-            assert private_files(case.dest) == {"state.db", "fetch.lock"}, seed
-            assert_nothing_unverified(emu, case)
-            if case.series_only:
-                assert all(s.images_pinned for s in read_lock(case.lock).series)
+            assert_complete(emu, case, seed)

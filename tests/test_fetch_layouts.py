@@ -228,3 +228,22 @@ def test_header_dependent_collision_fails_only_the_colliding_series(
 def test_a_template_cannot_write_into_the_state_folder() -> None:
     with pytest.raises(SpecError, match="nbia-audit's own state"):
         parse_layout(".nbia-audit/{sop_uid}")
+
+
+def test_paths_that_differ_only_in_case_collide(tmp_path: Path) -> None:
+    # macOS and Windows file systems fold case: "A/x.dcm" and "a/x.dcm" are one file there.
+    from nbia_audit.localstate import FileRecord
+    from nbia_audit.resume import PathClaims
+
+    within = PathClaims(tmp_path).claim(
+        {"1.1": PurePosixPath("Series/x.dcm"), "1.2": PurePosixPath("series/X.dcm")}
+    )
+    assert within == ["images 1.1 and 1.2 would both be written to series/X.dcm"]
+    (tmp_path / "Placed").mkdir()
+    (tmp_path / "Placed" / "x.dcm").write_bytes(b"placed earlier")
+    earlier = FileRecord("Placed/x.dcm", "1.1", "1", 0, 0, 0, 0, 0, "", "", "", "", "")
+    claims = PathClaims(tmp_path, [earlier])
+    assert claims.claim({"1.2": PurePosixPath("placed/X.dcm")}) == [
+        "image 1.2 would overwrite image 1.1 at placed/X.dcm"
+    ]
+    assert claims.claim({"1.1": PurePosixPath("placed/X.dcm")}) == []  # its own path

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import random
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from nbia_audit.hashing import (
+    MATCHES,
     ArchiveMd5Check,
     SeriesLeaf,
     check_archive_md5,
@@ -86,10 +86,15 @@ def test_same_patient_id_in_two_collections_is_two_patients() -> None:
 
 
 def test_mysql_collation_orders_uppercase_case_insensitively() -> None:
-    # latin1_general_ci sorts "0A.." between "09.." and "0b.."; plain sorted() would not.
-    values = ["0b" + "0" * 30, "0A" + "0" * 30, "09" + "0" * 30]
-    expected = hashlib.md5("".join(["09" + "0" * 30, "0A" + "0" * 30, "0b" + "0" * 30]).encode())
-    assert series_hash(values) == expected.hexdigest()
+    # latin1_general_ci sorts "0a.." before "0B.."; plain sorted() puts "0B.." first (B < a in
+    # code points), so this vector tells the two orders apart. Expected values from coreutils:
+    #   z=000000000000000000000000000000; printf '%s' "09$z" "0a$z" "0B$z" | md5sum
+    z = "0" * 30
+    values = ["0B" + z, "0a" + z, "09" + z]
+    assert series_hash(values) == "e2ba43320813b225ba714e018505ccd0"
+    assert series_hash(values) != "5da6e0cce8122e6e1f18522824436773"  # the plain-sort order
+    # NULLs still sort first:  printf '%s' null "0C$z" "0d$z" "0E$z" | md5sum
+    assert series_hash(["0E" + z, None, "0d" + z, "0C" + z]) == "cb346eb2d15a5667dde8cfd2162ba70f"
 
 
 md5_strings = st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
@@ -176,6 +181,27 @@ def test_check_archive_md5_outcomes() -> None:
     assert check_archive_md5(None, A) is ArchiveMd5Check.ARCHIVE_MISSING
     assert check_archive_md5(" ", A) is ArchiveMd5Check.ARCHIVE_MISSING  # CTP placeholder
     assert check_archive_md5("not-hex", A) is ArchiveMd5Check.ARCHIVE_MALFORMED
+    assert check_archive_md5(A, A.upper()) is ArchiveMd5Check.MATCH  # a digest in upper case
+
+
+def test_only_the_three_matches_prove_bytes() -> None:
+    # Everything that judges a file (verify, fetch's resume) trusts MATCHES: a missing or
+    # malformed archive string proves nothing, a mismatch disproves.
+    assert {
+        ArchiveMd5Check.MATCH,
+        ArchiveMd5Check.MATCH_SHORT,
+        ArchiveMd5Check.MATCH_NONCANONICAL,
+    } == MATCHES
+
+
+def test_short_md5_boundary_is_32_characters() -> None:
+    # A starts with one zero: without it the archive string has 31 characters, already short.
+    assert A.startswith("0") and not A.startswith("00")
+    assert check_archive_md5(A[1:], A) is ArchiveMd5Check.MATCH_SHORT
+    assert check_archive_md5(A, A) is ArchiveMd5Check.MATCH
+    assert normalise_archive_md5(A[1:]) == A
+    assert normalise_archive_md5("0" + A) is None  # 33 characters: not an MD5
+    assert check_archive_md5("0" + A, A) is ArchiveMd5Check.ARCHIVE_MALFORMED
 
 
 @given(md5_strings)

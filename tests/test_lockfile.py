@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -15,8 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from nbia_audit.crashpoints import CRASHPOINT_ENV
 from nbia_audit.errors import LockFormatTooNew, LockNotFound, StoreError
 from nbia_audit.lockfile import (
+    COMMIT_CRASHPOINTS,
+    COMMITTED_FROM,
     commit_lock,
     database_path,
     read_text_lock,
@@ -24,7 +28,7 @@ from nbia_audit.lockfile import (
     render_text_lock,
     root_digest,
 )
-from nbia_audit.models import HashNode, LockedImage, LockedSeries, LockHeader
+from nbia_audit.models import LOCK_FORMAT, HashNode, LockedImage, LockedSeries, LockHeader
 from nbia_audit.store import LockDatabase, write_lock_database
 
 
@@ -108,9 +112,12 @@ def test_read_text_lock_round_trips_the_header(tmp_path: Path) -> None:
     assert len(lock.series) == 3
 
 
-def test_newer_text_lock_format_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("newer", [LOCK_FORMAT + 1, 99])
+def test_newer_text_lock_format_is_refused(tmp_path: Path, newer: int) -> None:
     path = tmp_path / "d.lock"
-    path.write_text(render_text_lock(dataclasses.replace(make_header(), format=99), "{}", SERIES))
+    path.write_text(
+        render_text_lock(dataclasses.replace(make_header(), format=newer), "{}", SERIES)
+    )
     with pytest.raises(LockFormatTooNew, match="upgrade"):
         read_text_lock(path)
 
@@ -209,41 +216,48 @@ def test_recovery_rolls_back_when_text_did_not_land(tmp_path: Path) -> None:
 
 KILL_SCRIPT = textwrap.dedent(
     """
-    import sys, time
+    import sys
     from pathlib import Path
     sys.path.insert(0, {tests!r})
     import test_lockfile as t
+    from nbia_audit.crashpoints import crashpoint
     from nbia_audit.lockfile import commit_lock, render_text_lock
     from nbia_audit.store import write_lock_database
 
     lock = Path(sys.argv[1])
-    n = 0
-    while True:
-        n += 1
-        header = t.make_header(f"2026-11-25T06:00:{{n % 60:02d}}Z")
-        def slow(path, header=header):
-            write_lock_database(path, header, "{{}}", t.SERIES, t.IMAGES, [])
-        commit_lock(lock, render_text_lock(header, "{{}}", t.SERIES), slow)
+    header = t.make_header("2026-11-25T06:00:59Z")
+    def write(path):
+        path.write_bytes(b"SQLite format 3\\x00 half a database")
+        crashpoint("test:database-half-written")
+        path.unlink()
+        write_lock_database(path, header, "{{}}", t.SERIES, t.IMAGES, [])
+    commit_lock(lock, render_text_lock(header, "{{}}", t.SERIES), write)
     """
 )
 
 
-@pytest.mark.slow
-def test_sigkill_at_random_moments_leaves_a_consistent_pair(tmp_path: Path) -> None:
+@pytest.mark.parametrize("point", ("test:database-half-written", *COMMIT_CRASHPOINTS))
+def test_sigkill_at_each_commit_point_leaves_a_consistent_pair(tmp_path: Path, point: str) -> None:
+    # The process kills itself at one named point of commit_lock (no sleep-then-kill: every
+    # point is reached however slow the machine is). Before the text lock's rename the old
+    # pair must be in force after recovery, from it on the new pair, never a mix.
     lock = tmp_path / "d.lock"
-    commit_lock(lock, render_text_lock(make_header(), "{}", SERIES), writer)
+    old = make_header()
+    commit_lock(lock, render_text_lock(old, "{}", SERIES), writer)
     script = KILL_SCRIPT.format(tests=str(Path(__file__).parent))
-    for attempt in range(12):
-        proc = subprocess.Popen([sys.executable, "-c", script, str(lock)])
-        time.sleep(0.15 + (attempt % 5) * 0.037)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        recover_interrupted(lock)
-        text = read_text_lock(lock)
-        with LockDatabase(database_path(lock)) as db:
-            assert db.integrity_ok()
-            assert db.header() == text.header  # never an old text with a new database
-        assert not (tmp_path / "d.lock.db.old").exists()
+    env = {**os.environ, CRASHPOINT_ENV: point}
+    proc = subprocess.run([sys.executable, "-c", script, str(lock)], env=env, capture_output=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    recover_interrupted(lock)
+    text = read_text_lock(lock)
+    with LockDatabase(database_path(lock)) as db:
+        assert db.integrity_ok()
+        assert db.header() == text.header  # never an old text with a new database
+    committed = point in COMMIT_CRASHPOINTS and COMMIT_CRASHPOINTS.index(
+        point
+    ) >= COMMIT_CRASHPOINTS.index(COMMITTED_FROM)
+    assert (text.header == old) != committed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.lock", "d.lock.db"]
 
 
 def test_recovery_waits_for_a_commit_in_progress(tmp_path: Path) -> None:
@@ -277,3 +291,71 @@ def test_an_unstamped_old_database_is_rolled_back_to(tmp_path: Path) -> None:
     assert not (tmp_path / "d.lock.db.old").exists()
     with LockDatabase(database_path(lock)) as db:
         assert "text_sha256" not in {r["key"] for r in db.db.table("meta").rows}
+
+
+def consistent_text(series: list[LockedSeries], **header_changes: object) -> str:
+    """A text lock whose root digest and totals agree with ``series``: only the check that
+    an edit targets can refuse it."""
+    header = dataclasses.replace(
+        make_header(),
+        root_digest=root_digest(series),
+        series_count=len(series),
+        image_count=sum(s.image_count for s in series),
+        total_bytes=sum(s.bytes for s in series),
+    )
+    return render_text_lock(dataclasses.replace(header, **header_changes), "{}", series)  # type: ignore[arg-type]
+
+
+def with_line_edit(text: str, old: str, new: str) -> str:
+    assert text.count(old) == 1, old
+    return text.replace(old, new)
+
+
+EDITED_TEXT_LOCKS = {
+    "series-count": (consistent_text(SERIES, series_count=4), "series-count is 4"),
+    "image-count": (consistent_text(SERIES, image_count=7), "image-count is 7"),
+    "total-bytes": (consistent_text(SERIES, total_bytes=1), "total-bytes is 1"),
+    "series-pinned-twice": (
+        consistent_text([*SERIES, SERIES[0]]),
+        "series 1.2.3.9 is pinned twice",
+    ),
+    "upper-case-series-hash": (
+        consistent_text([dataclasses.replace(SERIES[0], series_hash="AB" * 16), *SERIES[1:]]),
+        "not an NBIA series hash",
+    ),
+    "negative-image-count": (
+        consistent_text([dataclasses.replace(SERIES[0], image_count=-1), *SERIES[1:]]),
+        "must be a whole number",
+    ),
+    "empty-uid": (
+        consistent_text([dataclasses.replace(SERIES[0], series_uid=""), *SERIES[1:]]),
+        "has an empty uid",
+    ),
+    "unknown-header-key": (
+        with_line_edit(consistent_text(SERIES), "\napi = ", '\nmirror = "x"\napi = '),
+        "has a key this version does not write: mirror",
+    ),
+    "extra-series-field": (
+        with_line_edit(
+            consistent_text(SERIES), 'uid = "1.2.3.4", ', 'uid = "1.2.3.4", mirror = "x", '
+        ),
+        "series entry 1 does not have exactly the fields",
+    ),
+    "lone-surrogate-escape": (
+        with_line_edit(
+            consistent_text(SERIES), 'uid = "1.2.3.4", ', 'uid = "1.2.3.4\\uD835", '
+        ),
+        "not a readable nbia-audit lock",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EDITED_TEXT_LOCKS))
+def test_a_self_consistent_edit_of_the_text_lock_is_refused_by_its_own_check(
+    tmp_path: Path, case: str
+) -> None:
+    text, message = EDITED_TEXT_LOCKS[case]
+    path = tmp_path / "d.lock"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(StoreError, match=re.escape(message)):
+        read_text_lock(path)

@@ -15,7 +15,12 @@ from nbia_audit.client.transport import RetryPolicy
 from nbia_audit.emulator import CorpusSpec, Emulator, Fault
 from nbia_audit.errors import ApiError, SpecError
 from nbia_audit.hashing import series_hash
-from nbia_audit.lockfile import database_path, read_text_lock
+from nbia_audit.lockfile import (
+    COMMIT_CRASHPOINTS,
+    COMMITTED_FROM,
+    database_path,
+    read_text_lock,
+)
 from nbia_audit.locking import check_lock, lock_dataset
 from nbia_audit.store import LockDatabase
 
@@ -283,13 +288,19 @@ def test_archive_failure_leaves_previous_lock_untouched(
 
 
 @pytest.mark.slow
-def test_sigkill_during_real_lock_leaves_old_or_new_pair(tmp_path: Path, emu: Emulator) -> None:
-    import random
+@pytest.mark.parametrize("point", COMMIT_CRASHPOINTS)
+def test_sigkill_during_real_lock_leaves_old_or_new_pair(
+    tmp_path: Path, emu: Emulator, point: str
+) -> None:
+    # The real `lock` command kills itself (SIGKILL) at one named point of the commit: every
+    # point is hit on every machine, however loaded, and each must leave the old pair (before
+    # the text lock's rename) or the new pair (after it), never a mix.
+    import os
     import signal
     import subprocess
     import sys
-    import time
 
+    from nbia_audit.crashpoints import CRASHPOINT_ENV
     from nbia_audit.lockfile import recover_interrupted
 
     collection, _ = first(emu)
@@ -297,29 +308,28 @@ def test_sigkill_during_real_lock_leaves_old_or_new_pair(tmp_path: Path, emu: Em
     lock = tmp_path / "dataset.lock"
     command = [sys.executable, "-m", "nbia_audit", "lock", str(spec), "--upgrade", "--quiet"]
     assert subprocess.run(command, capture_output=True).returncode == 0
-    roots = {read_text_lock(lock).header.root_digest}
-    rng = random.Random(4)
+    old_root = read_text_lock(lock).header.root_digest
     series = sorted(s.series_uid for s in emu.corpus.series if s.collection == collection)
-    for attempt in range(10):
-        # Change upstream so every run writes a different lock; kill it at a random moment.
-        emu.replace_image(emu.corpus.images_of(series[attempt % len(series)])[0].sop_uid)
-        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.05, 0.9))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        recover_interrupted(lock)
-        text = read_text_lock(lock)
-        with LockDatabase(database_path(lock)) as db:
-            assert db.integrity_ok()
-            assert db.header() == text.header, attempt
-        roots.add(text.header.root_digest)
-        leftovers = {p.name for p in tmp_path.iterdir()} - {
-            "dataset.yaml",
-            "dataset.lock",
-            "dataset.lock.db",
-        }
-        assert not leftovers, leftovers
-    assert len(roots) > 1  # some kills landed after the commit: the new pair was seen too
+    emu.replace_image(emu.corpus.images_of(series[0])[0].sop_uid)  # the next lock differs
+    killed = subprocess.run(
+        command, capture_output=True, env={**os.environ, CRASHPOINT_ENV: point}
+    )
+    assert killed.returncode == -signal.SIGKILL, (point, killed.stderr.decode())
+    recover_interrupted(lock)
+    text = read_text_lock(lock)
+    with LockDatabase(database_path(lock)) as db:
+        assert db.integrity_ok()
+        assert db.header() == text.header
+    committed = COMMIT_CRASHPOINTS.index(point) >= COMMIT_CRASHPOINTS.index(COMMITTED_FROM)
+    assert (text.header.root_digest != old_root) == committed
+    leftovers = {p.name for p in tmp_path.iterdir()} - {
+        "dataset.yaml",
+        "dataset.lock",
+        "dataset.lock.db",
+    }
+    assert not leftovers, leftovers
+    # The pair left behind is one a later run accepts and re-locks cleanly.
+    assert subprocess.run(command, capture_output=True).returncode == 0
 
 
 def test_check_of_an_explicit_series_list_reports_a_hidden_series_as_stale(

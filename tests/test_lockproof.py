@@ -312,6 +312,42 @@ def test_a_database_that_fails_names_the_series_and_both_hashes(
     assert "Traceback" not in result.output
 
 
+def test_a_series_row_the_text_lock_does_not_pin_is_named(original: Path, tmp_path: Path) -> None:
+    # Caught by its own check, before the metadata digest would (a format 1 lock has none).
+    lock = pair_in(original, tmp_path / "pair")
+    conn = sqlite3.connect(database_path(lock))
+    with conn:
+        cursor = conn.execute("SELECT * FROM series ORDER BY series_uid LIMIT 1")
+        names = [d[0] for d in cursor.description]
+        row = dict(zip(names, cursor.fetchone(), strict=True))
+        row["series_uid"] = "1.2.3.999"
+        columns, marks = ", ".join(names), ", ".join("?" * len(names))
+        conn.execute(f"INSERT INTO series ({columns}) VALUES ({marks})", list(row.values()))
+    conn.close()
+    with pytest.raises(LockProofError, match="series 1.2.3.999 is in it but dataset.lock does not"):
+        read_lock(lock)
+
+
+def test_an_image_md5_and_its_series_hash_edited_together_are_caught(
+    original: Path, copy: Path, tmp_path: Path
+) -> None:
+    # The database then agrees with itself; only the text lock's series hash can refuse it.
+    from nbia_audit.hashing import series_hash
+
+    lock = pair_in(original, tmp_path / "pair")
+    sop, series = first_image(lock)
+    sql(lock, "UPDATE images SET archive_md5 = ? WHERE sop_uid = ?", "0" * 32, sop)
+    conn = sqlite3.connect(database_path(lock))
+    query = "SELECT archive_md5 FROM images WHERE series_uid = ?"
+    md5s = [r[0] for r in conn.execute(query, (series,))]
+    conn.close()
+    sql(lock, "UPDATE series SET series_hash = ? WHERE series_uid = ?", series_hash(md5s), series)
+    with pytest.raises(LockProofError, match=f"series {re.escape(series)}: series_hash is"):
+        read_lock(lock)
+    result = run("verify", str(lock), str(copy), "--format", "json")
+    assert result.exit_code == 1 and json.loads(result.output)["clean"] is False
+
+
 def test_verify_falls_back_to_the_text_lock_and_says_so_in_every_format(
     original: Path, copy: Path, tmp_path: Path
 ) -> None:
@@ -361,6 +397,36 @@ def test_an_empty_series_pinned_without_images_proves(tmp_path: Path) -> None:
     lock = write_pair(tmp_path / "b" / "dataset.lock", [("1.2.1", "a" * 32, ())])
     with pytest.raises(LockProofError, match="pins no images"):
         read_lock(lock)
+
+
+ODD_MD5S: dict[str, tuple[str | None, ...]] = {
+    # What archives store besides 32 lowercase hex digits (protocol §3), and what an edited
+    # database could hold: each must be read back exactly for its series hash to recompute.
+    "1.2.1": (None, "0cc175b9c0f1b6a831c399e269772661", "1b6a"),  # NULL and unpadded
+    "1.2.2": ("0B" + "0" * 30, "0a" + "0" * 30, " "),  # upper case, CTP's placeholder
+    "1.2.3": ("ab,cd", "ef"),  # a comma: one value, not two
+    "1.2.4": ("\ud835", "\U0010ffff"),  # stored through storable's escape
+}
+
+
+def test_a_pair_with_the_archives_odd_md5_strings_proves(tmp_path: Path) -> None:
+    from lock_tools import write_pair
+
+    from nbia_audit.hashing import series_hash
+
+    lock = write_pair(
+        tmp_path / "dataset.lock",
+        [
+            (uid, series_hash(md5s), tuple((f"{uid}.{n}", m) for n, m in enumerate(md5s)))
+            for uid, md5s in ODD_MD5S.items()
+        ],
+    )
+    contents = read_lock(lock)
+    assert contents.source == "database"
+    for uid, md5s in ODD_MD5S.items():
+        assert sorted(i.archive_md5 or "" for i in contents.images[uid]) == sorted(
+            m or "" for m in md5s
+        )
 
 
 def test_a_text_lock_that_is_not_a_file_is_refused(tmp_path: Path) -> None:

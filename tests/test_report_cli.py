@@ -67,3 +67,17 @@ def test_the_install_line_readers_get_can_be_set(fetched: tuple[Path, Path]) -> 
     pinned = "python3 -m pip install 'nbia-audit @ git+https://example.org/nbia-audit@v0.1.0'"
     code, out = invoke("report", str(lock), "--install-command", pinned)
     assert code == 0 and pinned in out
+
+
+def test_report_of_a_copy_with_images_nothing_can_prove_is_exit_3(tmp_path: Path) -> None:
+    from verify_support import download_all, make_lock, materialise
+
+    with Emulator.from_spec(SPEC) as emu:
+        emu.set_stored_md5(emu.corpus.images[0].sop_uid, None)
+        lock = make_lock(tmp_path / "lock", emu)
+        data = tmp_path / "data"
+        materialise(emu, download_all(emu, tmp_path / "zips"), data, "ours")
+    for fmt in ("md", "html", "json"):
+        code, out = invoke("report", str(lock), "--verify", str(data), "--format", fmt)
+        assert code == 3, (fmt, out)
+        assert "clean: all" not in out and '"clean": true' not in out, fmt

@@ -45,6 +45,7 @@ def verification(clean: bool) -> AuditReport:
         series=(SeriesStatus("1.2", "ok" if clean else "problem"),),
         complete=True,
         facts={"level": "full"},
+        proof="content",
     )
 
 
@@ -62,7 +63,7 @@ def test_markdown_and_json(lock_path: Path) -> None:
     md = render_supplement(s, "md")
     assert md.startswith("# Data supplement: paper-2026")
     assert s.header.root_digest in md and "nbia-audit verify study.lock data/" in md
-    assert "Verified at level `full` on 2026-11-25T06:00:05Z: clean" in md
+    assert "Checked at level `full` on 2026-11-25T06:00:05Z: clean: all 1 series verified" in md
     doc = json.loads(render_supplement(s, "json"))
     assert doc["schema"] == 1 and doc["lock"]["root_digest"] == s.header.root_digest
     assert doc["dataset"]["series"] == 8 and len(doc["series"]) == 8

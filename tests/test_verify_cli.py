@@ -127,3 +127,17 @@ def test_environment_errors_exit_3(made: tuple[Path, Path], tmp_path: Path) -> N
 def test_help_names_levels_and_exit_codes() -> None:
     code, out, _ = run("--help")
     assert code == 0 and "--level" in out and "Exit codes" in out and "--sample" in out
+
+
+def test_images_nothing_can_prove_exit_3_never_0(tmp_path: Path) -> None:
+    # The archive stores no MD5 for one image: present, but unprovable. No finding, yet the
+    # check could not complete: 3 in every format, and never a clean verdict.
+    with Emulator.from_spec(SPEC) as emu:
+        emu.set_stored_md5(emu.corpus.images[0].sop_uid, None)
+        lock = make_lock(tmp_path / "lock", emu)
+        root = tmp_path / "copy"
+        materialise(emu, download_all(emu, tmp_path / "zips"), root, "ours")
+    for fmt in ("text", "json", "junit"):
+        code, out, _ = run(lock, root, "--format", fmt, "-q")
+        assert code == ExitCode.ENVIRONMENT, (fmt, out)
+        assert "CLEAN" not in out and '"clean": true' not in out, fmt

@@ -4,7 +4,9 @@ archive's odd MD5 strings (short CTP values, NULL), and files only their content
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pydicom
@@ -181,6 +183,8 @@ def test_null_archive_md5_is_present_but_unprovable(tmp_path: Path) -> None:
     assert report.facts["unprovable_images"] == 1
     status = next(s for s in report.series if s.series_uid == victim.series_uid)
     assert status.status == "not-checked" and "cannot be proven" in status.detail
+    # Its hash cannot be recomputed from what was proven: the detail must not claim it was.
+    assert "series hash not recomputed (not every image was hashed)" in status.detail
     flipped = next(p for p in image_files(root) if sop_of(p) == victim.sop_uid)
     data = bytearray(flipped.read_bytes())
     data[-10] ^= 1
@@ -226,3 +230,42 @@ def test_an_archive_md5_mix_up_does_not_confuse_identity(tmp_path: Path) -> None
         materialise(emu, download_all(emu, tmp_path / "zips"), root, "flat")
     report = verify_copy(lock, root)
     assert {(f.kind, f.sop_uid) for f in report.findings} == {("modified", x.sop_uid)}
+
+
+def test_hash_only_lock_reports_a_duplicate_image(hash_lock: Path, copy: Path) -> None:
+    first = next(image_files(copy))
+    shutil.copy2(first, first.with_name("again.dcm"))
+    report = verify_copy(hash_lock, copy)
+    duplicates = [f for f in report.findings if f.kind == "duplicate"]
+    assert [(f.series_uid, f.sop_uid) for f in duplicates] == [(series_of(first), sop_of(first))]
+    assert not report.clean
+
+
+def test_hash_only_lock_with_a_sample_judges_the_rest_by_their_recorded_md5s(
+    hash_lock: Path, copy: Path
+) -> None:
+    an_hour_ago = time.time_ns() - 3600 * 10**9  # so the records are not racily clean
+    for path in image_files(copy):
+        os.utime(path, ns=(an_hour_ago, an_hour_ago))
+    assert verify_copy(hash_lock, copy).clean  # records every file's MD5
+    report = verify_copy(hash_lock, copy, sample=0.25, seed=3)
+    outside = [s for s in report.series if "count only" in s.detail]
+    assert len(outside) == 3 and all(s.status == "ok" for s in outside), report.series
+    assert report.clean and report.facts["hashed_md5"] == 3  # one series of 4: its 3 images
+    # One image gone from every series: outside the sample the series hash is recomputed
+    # from the MD5s recorded at the last pass, and each series is short of an image.
+    files = list(image_files(copy))  # 4 series x 3 images, sorted, so series by series
+    series = {series_of(files[i]) for i in (0, 3, 6, 9)}
+    for i in (0, 3, 6, 9):
+        files[i].unlink()
+    report = verify_copy(hash_lock, copy, sample=0.25, seed=3)
+    assert {f.series_uid for f in report.findings if f.kind == "missing"} == series
+
+
+def test_a_series_missing_an_image_claims_no_recomputed_hash(full_lock: Path, copy: Path) -> None:
+    victim = next(image_files(copy))
+    uid = series_of(victim)
+    victim.unlink()
+    status = {s.series_uid: s for s in verify_copy(full_lock, copy).series}[uid]
+    assert status.status == "problem"
+    assert "series hash not recomputed (not every image was hashed)" in status.detail

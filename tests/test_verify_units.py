@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pydicom.data
@@ -15,6 +16,9 @@ from nbia_audit.dicomscan import scan_identity, truncation
 from nbia_audit.emulator import CorpusSpec, Emulator
 from nbia_audit.sampling import choose_sample, sample_size, sample_statement, upper_bound_95
 from nbia_audit.sidecars import dicom_expected, sidecar_tool
+from nbia_audit.verify_memo import settled
+from nbia_audit.verify_records import Racy, Rec
+from nbia_audit.verify_walk import Blocked, FileEntry, Key
 
 TEST_FILES = sorted((Path(pydicom.data.__file__).parent / "test_files").glob("*.dcm"))
 
@@ -148,3 +152,59 @@ def test_sample_statement() -> None:
     text = sample_statement("image", 300, 10_000, 0)
     assert "0 of 300 randomly sampled images corrupt" in text and "95% confidence" in text
     assert "no sampling error" in sample_statement("image", 10, 10, 1)
+
+
+def _rec(mtime_ns: int, checked_at: str) -> Rec:
+    return Rec("a.dcm", "1.2", "1.2.3", 1, 2, 3, mtime_ns, 4, "0" * 32, "", checked_at, checked_at)
+
+
+CHECKED_AT = "2026-03-01T12:00:10.000000Z"
+CHECKED_NS = 1_772_366_410 * 1_000_000_000  # the same instant: date -u -d 2026-03-01T12:00:10Z +%s
+
+
+@pytest.mark.parametrize(
+    ("mtime_ns", "racy"),
+    [
+        # Whole-second mtimes (a file system that keeps seconds, or FAT's two): a write up to
+        # 2 s before the check may hide behind the same mtime.
+        (CHECKED_NS - 1_000_000_000, True),
+        (CHECKED_NS - 2_000_000_000, True),
+        (CHECKED_NS - 3_000_000_000, False),
+        # Nanosecond mtimes: the kernel's clock still ticks coarsely, 0.1 s is the window.
+        (CHECKED_NS - 50_000_001, True),
+        (CHECKED_NS - 100_000_000 + 1, True),
+        (CHECKED_NS - 100_000_001, False),
+        (CHECKED_NS - 1_500_000_001, False),
+        (CHECKED_NS + 7, True),  # written after the check
+    ],
+)
+def test_racily_clean_window(mtime_ns: int, racy: bool) -> None:
+    assert Racy()(_rec(mtime_ns, CHECKED_AT)) is racy
+
+
+def test_an_unreadable_check_time_never_trusts_the_stat_key() -> None:
+    assert Racy()(_rec(1, "not a time")) is True
+
+
+def _entry(mtime_ns: int) -> FileEntry:
+    return FileEntry("a.dcm", "/copy/a.dcm", Key(1, 2, 3, mtime_ns, mtime_ns))
+
+
+STARTED = datetime(2026, 3, 1, 12, 0, 10, tzinfo=UTC)  # = CHECKED_NS
+
+
+@pytest.mark.parametrize(
+    ("mtime_ns", "remembered"),
+    [
+        (CHECKED_NS - 2_000_000_001, True),
+        (CHECKED_NS - 2_000_000_000, False),  # within the 2 s tick of the pass's start
+        (CHECKED_NS - 1, False),
+        (CHECKED_NS + 5_000_000_000, False),  # written after the pass started
+    ],
+)
+def test_a_stat_pass_is_remembered_only_when_no_file_changed_within_a_tick(
+    mtime_ns: int, remembered: bool
+) -> None:
+    old = _entry(CHECKED_NS - 60_000_000_000)
+    assert settled([old, _entry(mtime_ns)], STARTED) is remembered
+    assert settled([old, Blocked("fifo", "a FIFO", io_error=False)], STARTED)

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import requests
 
+from nbia_audit.client import redact
 from nbia_audit.client.records import TokenInfo
 from nbia_audit.client.servers import ServerUrls
 from nbia_audit.client.transport import Transport, server_message
@@ -101,6 +102,7 @@ class TokenManager:
         self._leeway = leeway
         self._lock = threading.Lock()
         self._token: TokenInfo | None = None
+        redact.remember_login(credentials.username, credentials.password)
 
     def __repr__(self) -> str:
         return f"TokenManager(username={self._credentials.username!r})"
@@ -242,10 +244,11 @@ class TokenManager:
         if not isinstance(body, dict) or not isinstance(body.get("access_token"), str):
             raise AuthError("the NBIA token endpoint answered without an access token")
         access: str = body["access_token"]
+        refresh = body.get("refresh_token")
+        redact.remember(access, refresh if isinstance(refresh, str) else None)
         now = self._transport.clock()
         lifetime = _seconds(body.get("expires_in")) or _DEFAULT_LIFETIME
         refresh_life = _seconds(body.get("refresh_expires_in"))  # 0 or absent: unbounded
-        refresh = body.get("refresh_token")
         return TokenInfo(
             access_token=access,
             issued_at=now,
@@ -256,13 +259,11 @@ class TokenManager:
         )
 
     def _scrub(self, text: str, token: TokenInfo | None) -> str:
-        secrets = [self._credentials.password]
+        creds = self._credentials
+        extra: list[str | None] = [creds.password, f"{creds.username}:{creds.password}"]
         if token is not None:
-            secrets += [token.access_token, token.refresh_token or ""]
-        for secret in secrets:
-            if len(secret) >= 4:  # a 1-3 character "secret" would mangle ordinary words
-                text = text.replace(secret, "***")
-        return text
+            extra += [token.access_token, token.refresh_token]
+        return redact.excerpt(text, 500, extra)
 
 
 def _oauth_error(response: requests.Response) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from nbia_audit.client import shapes
 from nbia_audit.client.core import EndpointGroup, Route, clean_params
-from nbia_audit.client.download import stream_series_zip
+from nbia_audit.client.download import StreamLimits, stream_series_zip
 from nbia_audit.client.records import SeriesDownload
 
 __all__ = ["HashCalls"]
@@ -48,7 +49,7 @@ class HashCalls(EndpointGroup):
         )
         # v4 answers as guest without a token; the unversioned form fails (500) without one.
         route = self._v4_or_advanced("getMD5Hierarchy", "POST")
-        return self._text(route, data=form)
+        return self._decoded(route, lambda body: shapes.hierarchy_hash(body, route.name), data=form)
 
     def series_hash(self, series_uid: str) -> str:
         """Return the archive's series hash, verbatim ("" when unknown).
@@ -97,7 +98,7 @@ class HashCalls(EndpointGroup):
             # v1/v2 spell both the endpoint and the parameter differently (protocol §2.4).
             route = self._versioned("getM5HashForImage")
             params = {"SOPInstanceUid": sop_instance_uid}
-        return self._text(route, params=params)
+        return self._decoded(route, lambda body: shapes.image_md5(body, route.name), params=params)
 
     def download_series(
         self,
@@ -105,6 +106,7 @@ class HashCalls(EndpointGroup):
         dest: str | Path,
         *,
         on_bytes: Callable[[int], None] | None = None,
+        limits: StreamLimits | None = None,
     ) -> SeriesDownload:
         """Stream a series ZIP (``getImageWithMD5Hash``) to ``dest`` with bounded memory.
 
@@ -112,7 +114,9 @@ class HashCalls(EndpointGroup):
         broken or truncated stream is retried from the start (NBIA has no Range support).
         ``on_bytes`` receives the size of each chunk written and, when an attempt is
         abandoned, the negative count of its bytes, so a running sum equals the bytes on
-        disk. The ZIP's completeness against the catalogue is the caller's check.
+        disk. The ZIP's completeness against the catalogue is the caller's check. The
+        download is cut when it breaks ``limits`` (a total deadline and a minimum throughput,
+        ``StreamLimits()`` by default), and then not restarted.
 
         Raises:
             ApiBadRequest: the series is unknown, hidden or not accessible (protocol §2.1).
@@ -127,4 +131,5 @@ class HashCalls(EndpointGroup):
             Path(dest),
             on_bytes=on_bytes,
             chunk_size=self._download_chunk_size,
+            limits=limits,
         )

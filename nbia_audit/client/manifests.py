@@ -13,6 +13,7 @@ from typing import Any
 from nbia_audit.client import parse
 from nbia_audit.client.core import EndpointGroup, Route
 from nbia_audit.client.records import SeriesInfo, SharedList
+from nbia_audit.client.redact import excerpt
 from nbia_audit.client.search import SearchCriterion, simple_search_form
 from nbia_audit.client.transport import FormData
 from nbia_audit.errors import ApiProtocolError, SpecError
@@ -130,8 +131,7 @@ class ManifestCalls(EndpointGroup):
             else ("v2" if self._caller.has_credentials else "v1")
         )
         route = Route(f"{family}/getContentsByName")
-        rows = self._json_rows(route, params={"name": name})
-        return [parse.series_info(row, route.name) for row in rows]
+        return self._records(route, parse.series_info, params={"name": name})
 
     def shared_list(self, name: str) -> SharedList | None:
         """Return a shared cart as stored, hidden series included, or None if unknown.
@@ -140,9 +140,8 @@ class ManifestCalls(EndpointGroup):
             ApiError: the call failed or the answer is not a cart object.
         """
         route = Route("getSharedList", "POST")
-        body = self._caller.fetch(route, data={"nameValue": name})
-        rows = parse.decode_json_rows(body, route.name) if body.strip() != b"null" else []
-        return parse.shared_list(rows[0], route.name) if rows else None
+        lists = self._records(route, parse.shared_list, data={"nameValue": name})
+        return lists[0] if lists else None
 
     def cart_data(self, series_pk_ids: Iterable[int]) -> list[SeriesInfo]:
         """Return the series behind database keys from a simple search (``getCartData``).
@@ -185,15 +184,18 @@ class ManifestCalls(EndpointGroup):
         self._caller.fetch(Route("createSharedList", "POST"), data=form, idempotent=False)
 
     def _manifest(self, route: Route, form: FormData) -> Manifest:
-        text = self._text(route, data=form)
-        if not text.strip():
-            return Manifest(series_uids=())
-        try:
-            return parse_manifest(text, source=f"{route.name} answer")
-        except SpecError as exc:
-            raise ApiProtocolError(
-                f"{route.name}: the answer is not a .tcia manifest: {exc}"
-            ) from exc
+        def decode(body: bytes) -> Manifest:
+            text = body.decode("utf-8", errors="replace")
+            if not text.strip():
+                return Manifest(series_uids=())
+            try:
+                return parse_manifest(text, source=f"{route.name} answer")
+            except SpecError as exc:
+                raise ApiProtocolError(
+                    f"{route.name}: the answer is not a .tcia manifest: {excerpt(str(exc), 300)}"
+                ) from exc
+
+        return self._decoded(route, decode, data=form)
 
 
 def _flag(value: bool) -> str:

@@ -16,8 +16,6 @@ NBIA is known to emit; the formats cannot be confused with one another.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
@@ -33,10 +31,14 @@ from nbia_audit.client.records import (
     SharedList,
     Study,
 )
+from nbia_audit.client.redact import excerpt
+from nbia_audit.client.shapes import bounded_csv_rows, is_uid
 from nbia_audit.errors import ApiProtocolError
 
 __all__ = [
     "collection_description",
+    "collection_name",
+    "sop_instance_uid",
     "decode_csv_rows",
     "decode_json_rows",
     "doi_match",
@@ -66,12 +68,12 @@ _FALSE = frozenset({"false", "no", "n", "0"})
 
 
 def decode_json_rows(body: bytes, endpoint: str) -> list[dict[str, Any]]:
-    """Decode a JSON array of objects; an empty body means no rows (protocol §5).
+    """Decode a JSON array of objects; an empty body (or Jackson's ``null``) means no rows.
 
     Raises:
         ApiProtocolError: the body is not JSON, or not an array of objects.
     """
-    if not body.strip():
+    if body.strip() in (b"", b"null"):
         return []
     try:
         decoded: Any = json.loads(body)
@@ -100,11 +102,16 @@ def decode_csv_rows(body: bytes, endpoint: str) -> list[dict[str, str]]:
         raise ApiProtocolError(f"{endpoint}: the CSV answer is not UTF-8") from exc
     if not text.strip():
         return []
-    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    rows = bounded_csv_rows(text, f"{endpoint}: the CSV answer")
+    header = next(rows)
+    records = []
     for number, row in enumerate(rows, start=2):
-        if None in row:
+        if not row:
+            continue
+        if len(row) > len(header):
             raise ApiProtocolError(f"{endpoint}: CSV line {number} has more fields than the header")
-    return [{k: v for k, v in row.items() if k is not None} for row in rows]
+        records.append(dict(zip(header, row, strict=False)))
+    return records
 
 
 def text_field(row: Row, *keys: str) -> str | None:
@@ -185,6 +192,15 @@ def _required(row: Row, endpoint: str, *keys: str) -> str:
     return value
 
 
+def _uid(row: Row, endpoint: str, *keys: str, required: bool = True) -> str | None:
+    """A UID field, refused unless it is a DICOM UID: it is sent back to the server in URLs
+    and forms and becomes a key of the lock, so a page or a 128 KiB value must stop here."""
+    value = _required(row, endpoint, *keys) if required else text_field(row, *keys)
+    if value is not None and not is_uid(value):
+        raise ApiProtocolError(f"{endpoint}: {keys[0]} {_preview(value)} is not a DICOM UID")
+    return value
+
+
 def series_info(row: Row, endpoint: str) -> SeriesInfo:
     """Build a :class:`SeriesInfo` from any series-shaped row (JSON or CSV, any family).
 
@@ -196,10 +212,10 @@ def series_info(row: Row, endpoint: str) -> SeriesInfo:
     series_date = text_field(row, "SeriesDate", "Series Date")
     study_date = text_field(row, "StudyDate", "Study Date")
     return SeriesInfo(
-        series_uid=_required(row, endpoint, "SeriesInstanceUID", "Series UID", "Series ID"),
+        series_uid=_uid(row, endpoint, "SeriesInstanceUID", "Series UID", "Series ID") or "",
         collection=text_field(row, "Collection", "Collection Name"),
         patient_id=text_field(row, "PatientID", "Subject ID"),
-        study_uid=text_field(row, "StudyInstanceUID", "Study UID"),
+        study_uid=_uid(row, endpoint, "StudyInstanceUID", "Study UID", required=False),
         modality=text_field(row, "Modality"),
         description=text_field(row, "SeriesDescription", "Series Description"),
         series_number=_integer(row, "SeriesNumber", "Series Number"),
@@ -229,6 +245,24 @@ def series_info(row: Row, endpoint: str) -> SeriesInfo:
     )
 
 
+def collection_name(row: Row, endpoint: str) -> str:
+    """The name in a ``getCollectionValues`` row.
+
+    Raises:
+        ApiProtocolError: the row has no collection name.
+    """
+    return _required(row, endpoint, "Collection")
+
+
+def sop_instance_uid(row: Row, endpoint: str) -> str:
+    """The UID in a ``getSOPInstanceUIDs`` row; it keys the per-image MD5 request.
+
+    Raises:
+        ApiProtocolError: the row has no SOPInstanceUID, or one that is not a DICOM UID.
+    """
+    return _uid(row, endpoint, "SOPInstanceUID") or ""
+
+
 def patient(row: Row, endpoint: str) -> Patient:
     """Build a :class:`Patient`; NBIA spells the key ``PatientId`` here (protocol §5).
 
@@ -256,7 +290,7 @@ def study(row: Row, endpoint: str) -> Study:
     """
     raw_date = text_field(row, "StudyDate")
     return Study(
-        study_uid=_required(row, endpoint, "StudyInstanceUID"),
+        study_uid=_uid(row, endpoint, "StudyInstanceUID") or "",
         collection=text_field(row, "Collection"),
         patient_id=text_field(row, "PatientID", "PatientId"),
         study_date=parse_date(raw_date),
@@ -284,7 +318,7 @@ def series_size(row: Row, endpoint: str) -> SeriesSize | None:
     count = _integer(row, "ObjectCount")
     if count is None or (size is None and (count != 0 or "TotalSizeInBytes" in row)):
         raise ApiProtocolError(
-            f"{endpoint}: expected TotalSizeInBytes and ObjectCount, got {row!r}"
+            f"{endpoint}: expected TotalSizeInBytes and ObjectCount, got {_preview(repr(row))}"
         )
     return SeriesSize(bytes=size or 0, objects=count)
 
@@ -374,13 +408,11 @@ def doi_match(row: Row, endpoint: str) -> DoiMatch:
     """
     return DoiMatch(
         collection=_required(row, endpoint, "collection"),
-        series_uid=text_field(row, "seriesInstanceUID"),
+        series_uid=_uid(row, endpoint, "seriesInstanceUID", required=False),
         third_party=_flag(row, "thirdPartyAnanlysis", "thirdPartyAnalysis"),
         authorized=_flag(row, "authorized"),
     )
 
 
 def _preview(body: bytes | str) -> str:
-    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
-    text = " ".join(text.split())
-    return repr(text if len(text) <= 80 else text[:80] + "…")
+    return repr(excerpt(body, 80))

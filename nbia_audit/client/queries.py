@@ -31,8 +31,8 @@ class MetadataQueries(EndpointGroup):
         Raises:
             ApiError: the call failed (see the ``nbia_audit.errors`` tree).
         """
-        rows = self._json_rows(self._versioned("getCollectionValues"))
-        return [name for row in rows if (name := parse.text_field(row, "Collection"))]
+        route = self._versioned("getCollectionValues")
+        return self._records(route, parse.collection_name)
 
     def patients(
         self, collection: str | None = None, patient_id: str | None = None
@@ -45,7 +45,7 @@ class MetadataQueries(EndpointGroup):
         # NBIA spells this query parameter "PatientId" on getPatient only (protocol §5).
         params = clean_params(Collection=collection, PatientId=patient_id)
         route = self._versioned("getPatient")
-        return [parse.patient(row, route.name) for row in self._json_rows(route, params=params)]
+        return self._records(route, parse.patient, params=params)
 
     def studies(
         self,
@@ -62,7 +62,7 @@ class MetadataQueries(EndpointGroup):
             Collection=collection, PatientID=patient_id, StudyInstanceUID=study_uid
         )
         route = self._versioned("getPatientStudy")
-        return [parse.study(row, route.name) for row in self._json_rows(route, params=params)]
+        return self._records(route, parse.study, params=params)
 
     def series(
         self,
@@ -92,7 +92,7 @@ class MetadataQueries(EndpointGroup):
             ManufacturerModelName=manufacturer_model,
         )
         route = self._versioned("getSeries")
-        return [parse.series_info(row, route.name) for row in self._json_rows(route, params=params)]
+        return self._records(route, parse.series_info, params=params)
 
     def series_metadata(self, series_uids: Iterable[str]) -> list[SeriesInfo]:
         """Return full metadata for each visible, accessible series among ``series_uids``.
@@ -116,21 +116,21 @@ class MetadataQueries(EndpointGroup):
     def _series_metadata_batch(self, batch: list[str]) -> list[SeriesInfo]:
         if self._family == "v4":
             route = Route("v4/getSeriesMetadata", "POST")
-            rows = self._json_rows(route, data={"list": batch, "format": "json"})
-            return [parse.series_info(row, route.name) for row in rows]
+            return self._records(route, parse.series_info, data={"list": batch, "format": "json"})
         route = Route("getSeriesMetadata2", "POST")
+
         # The DAO reads only the first "list" value and splits it on commas
         # (StudyDAOImpl#getSeriesMetadata), unlike v4, which takes repeated values.
-        body = self._caller.fetch(route, data={"list": ",".join(batch)})
-        return [
-            parse.series_info(row, route.name) for row in parse.decode_csv_rows(body, route.name)
-        ]
+        def decode(body: bytes) -> list[SeriesInfo]:
+            rows = parse.decode_csv_rows(body, route.name)
+            return [parse.series_info(row, route.name) for row in rows]
+
+        return self._decoded(route, decode, data={"list": ",".join(batch)})
 
     def _series_metadata_one(self, series_uid: str) -> list[SeriesInfo]:
         route = self._versioned("getSeriesMetaData")
         # An empty 204 means the series is not accessible (protocol §5): no row.
-        rows = self._json_rows(route, params={"SeriesInstanceUID": series_uid})
-        return [parse.series_info(row, route.name) for row in rows]
+        return self._records(route, parse.series_info, params={"SeriesInstanceUID": series_uid})
 
     def series_size(self, series_uid: str) -> SeriesSize | None:
         """Return the series' stored size and image count, or None if the server has none.
@@ -139,8 +139,8 @@ class MetadataQueries(EndpointGroup):
             ApiError: the call failed.
         """
         route = self._versioned("getSeriesSize")
-        rows = self._json_rows(route, params={"SeriesInstanceUID": series_uid})
-        return parse.series_size(rows[0], route.name) if rows else None
+        sizes = self._records(route, parse.series_size, params={"SeriesInstanceUID": series_uid})
+        return sizes[0] if sizes else None
 
     def sop_instance_uids(self, series_uid: str) -> list[str]:
         """Return the SOPInstanceUIDs of a series' images (``getSOPInstanceUIDs``).
@@ -149,11 +149,15 @@ class MetadataQueries(EndpointGroup):
             ApiError: the call failed.
         """
         route = self._versioned("getSOPInstanceUIDs")
-        rows = self._json_rows(route, params={"SeriesInstanceUID": series_uid})
-        return [uid for row in rows if (uid := parse.text_field(row, "SOPInstanceUID"))]
+        return self._records(
+            route, parse.sop_instance_uid, params={"SeriesInstanceUID": series_uid}
+        )
 
     def updated_series(self, since: date) -> list[SeriesInfo]:
-        """Return series released after ``since`` (``getUpdatedSeries``; v4's test is strict).
+        """Return series released since ``since`` (``getUpdatedSeries``).
+
+        The server compares each release timestamp with midnight of ``since``
+        (``GeneralSeriesDAOImpl``), so a series released later on that same day is included.
 
         The date is written as each family expects: ``MM-dd-yyyy`` on v4, ``dd/MM/yyyy`` on
         v1/v2 (protocol §5).
@@ -163,15 +167,15 @@ class MetadataQueries(EndpointGroup):
         """
         text = since.strftime("%m-%d-%Y" if self._family == "v4" else "%d/%m/%Y")
         route = self._versioned("getUpdatedSeries")
-        rows = self._json_rows(route, params={"fromDate": text})
-        return [parse.series_info(row, route.name) for row in rows]
+        return self._records(route, parse.series_info, params={"fromDate": text})
 
     def collection_or_series_for_doi(
         self, doi: str, *, series_level: bool = False
     ) -> list[DoiMatch]:
         """Return the collections (or, with ``series_level``, the series) citing ``doi``.
 
-        ``doi`` must equal the archive's stored URI exactly, e.g. ``https://doi.org/10.7937/…``.
+        ``doi`` must equal the archive's stored URI, e.g. ``https://doi.org/10.7937/…``; the
+        comparison ignores case under MySQL's default collation [inferred].
         No visibility filter applies here (supplement §5): hidden series may be listed.
 
         Raises:
@@ -182,7 +186,7 @@ class MetadataQueries(EndpointGroup):
             raise ValueError("a DOI is required; an empty one would match every collection")
         route = self._v4_or_advanced("getCollectionOrSeriesForDOI", "POST")
         form = {"DOI": doi, "CollectionOrSeries": "Series" if series_level else "Collection"}
-        return [parse.doi_match(row, route.name) for row in self._json_rows(route, data=form)]
+        return self._records(route, parse.doi_match, data=form)
 
     def licenses(self) -> list[License]:
         """Return every license the archive knows (``getLicenses``; no token needed).
@@ -191,7 +195,7 @@ class MetadataQueries(EndpointGroup):
             ApiError: the call failed.
         """
         route = Route("getLicenses", auth=Auth.WITH_CREDENTIALS)
-        return [parse.license_record(row, route.name) for row in self._json_rows(route)]
+        return self._records(route, parse.license_record)
 
     def collection_descriptions(self, collection: str | None = None) -> list[CollectionDescription]:
         """Return collection descriptions (HTML), optionally of one collection.
@@ -200,8 +204,8 @@ class MetadataQueries(EndpointGroup):
             ApiError: the call failed.
         """
         route = self._v4_or_advanced("getCollectionDescriptions")
-        rows = self._json_rows(route, params=clean_params(collectionName=collection))
-        return [parse.collection_description(row, route.name) for row in rows]
+        params = clean_params(collectionName=collection)
+        return self._records(route, parse.collection_description, params=params)
 
 
 def _batches(items: list[str], size: int) -> Iterator[list[str]]:

@@ -22,7 +22,9 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
+from nbia_audit.client.redact import excerpt
 from nbia_audit.errors import (
     ApiBadRequest,
     ApiResponseError,
@@ -32,6 +34,9 @@ from nbia_audit.errors import (
 )
 
 __all__ = [
+    "MAX_ANSWER_BYTES",
+    "AnswerTooLarge",
+    "AnswerTooSlow",
     "RetryPolicy",
     "Timeouts",
     "Transport",
@@ -51,6 +56,20 @@ _MESSAGE_LIMIT = 500
 # Failures where the request may not have reached the application, or the answer was cut:
 # worth another try. Other RequestExceptions (bad URL, too many redirects) are deterministic.
 _TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
+MAX_ANSWER_BYTES = 512 << 20
+"""No NBIA metadata answer comes near this (NLST's whole ``getSeries`` is about 150 MB); a
+larger one is a broken or hostile server, refused before it exhausts memory."""
+
+_ANSWER_CHUNK = 1 << 16
+
+
+class AnswerTooSlow(requests.Timeout):
+    """A metadata answer outlasted ``Timeouts.answer`` (a drip): retried like a timeout."""
+
+
+class AnswerTooLarge(requests.exceptions.ContentDecodingError):
+    """A metadata answer outgrew ``MAX_ANSWER_BYTES``: not retried, the server is broken."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +101,21 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Seconds to wait for a connection and, once connected, between bytes received."""
+    """Seconds to wait for a connection, between bytes received, and for a whole answer.
+
+    ``answer`` bounds reading one metadata answer (not a ZIP download, which has its own
+    ``StreamLimits``): a per-read timeout alone never fires on a server that drips a few
+    bytes every few seconds. The largest real answer (``getSeries`` of NLST, about 150 MB)
+    arrives in well under a minute.
+    """
 
     connect: float = 10.0
     read: float = 120.0
+    answer: float = 600.0
+
+    def __post_init__(self) -> None:
+        if min(self.connect, self.read, self.answer) <= 0:
+            raise ValueError("Timeouts must be positive")
 
     def as_tuple(self) -> tuple[float, float]:
         """Return the ``(connect, read)`` pair that requests expects."""
@@ -114,14 +144,14 @@ def server_message(response: requests.Response) -> str:
     """Return the server's error text, trimmed, whatever the response claims its type is.
 
     NBIA labels many plain-text error bodies ``application/json`` (protocol §2.1, §8), so the
-    body is read as text and never parsed.
+    body is read as text and never parsed. A server may echo what it was sent, so the text is
+    redacted of every known secret before it is shortened (``redact.excerpt``).
     """
     try:
         raw = response.content or b""
     except requests.RequestException:
         return ""
-    text = raw.decode("utf-8", errors="replace").strip()
-    return text if len(text) <= _MESSAGE_LIMIT else text[:_MESSAGE_LIMIT] + "…"
+    return excerpt(raw, _MESSAGE_LIMIT)
 
 
 def raise_for_status(response: requests.Response, endpoint: str) -> None:
@@ -239,17 +269,63 @@ class Transport:
             extra["params"] = _as_pairs(params)
         if data is not None:
             extra["data"] = _as_pairs(data)
+        started = self.clock()
         # TLS verification stays on even if the injected session turned it off; a session's
-        # own CA bundle (a path) is kept.
-        return self.session.request(
+        # own CA bundle (a path) is kept. Every answer is streamed: a metadata answer is then
+        # read here under a total deadline and a size cap, which requests' own read has not.
+        response = self.session.request(
             method,
             url,
             headers=dict(headers or {}),
             timeout=self.timeouts.as_tuple(),
-            stream=stream,
+            stream=True,
             verify=self.session.verify or True,
             **extra,
         )
+        if not stream:
+            self._read_answer(response, started)
+        return response
+
+    def _read_answer(self, response: requests.Response, started: float) -> None:
+        """Read the whole body into ``response`` (as requests would), bounded in time and size.
+
+        ``read1`` returns what one network read got, so a drip is seen read by read.
+        """
+        body = bytearray()
+        try:
+            while chunk := response.raw.read1(_ANSWER_CHUNK, decode_content=True):
+                body += chunk
+                if len(body) > MAX_ANSWER_BYTES:
+                    raise AnswerTooLarge(
+                        f"the answer grew beyond {MAX_ANSWER_BYTES >> 20} MiB; no NBIA answer "
+                        "is that large"
+                    )
+                if self.clock() - started > self.timeouts.answer:
+                    raise AnswerTooSlow(
+                        f"the answer took longer than {self.timeouts.answer:g} s "
+                        f"({len(body)} bytes arrived)"
+                    )
+        except (urllib3.exceptions.ReadTimeoutError, TimeoutError) as exc:
+            response.close()
+            raise requests.ReadTimeout(str(exc)) from exc
+        except (urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError) as exc:
+            response.close()
+            raise requests.exceptions.ChunkedEncodingError(str(exc)) from exc
+        except requests.RequestException:
+            response.close()
+            raise
+        # What requests itself does once a body is read: .content and .text serve it from here.
+        response._content = bytes(body)
+        response._content_consumed = True  # type: ignore[attr-defined]
+        response.close()  # the body was read to its end: the connection goes back to the pool
+
+    def pause_before_retry(self, endpoint: str, reason: str, attempt: int) -> None:
+        """Wait as the policy says before retry number ``attempt`` of a failed answer.
+
+        For faults found above this layer (a 200 whose body is not what the endpoint
+        documents), so they back off exactly like a 5xx.
+        """
+        self._pause(endpoint, reason, attempt, None)
 
     def _pause(self, endpoint: str, reason: str, attempt: int, retry_after: float | None) -> None:
         if retry_after is not None:
@@ -309,7 +385,10 @@ def _unavailable(
     # but only its host is useful here.
     host = urlsplit(url).netloc
     tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
+    why = type(exc).__name__
+    if isinstance(exc, AnswerTooSlow | AnswerTooLarge):
+        why = f"{why}: {exc}"
     return ApiUnavailable(
-        f"{endpoint}: could not get an answer from {host} ({type(exc).__name__}) after "
+        f"{endpoint}: could not get an answer from {host} ({why}) after "
         f"{tries}; check the network and the server URL, or try again later"
     )

@@ -124,7 +124,8 @@ def get_collection_or_series_for_doi(ctx: Backend, req: Request) -> Response:
     out: list[dict[str, object]] = []
     seen: set[tuple[str, str | None, str | None]] = set()
     for s in ctx.corpus.series:
-        if s.collection not in req.sites or (doi and s.doi != doi):
+        # description_uri = :doi under MySQL's default case-insensitive collation.
+        if s.collection not in req.sites or (doi and s.doi.lower() != doi.lower()):
             continue
         key = (s.collection, s.third_party, s.series_uid if per_series else None)
         if key in seen:
@@ -165,11 +166,19 @@ def get_licenses(ctx: Backend, req: Request) -> Response:
     allowed=("collectionName",),
 )
 def get_collection_descriptions(ctx: Backend, req: Request) -> Response:
-    """Descriptions of the collections the caller may access (v4 drops three keys)."""
+    """Descriptions of the collections the caller may access (v4 drops three keys).
+
+    ``CollectionDescDAOImpl`` strips the authorized list and checks ``collectionName`` with
+    Java's ``List.contains``: an exact, case-sensitive match (ll.106-110). A v4 token that
+    fails is swallowed, leaving the list null, and the DAO's ``replaceAll`` on it throws: 500
+    (ll.106, 169).
+    """
+    if req.user == "":
+        return server_error()
     name = req.get("collectionName")
     out: list[dict[str, object]] = []
     for c in ctx.corpus.collections:
-        if c.name not in req.sites or (name and c.name.lower() != name.lower()):
+        if c.name not in req.sites or (name and c.name != name):
             continue
         lic = ctx.corpus.license(c.license)
         item: dict[str, object] = {"description": c.description, "id": c.desc_id}

@@ -20,12 +20,15 @@ def token(ctx: Backend, req: Request) -> Response:
     """Password or refresh grant; the body and status are Keycloak's (relayed by NBIA)."""
     grant = req.get("grant_type")
     try:
-        if grant == "password":
+        # KeycloakGetToken compares with equalsIgnoreCase; a missing grant_type is an NPE.
+        if grant is not None and grant.lower() == "password":
+            # The client_id sent is replaced by the server's own keycloak.client.id.
             session = ctx.tokens.password_grant(req.get("username"), req.get("password"))
-        elif grant == "refresh_token":
-            session = ctx.tokens.refresh_grant(req.get("refresh_token"))
+        elif grant is not None and grant.lower() == "refresh_token":
+            # client_id (and client_secret) are forwarded to Keycloak exactly as sent.
+            session = ctx.tokens.refresh_grant(req.get("refresh_token"), req.get("client_id"))
         else:
-            # Any other grant builds a Response with status 0; a missing one is an NPE.
+            # Any other grant builds a Response with status 0: a 500.
             return server_error()
     except TokenError as exc:
         body = json_body({"error": exc.error, "error_description": exc.description})

@@ -172,9 +172,14 @@ def _series_dto(corpus: Corpus, s: Series) -> dict[str, object]:
     }
 
 
+@endpoint("getStudyDrillDown", ("adv", "v4"), method="POST", allowed=("list",), param_kind="form")
 @endpoint("getCartData", ("adv", "v4"), method="POST", allowed=("list",), param_kind="form")
 def get_cart_data(ctx: Backend, req: Request) -> Response:
-    """Studies (with full series beans) of ``general_series_pk_id`` values; visibility only."""
+    """Studies (with full series beans) of ``general_series_pk_id`` values; visibility only.
+
+    ``getStudyDrillDown`` writes the same ``StudyDTO`` list (``JSONUtil#getJSONforStudies``) from
+    ``StudyDAOImpl#findStudiesBySeriesId_v4``, which has the same visibility-only filter.
+    """
     try:
         pks = {int(v) for v in req.all("list")}
     except ValueError:

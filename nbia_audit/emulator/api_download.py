@@ -40,13 +40,26 @@ def _accessible(ctx: Backend, req: Request, uid: str) -> Series | None:
     return series
 
 
-def _license_text(ctx: Backend, series: Series) -> str:
+def license_content(ctx: Backend, series: Series) -> str | None:
+    """``ImageDAO2Impl#getLicenseContent`` (ll.448-508) with the shipped ``licenseText``.
+
+    The query joins ``license.long_name = general_series.license_name``: a series whose license
+    name matches no license row (or is NULL) has no license text. The deployment's optional
+    user-agreement file is appended after a newline; with neither, the content is null.
+    """
     lic = ctx.corpus.license_by_long_name(series.license_name)
-    return LICENSE_TEXT.format(
-        series.collection,
-        lic.short_name if lic else "Not Specified",
-        series.license_url or "Not Specified",
-    )
+    text = ""
+    if lic is not None:
+        text = LICENSE_TEXT.format(
+            series.collection,
+            lic.short_name or "Not Specified",
+            series.license_url or "Not Specified",
+        )
+    elif ctx.user_agreement is None:
+        return None
+    if ctx.user_agreement is not None:
+        text += "\n" + ctx.user_agreement
+    return text
 
 
 def _provider(ctx: Backend, sop_uid: str) -> Callable[[], bytes]:
@@ -100,6 +113,7 @@ def _series_zip(
     license_entry: bool,
     md5_csv: bool,
     new_names: bool,
+    null_md5_ends_zip: bool = False,
 ) -> Response:
     images = list(ctx.corpus.images_of(series.series_uid))
     named = (
@@ -111,14 +125,34 @@ def _series_zip(
         # A failure mid-stream is caught and logged; the ZIP is closed normally, missing its
         # last images and the CSV that would have followed them (§2.1).
         named, md5_csv = named[: max(0, len(named) - req.drop_images)], False
+    if null_md5_ends_zip and req.family == "v4" and not new_names:
+        # V4_getImage.java:126 calls row[1].toString() on the stored MD5 before adding the
+        # image: a NULL one throws, the catch closes the ZIP there, without the CSV.
+        for index, (image, _) in enumerate(named):
+            if image.stored_md5 is None:
+                named, md5_csv = named[:index], False
+                break
     entries: list[Entry] = []
     if license_entry:
-        body = _license_text(ctx, series).encode("utf-8")
+        content = license_content(ctx, series)
+        if content is None:
+            # IOUtils.toInputStream(null) throws right after putNextEntry("LICENSE"). Inside
+            # the try (v1, and the %08d branch of v2/v4) the ZIP is closed holding only an
+            # empty LICENSE; outside it (NewFileNames on v2/v4) the exception leaves write()
+            # before any byte is flushed and the mapper answers 500 (inference, §8).
+            if new_names and req.family in ("v2", "v4"):
+                return server_error()
+            entries.append(("LICENSE", lambda: b""))
+            return _zip_response(series, entries)
+        body = content.encode("utf-8")
         entries.append(("LICENSE", lambda: body))
     entries += [(name, _provider(ctx, image.sop_uid)) for image, name in named]
     if md5_csv:
         entries.append(_md5_entry([(name, image.stored_md5) for image, name in named]))
+    return _zip_response(series, entries)
 
+
+def _zip_response(series: Series, entries: list[Entry]) -> Response:
     def write(sink: Sink) -> None:
         stream_zip(sink, entries)
 
@@ -142,7 +176,15 @@ def get_image(ctx: Backend, req: Request) -> Response:
     include_md5 = req.family == "v4" and (req.get("IncludeMD5") or "").lower() == "yes"
     new_names = (req.get("NewFileNames") or "").lower() == "yes"
     return _series_zip(
-        ctx, req, series, license_entry=True, md5_csv=include_md5, new_names=new_names
+        ctx,
+        req,
+        series,
+        license_entry=True,
+        md5_csv=include_md5,
+        new_names=new_names,
+        # Only V4_getImage reads the stored MD5 with toString(); V4_getImageWithMD5Hash puts
+        # a NULL one into its CSV as it is.
+        null_md5_ends_zip=True,
     )
 
 

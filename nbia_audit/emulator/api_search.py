@@ -130,7 +130,12 @@ def upper_or_exact(
 
 
 def _released_since(req: Request) -> tuple[Response | None, q.Filter | None]:
-    """The ``Date`` (v1/v2, ``yyyy/MM/dd``, strictly after) or ``fromDate`` (v4, ``>=``) filter."""
+    """The ``Date`` (v1/v2, ``yyyy/MM/dd``) or ``fromDate`` (v4, ``MM-dd-yyyy``) filter.
+
+    Both compare the ``date_released`` *datetime* with midnight of the given day: v1/v2's HQL
+    binds a ``java.util.Date`` (``gs.dateReleased>?``), v4's SQL ``>= STR_TO_DATE(...)``. A
+    series released at 10:00 on that day is therefore new for both (supplement §7.3).
+    """
     v4 = req.family == "v4"
     raw = req.get("fromDate" if v4 else "Date")
     if req.get("Collection") is None or raw is None:
@@ -138,9 +143,10 @@ def _released_since(req: Request) -> tuple[Response | None, q.Filter | None]:
     since = q.parse_date(raw, "%m-%d-%Y" if v4 else "%Y/%m/%d")
     if since is None:
         return None, None  # unparsable date: the query finds nothing
+    midnight = q.midnight(since)
     if v4:
-        return None, lambda s: s.date_released.date() >= since
-    return None, lambda s: s.date_released.date() > since
+        return None, lambda s: s.date_released >= midnight
+    return None, lambda s: s.date_released > midnight
 
 
 @endpoint(
@@ -249,14 +255,20 @@ def get_series(ctx: Backend, req: Request) -> Response:
     allowed=("fromDate", "format"),
 )
 def get_updated_series(ctx: Backend, req: Request) -> Response:
-    """Series released strictly after ``fromDate`` (v1 ``dd/MM/yyyy``, v4 ``MM-dd-yyyy``)."""
+    """Series released after midnight of ``fromDate`` (v1 ``dd/MM/yyyy``, v4 ``MM-dd-yyyy``).
+
+    ``s.date_released > STR_TO_DATE(:fromDate)`` (v4) and ``s.dateReleased > ?`` with a
+    ``java.sql.Date`` (v1/v2): a datetime against midnight, so the day itself counts unless the
+    release was exactly at midnight.
+    """
     v4 = req.family == "v4"
     raw = req.get("fromDate") or ("01-01-1900" if v4 else "01/01/1900")
     since = q.parse_date(raw, "%m-%d-%Y" if v4 else "%d/%m/%Y")
     if since is None:
         series: list[Series] = []
     else:
-        series = q.visible(ctx.corpus, req.sites, lambda s: s.date_released.date() > since)
+        midnight = q.midnight(since)
+        series = q.visible(ctx.corpus, req.sites, lambda s: s.date_released > midnight)
     if v4:
         rows = [q.series_row_v4(ctx.corpus, s) for s in series]
         return format_rows(req.get("format"), q.SERIES_V4_COLUMNS, rows)
@@ -266,11 +278,22 @@ def get_updated_series(ctx: Backend, req: Request) -> Response:
 
 @endpoint("getSOPInstanceUIDs", ALL, auth="swallow", allowed=("SeriesInstanceUID", "format"))
 def get_sop_instance_uids(ctx: Backend, req: Request) -> Response:
-    """SOP Instance UIDs of a visible, authorized series, in DB order."""
+    """SOP Instance UIDs of a series in DB order; the UID parameter is upper-cased.
+
+    v4 (``InstanceDAOImpl#getImages_v4``) has no visibility and no authorization filter: the
+    token is read and then ignored, so a hidden or private series lists its images. v1/v2
+    (``getImages``) filter by authorized collection only, never by visibility, and find
+    nothing without authorization.
+    """
     uid = req.get("SeriesInstanceUID")
     if uid is None:
         return bad_request(REQUIRED_SERIES)
-    series = q.visible(ctx.corpus, req.sites, lambda s: s.series_uid == uid)
+    wanted = uid.upper()
+    series = [
+        s
+        for s in ctx.corpus.series
+        if s.series_uid.upper() == wanted and (req.family == "v4" or s.collection in req.sites)
+    ]
     sops = [i.sop_uid for s in series for i in ctx.corpus.images_of(s.series_uid)]
     return format_values(req.get("format"), "SOPInstanceUID", sops)
 

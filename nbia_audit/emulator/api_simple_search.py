@@ -1,5 +1,8 @@
 """Simple search (criteria form, paged by patient) and text search (supplement §2, §3).
 
+Results are cached per user and criteria like ``SearchUtil`` does (see ``search_cache``): a
+repeated search returns what the first one found until the entry expires.
+
 Criteria are read from ``criteriaType0`` upwards until the first gap; values of one type are
 OR-ed, types are AND-ed. Implemented types: Collection, Species, ImageModality,
 AnatomicalSite/BodyPartExamined, Manufacturer, Model, SoftwareVersion, Patient, Study,
@@ -134,6 +137,20 @@ class Criteria:
         return wanted <= {s.modality.upper() for s in series}
 
 
+_PAGING = frozenset({"sortField", "sortDirection", "start", "size"})
+
+
+def _cache_key(req: Request, *, v4: bool) -> tuple[object, ...]:
+    """``SearchUtil``'s queryKey: the user, every criterion field, and whether it is v4.
+
+    Paging and sorting are not part of it: they are applied to the cached result each time.
+    """
+    fields = tuple(
+        sorted((name, tuple(values)) for name, values in req.params.items() if name not in _PAGING)
+    )
+    return (req.user, v4, fields)
+
+
 def _search(ctx: Backend, req: Request, *, v4: bool) -> tuple[list[list[Series]], int, str]:
     """Matching series grouped by patient, the page of patients, total count and sort label.
 
@@ -149,11 +166,16 @@ def _search(ctx: Backend, req: Request, *, v4: bool) -> tuple[list[list[Series]]
     except ValueError as exc:
         raise _FormError("paging") from exc
     criteria = Criteria(req, v4=v4)
-    by_patient: dict[tuple[str, str], list[Series]] = {}
-    for s in q.visible(ctx.corpus, req.sites):
-        if criteria.matches(ctx.corpus, s):
-            by_patient.setdefault((s.collection, s.patient_id), []).append(s)
-    groups = [g for g in by_patient.values() if criteria.patient_ok(g)]
+    cache_key = _cache_key(req, v4=v4)
+    cached = ctx.search_cache.get(cache_key)
+    if cached is None:
+        by_patient: dict[tuple[str, str], list[Series]] = {}
+        for s in q.visible(ctx.corpus, req.sites):
+            if criteria.matches(ctx.corpus, s):
+                by_patient.setdefault((s.collection, s.patient_id), []).append(s)
+        cached = [g for g in by_patient.values() if criteria.patient_ok(g)]
+        ctx.search_cache.put(cache_key, cached)
+    groups = list(cached)
     key = (lambda g: g[0].collection) if sort_field.lower() in ("project", "collection") else None
     groups.sort(key=key or (lambda g: g[0].patient_id), reverse=direction.lower() == "descending")
     if start > len(groups):
@@ -171,7 +193,9 @@ def _manifest(ctx: Backend, req: Request, *, v4: bool) -> Response:
     return Response(200, manifest(uids, "false", basket, ctx.download_server_url), MANIFEST_TYPE)
 
 
-@endpoint("getManifestForSimpleSearch", ("adv", "v4"), method="POST", param_kind="form")
+@endpoint(
+    "getManifestForSimpleSearch", ("adv", "v4"), method="POST", param_kind="form", form_entity=True
+)
 def get_manifest_for_simple_search(ctx: Backend, req: Request) -> Response:
     """A manifest of the matching series of one page of patients (``includeAnnotation=false``)."""
     return _manifest(ctx, req, v4=req.family == "v4")
@@ -215,11 +239,28 @@ def _patient_item(corpus: Corpus, group: list[Series]) -> dict[str, object]:
     }
 
 
-@endpoint("getSimpleSearch", ("v4",), method="POST", param_kind="form")
+@endpoint("getSimpleSearch", ("v4",), method="POST", param_kind="form", form_entity=True)
 def get_simple_search(ctx: Backend, req: Request) -> Response:
     """The ``PatientSearchSummary`` JSON (Jackson, NON_NULL) of one page of patients."""
+    return _summary(ctx, req, v4=True)
+
+
+@endpoint(
+    "getSimpleSearchWithModalityAndBodyPartPaged",
+    ("adv",),
+    method="POST",
+    param_kind="form",
+    form_entity=True,
+)
+def get_simple_search_paged(ctx: Backend, req: Request) -> Response:
+    """The unversioned twin of ``v4/getSimpleSearch`` (``SearchUtil#getPatients``: its own
+    cache keys, ``dd/MM/yyyy`` date ranges)."""
+    return _summary(ctx, req, v4=False)
+
+
+def _summary(ctx: Backend, req: Request, *, v4: bool) -> Response:
     try:
-        page, total, sort = _search(ctx, req, v4=True)
+        page, total, sort = _search(ctx, req, v4=v4)
     except _FormError:
         return server_error()
     everything = [s for group in page for s in group]
@@ -234,6 +275,32 @@ def get_simple_search(ctx: Backend, req: Request) -> Response:
         "sort": sort,
     }
     return Response(200, json_body(body), "application/json")
+
+
+@endpoint(
+    "getRestrictionsForSimpleSearch",
+    ("adv", "v4"),
+    method="POST",
+    param_kind="form",
+    form_entity=True,
+)
+def get_restrictions_for_simple_search(ctx: Backend, req: Request) -> Response:
+    """``yes`` if a series of the page found carries a non-commercial license, else ``no``.
+
+    The two answers are labelled differently, as in the resource (``application/text`` and
+    ``application/x-nbia-manifest-file``). The restriction is read from the series' license's
+    commercial-use flag (inference: ``SeriesDTO#isCommercialRestrictions``).
+    """
+    try:
+        page, _, _ = _search(ctx, req, v4=True)
+    except _FormError:
+        return server_error()
+    for group in page:
+        for s in group:
+            lic = ctx.corpus.license_by_long_name(s.license_name)
+            if lic is not None and lic.commercial_use.upper() == "NO":
+                return Response(200, b"yes", "application/text")
+    return Response(200, b"no", MANIFEST_TYPE)
 
 
 def _study_description(corpus: Corpus, s: Series) -> str | None:

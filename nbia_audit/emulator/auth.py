@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 GUEST_USER = "nbia_guest"
+# keycloak.client.id in deploy/lib/nbia.properties: the client every NBIA token is issued to.
+KEYCLOAK_CLIENT_ID = "nbia"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +71,17 @@ class TokenStore:
             raise TokenError("invalid_grant", "Invalid user credentials")
         return self._issue(username or GUEST_USER)
 
-    def refresh_grant(self, refresh_token: str | None) -> Session:
+    def refresh_grant(self, refresh_token: str | None, client_id: str | None = None) -> Session:
         """Exchange a live refresh token for new tokens (the old pair is retired).
 
+        NBIA forwards the request's ``client_id`` to Keycloak unchanged, and Keycloak only
+        refreshes a token for the client it was issued to (the server's ``keycloak.client.id``).
+
         Raises:
-            TokenError: unknown, revoked or expired refresh token.
+            TokenError: missing or foreign client id; unknown, revoked or expired refresh token.
         """
+        if client_id != KEYCLOAK_CLIENT_ID:
+            raise TokenError("invalid_client", "Invalid client or Invalid client credentials")
         with self._lock:
             session = self._by_refresh.get(refresh_token or "")
             if session is None or self._clock() >= session.refresh_expires:

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from nbia_audit.emulator.auth import GUEST_USER, TokenStore
 from nbia_audit.emulator.corpus import Corpus
 from nbia_audit.emulator.faults import FaultPlan
-from nbia_audit.emulator.hierarchy import MD5Cache
+from nbia_audit.emulator.hierarchy import MD5_CACHE_SECONDS, MD5Cache
+from nbia_audit.emulator.model import Series
+from nbia_audit.emulator.search_cache import SEARCH_CACHE_IDLE, SEARCH_CACHE_LIFE, SearchCache
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +62,20 @@ class Backend:
         access_ttl: float,
         refresh_ttl: float,
         clock: Callable[[], float],
+        md5_cache_life: float = MD5_CACHE_SECONDS,
+        search_cache_life: float = SEARCH_CACHE_LIFE,
+        search_cache_idle: float = SEARCH_CACHE_IDLE,
+        user_agreement: str | None = None,
     ) -> None:
         self.corpus = corpus
         self.clock = clock
         self.tokens = TokenStore(users, access_ttl=access_ttl, refresh_ttl=refresh_ttl, clock=clock)
-        self.md5_cache = MD5Cache(clock)
+        self.md5_cache = MD5Cache(clock, md5_cache_life)
+        self.search_cache: SearchCache[list[list[Series]]] = SearchCache(
+            clock, search_cache_life, search_cache_idle
+        )
+        # The deployment's optional user-agreement file, appended to every ZIP's LICENSE.
+        self.user_agreement = user_agreement
         self.faults = FaultPlan()
         self.log = RequestLog()
         self.origin = "http://127.0.0.1"  # scheme://host:port, set when the server starts

@@ -56,6 +56,7 @@ class Corpus:
         # Surrogate keys (patient/study/general_series pk ids): the integers getSimpleSearch
         # and getCartData expose; assigned on insert, never reused.
         self._pks: dict[str, int] = {}
+        self._image_pks: dict[str, int] = {}
         # collection_descriptions.md5hash: written only by the nightly job (protocol §1.3).
         self.collection_md5: dict[str, str | None] = {}
         for lic in licenses:
@@ -156,6 +157,17 @@ class Corpus:
         """
         return self._pks[key]
 
+    def image_pk(self, sop_uid: str) -> int | None:
+        """``image_pk_id`` of an image ever inserted, or None."""
+        with self.lock:
+            return self._image_pks.get(sop_uid)
+
+    def image_by_pk(self, pk: int) -> Image | None:
+        """The live image row whose ``image_pk_id`` is ``pk``, or None."""
+        with self.lock:
+            sop = next((k for k, v in self._image_pks.items() if v == pk), None)
+            return self._images.get(sop) if sop is not None else None
+
     def _assign_pk(self, key: str) -> None:
         if key not in self._pks:
             self._pks[key] = len(self._pks) + 1
@@ -226,6 +238,8 @@ class Corpus:
             if image.sop_uid not in self._images:
                 order.append(image.sop_uid)
             self._images[image.sop_uid] = image
+            # general_image.image_pk_id: its own auto-increment, never reused.
+            self._image_pks.setdefault(image.sop_uid, len(self._image_pks) + 1)
         with self._cache_lock:
             self._cache.pop(image.sop_uid, None)
 

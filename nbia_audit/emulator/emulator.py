@@ -19,6 +19,8 @@ from nbia_audit.emulator.corpus import Corpus
 from nbia_audit.emulator.faults import Fault
 from nbia_audit.emulator.folder import read_corpus, write_corpus
 from nbia_audit.emulator.generate import CorpusSpec, build_corpus
+from nbia_audit.emulator.hierarchy import MD5_CACHE_SECONDS
+from nbia_audit.emulator.search_cache import SEARCH_CACHE_IDLE, SEARCH_CACHE_LIFE
 from nbia_audit.emulator.server import EmulatorHTTPServer, make_server
 
 
@@ -26,7 +28,10 @@ class Emulator:
     """A real NBIA-speaking HTTP server over a ``Corpus``.
 
     Use it as a context manager (or ``start``/``stop``); it binds 127.0.0.1 on a free port
-    unless ``port`` is given. ``clock`` drives token expiry and the 100-minute MD5 cache.
+    unless ``port`` is given. ``clock`` drives token expiry and the server-side caches: the
+    collection-hash cache (``md5_cache_life``, 100 minutes) and the simple-search result cache
+    (``search_cache_life`` 6 h, ``search_cache_idle`` 30 min), all settable for tests.
+    ``user_agreement`` stands for the deployment's optional agreement file (appended to LICENSE).
     """
 
     def __init__(
@@ -39,6 +44,10 @@ class Emulator:
         clock: Callable[[], float] = time.monotonic,
         host: str = "127.0.0.1",
         port: int = 0,
+        md5_cache_life: float = MD5_CACHE_SECONDS,
+        search_cache_life: float = SEARCH_CACHE_LIFE,
+        search_cache_idle: float = SEARCH_CACHE_IDLE,
+        user_agreement: str | None = None,
     ) -> None:
         self.corpus = corpus
         self.backend = Backend(
@@ -47,6 +56,10 @@ class Emulator:
             access_ttl=token_ttl,
             refresh_ttl=refresh_ttl,
             clock=clock,
+            md5_cache_life=md5_cache_life,
+            search_cache_life=search_cache_life,
+            search_cache_idle=search_cache_idle,
+            user_agreement=user_agreement,
         )
         self._host = host
         self._port = port
@@ -163,6 +176,10 @@ class Emulator:
     def clear_md5_cache(self) -> None:
         """Empty the 100-minute in-memory collection-hash cache (a server restart)."""
         self.backend.md5_cache.clear()
+
+    def clear_search_cache(self) -> None:
+        """Empty the simple-search result cache (what a server restart does)."""
+        self.backend.search_cache.clear()
 
     def expire_tokens(self) -> None:
         """Make every issued access token expire now (refresh tokens keep working)."""

@@ -121,10 +121,11 @@ def run_nightly_job(corpus: Corpus, guest_sites: Collection[str]) -> dict[str, s
 
 
 class MD5Cache:
-    """``UTIL/MD5Cache``: collection -> (hash, expiry), 100 minutes, injectable clock."""
+    """``UTIL/MD5Cache``: collection -> (hash, expiry), 100 minutes by default, injectable clock."""
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float], lifetime: float = MD5_CACHE_SECONDS) -> None:
         self._clock = clock
+        self.lifetime = lifetime  # settable, so tests need not wait 100 minutes
         self._entries: dict[str, tuple[str | None, float]] = {}
         self._lock = threading.Lock()
 
@@ -137,9 +138,9 @@ class MD5Cache:
         return entry[0]
 
     def set(self, collection: str, value: str | None) -> None:
-        """Remember a value (even None, as the server does) for 100 minutes."""
+        """Remember a value (even None, as the server does) for ``lifetime`` (100 minutes)."""
         with self._lock:
-            self._entries[collection] = (value, self._clock() + MD5_CACHE_SECONDS)
+            self._entries[collection] = (value, self._clock() + self.lifetime)
 
     def clear(self) -> None:
         """Forget every entry (what a server restart does)."""

@@ -241,3 +241,8 @@ def parse_date(text: str | None, fmt: str) -> date | None:
         return datetime.strptime(text.strip(), fmt).date()
     except ValueError:
         return None
+
+
+def midnight(day: date) -> datetime:
+    """The start of ``day``: what ``STR_TO_DATE`` or a parsed ``java.util.Date`` stands for."""
+    return datetime(day.year, day.month, day.day)

@@ -65,6 +65,8 @@ class Route:
     auth: AuthMode = "direct"
     allowed: tuple[str, ...] | None = None  # v4 strict parameter list (declaration order)
     param_kind: Literal["query", "form"] = "query"
+    # The resource takes the whole form as a MultivaluedMap entity rather than @FormParams.
+    form_entity: bool = False
 
     @property
     def endpoint(self) -> str:
@@ -97,6 +99,7 @@ def endpoint(
     auth: AuthMode | Mapping[Family, AuthMode] = "direct",
     allowed: Sequence[str] | None = None,
     param_kind: Literal["query", "form"] = "query",
+    form_entity: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Decorator registering one handler under several API families.
 
@@ -115,6 +118,7 @@ def endpoint(
                     auth="guest" if family == "v1" else mode,
                     allowed=tuple(allowed) if allowed is not None and family == "v4" else None,
                     param_kind=param_kind,
+                    form_entity=form_entity,
                 )
             )
         return handler

@@ -25,13 +25,20 @@ from nbia_audit.emulator import (  # noqa: F401
     api_auth,
     api_carts,
     api_download,
+    api_extras,
     api_search,
     api_simple_search,
 )
 from nbia_audit.emulator.auth import GUEST_USER
 from nbia_audit.emulator.backend import Backend, RequestRecord
 from nbia_audit.emulator.routes import ROUTES, Request, Route
-from nbia_audit.emulator.wire import Response, invalid_parameter, server_error, text
+from nbia_audit.emulator.wire import (
+    GENERIC_ERROR,
+    Response,
+    invalid_parameter,
+    server_error,
+    text,
+)
 
 PREFIXES = ("/nbia-api/services/", "/nbia-api/")
 CONTROL_PREFIX = "/_emulator/"
@@ -39,6 +46,16 @@ ZIP_ENDPOINTS = frozenset({"getImage", "getImageWithMD5Hash"})
 # Never keep credentials in the request log.
 SECRET_FIELDS = frozenset({"password", "client_secret", "refresh_token"})
 _CHUNK = 64 * 1024
+FORM_TYPE = "application/x-www-form-urlencoded"
+# What the UncaughtException mapper prints after its generic line for Jersey's own exceptions
+# (their getMessage(), Jersey 2.x): unknown path, wrong method, form without a form body.
+JERSEY_NOT_FOUND = f"{GENERIC_ERROR}\nHTTP 404 Not Found"
+JERSEY_NOT_ALLOWED = f"{GENERIC_ERROR}\nHTTP 405 Method Not Allowed"
+JERSEY_UNSUPPORTED = f"{GENERIC_ERROR}\nHTTP 415 Unsupported Media Type"
+JERSEY_FORM_PARAM = (
+    f"{GENERIC_ERROR}\nThe @FormParam is utilized when the content type of the request entity "
+    "is not application/x-www-form-urlencoded"
+)
 
 ControlHandler = Callable[[str, str, dict[str, Any]], tuple[int, object]]
 
@@ -64,6 +81,21 @@ def _resolve_user(ctx: Backend, route: Route, headers: dict[str, str]) -> str | 
         return user
     # Keycloak userinfo refuses the token: UnauthorizedException.
     return None if route.auth == "swallow" else Response(401)
+
+
+def _form_refusal(route: Route, headers: dict[str, str]) -> Response | None:
+    """Jersey's answer to a form resource called without a form body, or None if it is one.
+
+    ``@FormParam`` injection throws ``IllegalStateException`` unless the request's media type
+    is ``application/x-www-form-urlencoded``; a ``MultivaluedMap`` entity finds no reader
+    (``NotSupportedException``). The catch-all mapper makes either a 500 (inference, §8).
+    """
+    if route.method != "POST" or route.param_kind != "form":
+        return None
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type == FORM_TYPE:
+        return None
+    return server_error(JERSEY_UNSUPPORTED if route.form_entity else JERSEY_FORM_PARAM)
 
 
 class _ChunkedSink:
@@ -179,6 +211,9 @@ class _Handler(BaseHTTPRequestHandler):
         if record is not None:
             self.backend.log.add(replace(record, status=status))
 
+    def _under_nbia_api(self) -> bool:
+        return urlsplit(self.path).path.startswith(PREFIXES[-1])
+
     def _route(self, path: str) -> Route | None:
         for prefix in PREFIXES:
             if path.startswith(prefix):
@@ -194,10 +229,15 @@ class _Handler(BaseHTTPRequestHandler):
         headers: dict[str, str],
     ) -> int:
         if route is None:
+            if self._under_nbia_api():
+                # Jersey's NotFoundException through the catch-all mapper (inference, §8).
+                return self._send(method, server_error(JERSEY_NOT_FOUND))
             return self._send(method, text(404, "Not Found", "text/plain"))
         allowed_method = route.method in (method, "GET" if method == "HEAD" else "")
         if not allowed_method:
-            return self._send(method, Response(405, headers=(("Allow", route.method),)))
+            return self._send(method, server_error(JERSEY_NOT_ALLOWED))
+        if not_a_form := _form_refusal(route, headers):
+            return self._send(method, not_a_form)
         faults = self.backend.faults
         for fault in faults.take(route.endpoint, ("latency",)):
             time.sleep(fault.delay)
