@@ -31,7 +31,9 @@ from nbia_audit.drift import check_drift
 from nbia_audit.emulator import Emulator, Fault
 from nbia_audit.errors import ApiError
 
-QUICK = Timeouts(connect=1.0, read=0.3)
+# Only an injected delay (1.5 s) exceeds the read timeout; a normal answer on a loaded machine
+# must not (0.3 s could: a retried or failed request for no reason).
+QUICK = Timeouts(connect=5.0, read=1.0)
 
 
 @pytest.fixture
@@ -81,7 +83,7 @@ def test_timeouts_are_retried_into_a_correct_report(
     lock: Path, emu: Emulator, archive: ArchiveView
 ) -> None:
     expected = mutate(emu)
-    emu.add_fault(Fault("latency", delay=0.6, endpoint="getMD5Hierarchy", times=2))
+    emu.add_fault(Fault("latency", delay=1.5, endpoint="getMD5Hierarchy", times=2))
     assert_exactly(check_drift(lock, archive), expected)
 
 
@@ -99,7 +101,7 @@ def test_an_unreachable_image_step_keeps_the_other_findings(
     lock: Path, emu: Emulator, archive: ArchiveView
 ) -> None:
     expected = mutate(emu)
-    emu.add_fault(Fault("latency", delay=0.6, endpoint="getMD5HashForImage"))
+    emu.add_fault(Fault("latency", delay=1.5, endpoint="getMD5HashForImage"))
     report = check_drift(lock, archive)
     assert not report.complete and not report.clean
     changed = next(k for k in expected if k[0] == "image-changed")
@@ -170,7 +172,7 @@ def test_random_faults_never_give_a_wrong_complete_report(
                 kind,  # type: ignore[arg-type]
                 endpoint=rng.choice(ENDPOINTS),
                 times=rng.choice([1, 2, 3, None]),
-                delay=0.6 if kind == "latency" else 0.0,
+                delay=1.5 if kind == "latency" else 0.0,
                 status=rng.choice([500, 502, 503]),
             )
         )

@@ -104,6 +104,14 @@ def test_root_digest_commits_to_series_hashes_and_ignores_metadata() -> None:
     assert root_digest(reversed(SERIES)) == root_digest(SERIES)
 
 
+def test_root_digest_vector() -> None:
+    # The root digest is what a paper cites: its formula must never drift. From coreutils:
+    #   h=abababababababababababababababab
+    #   printf '%s\n' "1.2.3.4 $h 2" "1.2.3.5 $h 2" "1.2.3.9 $h 2" | sha256sum
+    expected = "23ea3b889a360f6645f7c968c273077b0a18c12ca6d3698da6dcbc4220c9e094"
+    assert root_digest(SERIES) == "sha256:" + expected
+
+
 def test_read_text_lock_round_trips_the_header(tmp_path: Path) -> None:
     path = tmp_path / "d.lock"
     path.write_text(render_text_lock(make_header(), "{}", SERIES))
