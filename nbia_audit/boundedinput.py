@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .errors import SpecError
 
-__all__ = ["EXCERPT_CHARS", "excerpt", "read_bounded"]
+__all__ = ["EXCERPT_CHARS", "excerpt", "nonblocking_opener", "read_bounded"]
 
 # O_NONBLOCK (POSIX only) keeps open() of a FIFO with no writer from blocking forever.
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
@@ -74,6 +74,12 @@ def read_bounded(path: str | Path, *, limit: int, what: str) -> bytes:
             hint=f"is this really a {what}? split a larger one into several",
         )
     return data
+
+
+def nonblocking_opener(path: str, flags: int) -> int:
+    """An ``opener`` for :func:`open` that cannot block on a FIFO with no writer; the caller
+    must then refuse anything but a regular file (whose reads O_NONBLOCK does not change)."""
+    return os.open(path, flags | _NONBLOCK)
 
 
 def excerpt(value: object) -> str:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .boundedinput import nonblocking_opener
 from .crashpoints import crashpoint
 from .errors import LockFormatTooNew, LockNotFound, StoreError
 
@@ -308,7 +309,7 @@ def _parse_as_written(text: str) -> dict[str, Any] | None:
 
 def _read_bounded(path: Path) -> bytes:
     try:
-        with open(path, "rb") as handle:
+        with open(path, "rb", opener=nonblocking_opener) as handle:  # a FIFO must not hang
             info = os.fstat(handle.fileno())
             if not stat.S_ISREG(info.st_mode):
                 raise StoreError(f"{path}: not a regular file; give the path of a dataset.lock")

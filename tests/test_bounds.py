@@ -274,3 +274,15 @@ def test_any_spec_error_message_is_bounded() -> None:
     error = SpecError("unknown collection " + "x" * 100_000, path="d.yaml", line=3, key="k")
     assert len(str(error)) < MESSAGE_LIMIT + 200
     assert str(error).startswith("d.yaml:3: k: unknown collection xxx")
+
+
+@pytest.mark.parametrize(
+    "verb", [["report"], ["drift"], ["verify", "{dir}"], ["fetch", "--dest", "{dir}/data"]]
+)
+def test_fifo_as_lock_is_an_error_not_a_hang(tmp_path: Path, verb: list[str]) -> None:
+    fifo = tmp_path / "dataset.lock"
+    os.mkfifo(fifo)  # nobody ever writes: opening it for reading would block forever
+    rest = [arg.format(dir=tmp_path) for arg in verb[1:]]
+    code, stderr, _ = run_cli(verb[0], str(fifo), *rest)
+    assert code == 3, stderr
+    assert_one_clear_line(stderr, f"{fifo}: not a regular file")

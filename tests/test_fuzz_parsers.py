@@ -20,7 +20,7 @@ import tracemalloc
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -63,11 +63,9 @@ def bounded_memory() -> Iterator[None]:
     assert peak < MEMORY_LIMIT, f"peak {peak >> 20} MiB of Python allocations"
 
 
-def only(
-    errors: tuple[type[BaseException], ...], call: Callable[[], T], *, measure: bool = True
-) -> T | None:
+def only(errors: tuple[type[BaseException], ...], call: Callable[[], T]) -> T | None:
     """Run ``call`` in bounded memory; any exception but ``errors`` fails the test."""
-    with bounded_memory() if measure else nullcontext():
+    with bounded_memory():
         try:
             return call()
         except errors:
@@ -300,14 +298,14 @@ def test_text_lock_reader_mutated(
     lock_file: Path, edits: list[tuple[str, float, str, int]]
 ) -> None:
     lock_file.write_bytes(mutate(VALID_LOCK, edits).encode("utf-8", "surrogatepass"))
-    only((StoreError,), lambda: read_text_lock(lock_file), measure=False)  # see below
+    only((StoreError,), lambda: read_text_lock(lock_file))
 
 
 @FUZZ
 @given(data=st.binary(max_size=600))
 def test_text_lock_reader_any_bytes(lock_file: Path, data: bytes) -> None:
     lock_file.write_bytes(data)
-    only((StoreError,), lambda: read_text_lock(lock_file), measure=False)  # see below
+    only((StoreError,), lambda: read_text_lock(lock_file))
 
 
 def test_text_lock_reader_memory_is_bounded(lock_file: Path) -> None:
@@ -333,7 +331,7 @@ def test_lock_pair_reader_mutated_text(
     lock, text = lock_pair
     lock.write_bytes(mutate(text, edits).encode("utf-8", "surrogatepass"))
     try:
-        only((StoreError,), lambda: read_lock(lock), measure=False)  # see the xfail above
+        only((StoreError,), lambda: read_lock(lock))
     finally:
         lock.write_text(text, encoding="utf-8")
 
@@ -349,7 +347,7 @@ def test_lock_pair_reader_flipped_database(
     pristine = db.read_bytes()
     db.write_bytes(mutate_bytes(pristine, flips))
     try:
-        only((StoreError,), lambda: read_lock(lock), measure=False)
+        only((StoreError,), lambda: read_lock(lock))
     finally:
         db.write_bytes(pristine)
 
