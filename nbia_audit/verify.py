@@ -76,13 +76,13 @@ def verify_copy(
     started = clock()
     exp = load_expectation(lock_path)
     root_text = _check_root(root)
-    skip, patterns = _skip_paths(lock_path, root), tuple(ignore)
+    own_files, patterns = _own_files(lock_path, root), tuple(ignore)
     items: Iterable[FileEntry | Blocked]
     # A memo of a clean pass speaks for the lock pair it was made with; never for a pair
     # whose database no longer proves itself.
     if level == "stat" and sample is None and not exp.database_rejected:
         # The walk is the one unavoidable cost; an unchanged tree needs nothing else.
-        items = list(walk(root_text, skip=skip, ignore=patterns))
+        items = list(walk(root_text, ignore=patterns))
         memo_key = verify_memo.setting(lock_path, exp.header.root_digest, patterns)
         tree = verify_memo.fingerprint(items)
         remembered = verify_memo.recall(root, memo_key, tree)
@@ -90,12 +90,13 @@ def verify_copy(
             return _from_memo(remembered, _iso(started), _iso(clock()))
     else:
         verify_memo.forget(root)  # this pass changes the records a stat pass relies on
-        items = walk(root_text, skip=skip, ignore=patterns)
+        items = walk(root_text, ignore=patterns)
     plan = _plan(exp, level, sample, seed, started)
     state, state_note = _open_state(root)
     try:
         run = Run(plan, root_text, state, state_note)
         run.ignored = patterns
+        run.own_files = own_files
         read_all(run, items, workers, on_progress)
         verdict = judge(exp, run.tally, root_text, plan.sample)
         run.finish_state()
@@ -217,16 +218,18 @@ def _open_state(root: Path) -> tuple[LocalState | None, str]:
         return None, f"not used: {exc}"
 
 
-def _skip_paths(lock_path: Path, root: Path) -> frozenset[str]:
-    """Relative paths of the lock pair (and its spec) when they live inside the copy."""
+def _own_files(lock_path: Path, root: Path) -> frozenset[str]:
+    """Relative paths of the lock pair (and its spec) when they live inside the copy.
+
+    Only these: what a lock write leaves behind (``.new``, ``.old``, a journal) is judged
+    like any other file, and so is one of these names once it holds DICOM.
+    """
     try:
         lock_rel = lock_path.resolve().relative_to(root.resolve())
     except (ValueError, OSError):
         return frozenset()
     parent = lock_rel.parent
-    names = [lock_rel.name, lock_rel.name + ".db", lock_rel.name + ".db-journal"]
-    names += [lock_rel.name + ".db.old", lock_rel.name + ".db.new", lock_rel.name + ".new"]
-    names += [lock_rel.stem + ".yaml", lock_rel.stem + ".yml"]
+    names = [lock_rel.name, lock_rel.name + ".db", lock_rel.stem + ".yaml", lock_rel.stem + ".yml"]
     return frozenset((parent / n).as_posix().removeprefix("./") for n in names)
 
 

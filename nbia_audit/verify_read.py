@@ -16,6 +16,7 @@ import hashlib
 import os
 import stat
 import threading
+from collections.abc import Iterator
 from typing import NamedTuple, Protocol
 
 import xxhash
@@ -130,31 +131,50 @@ def examine(path: str, rules: Rules) -> Examined:
         return Examined(error=exc.strerror or str(exc))
     try:
         head_buffer, head, view = _buffers()
-        n = _fill(fd, head)
+        n = _fill(fd, head[: min(len(head), key.size)])
         if rules.hash_first:
             return _hash_then_identify(path, fd, key, head_buffer, head[:n], view, rules)
         identity, not_dicom = _identify(path, head[:n])
         if rules.decide(identity) is Want.IDENTITY:
             return Examined(identity, not_dicom, bytes_read=n, key=key)
-        md5, xxh3, total = _digest(fd, head[:n], view)
-        return Examined(identity, not_dicom, md5, xxh3, total, key, _stable(fd, key))
+        md5, xxh3, total, grew = _digest(fd, head[:n], view, key.size)
+        stable = not grew and _stable(fd, key)
+        return Examined(identity, not_dicom, md5, xxh3, total, key, stable)
     except OSError as exc:
         return Examined(error=exc.strerror or str(exc), key=key)
     finally:
         os.close(fd)
 
 
-def _digest(fd: int, head: memoryview, view: memoryview) -> tuple[str, str, int]:
-    """MD5 and xxh3-128 of ``head`` and the rest of the file; the byte count."""
+def _digest(
+    fd: int, head: memoryview, view: memoryview, size: int
+) -> tuple[str, str, int, bool]:
+    """MD5 and xxh3-128 of ``head`` and the rest of the file, the byte count, and whether
+    the file holds more than the ``size`` it had when opened."""
     md5 = hashlib.md5(head)
     xxh = xxhash.xxh3_128(head)
     total = len(head)
-    while n := os.readv(fd, [view]):
-        chunk = view[:n]
+    for chunk in _blocks(fd, view, size - total):
         md5.update(chunk)
         xxh.update(chunk)
-        total += n
-    return md5.hexdigest(), xxh.hexdigest(), total
+        total += len(chunk)
+    return md5.hexdigest(), xxh.hexdigest(), total, _holds_more(fd)
+
+
+def _blocks(fd: int, view: memoryview, remaining: int) -> Iterator[memoryview]:
+    """The next ``remaining`` bytes of ``fd`` (fewer if it ends first), a block at a time.
+
+    Never more: a file that grows while it is read, or a link to one that never ends
+    (``/proc/self/pagemap``, whose stat size is 0), would otherwise be read without end.
+    """
+    while remaining > 0 and (n := os.readv(fd, [view[: min(len(view), remaining)]])):
+        remaining -= n
+        yield view[:n]
+
+
+def _holds_more(fd: int) -> bool:
+    """Whether a byte follows what stat said the file held: it changed while being read."""
+    return bool(os.read(fd, 1))
 
 
 def _hash_then_identify(
@@ -165,8 +185,8 @@ def _hash_then_identify(
     # included; checking that its SOPInstanceUID is among the first bytes rules out an
     # archive that mixed two images' MD5s up. That spares parsing the header of nearly
     # every file: a quarter of the GIL time a full pass spends per file.
-    md5, xxh3, total = _digest(fd, head, view)
-    stable = _stable(fd, key)
+    md5, xxh3, total, grew = _digest(fd, head, view, key.size)
+    stable = not grew and _stable(fd, key)
     identity = rules.content_identity(md5)
     if identity is not None and head_buffer.find(identity.sop_uid.encode(), 0, len(head)) >= 0:
         return Examined(identity, "", md5, xxh3, total, key, stable)
@@ -188,11 +208,11 @@ def fingerprint(path: str, recorded_xxh3: str, rules: Rules) -> Examined:
         view = _buffers()[2]
         xxh = xxhash.xxh3_128()
         total = 0
-        while n := os.readv(fd, [view]):
-            xxh.update(view[:n])
-            total += n
+        for chunk in _blocks(fd, view, key.size):
+            xxh.update(chunk)
+            total += len(chunk)
         digest = xxh.hexdigest()
-        stable = _stable(fd, key)
+        stable = not _holds_more(fd) and _stable(fd, key)
     except OSError as exc:
         return Examined(error=exc.strerror or str(exc), key=key)
     finally:

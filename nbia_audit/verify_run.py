@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from .dicomheader import DicomIdentity
 from .findings import Finding
 from .localstate import LocalState
-from .sidecars import dicom_expected, sidecar_of
+from .sidecars import dicom_expected, has_dicom_marker, sidecar_of
 from .verify_judge import HOW_MD5, HOW_PRESENT, HOW_STAT, HOW_XXH3, Seen, Tally, Verdict
 from .verify_lock import Expectation
 from .verify_read import Examined, Want, examine, fingerprint
@@ -108,6 +108,9 @@ class Run:
         self.seen_paths: set[str] = set()
         self.walk_complete = True
         self.ignored: tuple[str, ...] = ()  # --ignore patterns, for the report
+        # The lock pair and its spec when they live in the copy: sidecars of nbia-audit's own,
+        # passed over only while they are not DICOM (a name hides nothing).
+        self.own_files: frozenset[str] = frozenset()
         self._racy = Racy()
 
     # -- records --------------------------------------------------------------------------
@@ -122,11 +125,19 @@ class Run:
 
     # -- deciding -------------------------------------------------------------------------
 
+    def _is_sidecar(self, rel: str, path: str) -> bool:
+        if rel in self.own_files:
+            try:
+                return not has_dicom_marker(path)
+            except OSError:
+                return False  # reading it again reports why it cannot be read
+        return sidecar_of(rel, path) is not None
+
     def admit(self, entry: FileEntry) -> Callable[[], Examined] | None:
         """Account for a file; return the read a worker must do, or None if none is needed."""
         rel = entry.rel
         self.seen_paths.add(rel)
-        if sidecar_of(rel, entry.path) is not None:
+        if self._is_sidecar(rel, entry.path):
             self.counts["sidecars"] += 1
             return None
         self.files += 1
