@@ -21,6 +21,7 @@ file and the first disagreement, except where the caller accepts the text lock a
 
 from __future__ import annotations
 
+import functools
 import re
 import sqlite3
 from collections import defaultdict
@@ -169,6 +170,35 @@ def _prove(lock_path: Path, db_path: Path, text: TextLock, load_images: bool) ->
         conn.close()
 
 
+_Schema = frozenset[tuple[str, str, str]]
+
+
+def _schema_of(conn: sqlite3.Connection) -> _Schema:
+    """The shape of a database: each entry (name, type, table) and each table's columns
+    (name, type, not-null, key, hidden), compared as structure rather than SQL text, so a
+    lock written through another sqlite-utils release still reads."""
+    shape: set[tuple[str, str, str]] = set()
+    for kind, name, table in conn.execute("SELECT type, name, tbl_name FROM sqlite_master"):
+        shape.add((str(name), str(kind), str(table)))
+        if kind == "table":
+            for _, column, declared, notnull, _, key, hidden in conn.execute(
+                "SELECT * FROM pragma_table_xinfo(?)", (name,)
+            ):
+                shape.add((f"{name}.{column}", "column", f"{declared}/{notnull}/{key}/{hidden}"))
+    return frozenset(shape)
+
+
+@functools.cache
+def _expected_schema() -> _Schema:
+    """The shape the lock migrations give a new database, made in memory."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        lock_migrations.apply(sqlite_utils.Database(conn))
+        return _schema_of(conn)
+    finally:
+        conn.close()
+
+
 class _Proof:
     """The checks of one database against one text lock, in the order the docstring gives."""
 
@@ -228,6 +258,19 @@ class _Proof:
             )
         if not applied:
             raise self.fail("not an nbia-audit lock database (no schema version)")
+        # The schema itself is untrusted input: a view named like a table (say, a recursive
+        # one that never ends), a trigger or an extra index would run SQL we did not write.
+        # Only the exact schema the migrations create is read.
+        found = _schema_of(self.conn)
+        odd = sorted(found ^ _expected_schema())
+        if odd:
+            name, kind = odd[0][0], odd[0][1]
+            what = "lacks" if odd[0] not in found else "holds"
+            raise self.fail(
+                f"not an nbia-audit lock database (its schema {what} the {kind} {name!r} as"
+                " nbia-audit writes it); restore it from version control or re-run"
+                " `nbia-audit lock`"
+            )
 
     def _check_meta(self) -> tuple[LockHeader, str]:
         meta = {str(k): from_storable(str(v)) for k, v in self.conn.execute(

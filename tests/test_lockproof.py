@@ -14,6 +14,8 @@ import json
 import re
 import shutil
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -131,6 +133,10 @@ EDITS: dict[str, Edit] = {
         "f" * 32,
         first_image(lock)[1],
     ),
+    "db: the images table behind a view of the same rows": lambda lock, _o: _behind_view(lock),
+    "db: a trigger added": lambda lock, _o: sql(
+        lock, "CREATE TRIGGER t AFTER INSERT ON problems BEGIN DELETE FROM images; END"
+    ),
     "db: the stamp set to garbage": lambda lock, _o: sql(
         lock, "UPDATE meta SET value = 'garbage' WHERE key = 'text_sha256'"
     ),
@@ -198,6 +204,11 @@ EDITS: dict[str, Edit] = {
         _reroot_without_first_series(lock)
     ),
 }
+
+
+def _behind_view(lock: Path) -> None:
+    sql(lock, "ALTER TABLE images RENAME TO images_real")
+    sql(lock, "CREATE VIEW images AS SELECT * FROM images_real")
 
 
 def _delete_series(lock: Path) -> None:
@@ -509,3 +520,27 @@ def test_a_lock_is_read_and_verified_from_a_read_only_location(
         for path in [top, *top.rglob("*")]:
             path.chmod(0o755)
         shutil.rmtree(top)
+
+
+def test_an_endless_view_in_place_of_a_table_is_refused_before_it_is_read(
+    original: Path, copy: Path, tmp_path: Path
+) -> None:
+    """A recursive view never ends (and SQLite's C code would not even let a signal stop the
+    read): the schema is checked before any row is read. The real CLI, a hang guard only."""
+    lock = pair_in(original, tmp_path / "pair")
+    sql(lock, "ALTER TABLE images RENAME TO images_real")
+    sql(
+        lock,
+        "CREATE VIEW images AS WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c)"
+        " SELECT i.* FROM images_real i, c",
+    )
+    for args in (["verify", str(lock), str(copy)], ["drift", str(lock)], ["report", str(lock)]):
+        done = subprocess.run(
+            [sys.executable, "-m", "nbia_audit", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd="/",
+        )
+        assert done.returncode in (1, 3) and "Traceback" not in done.stderr, done.stderr
+        assert "not an nbia-audit lock database (its schema" in done.stdout + done.stderr
