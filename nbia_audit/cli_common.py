@@ -6,6 +6,7 @@ Every ``cli_*`` module builds its commands from these; ``cli.py`` assembles the 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import sys
@@ -104,6 +105,56 @@ output_option = click.option(
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write the report to this file (atomically) instead of standard output.",
 )
+
+
+def guard_output(output: Path | None, lock: Path) -> None:
+    """Refuse an ``--output`` that would replace the lock pair or its spec (exit 2).
+
+    The text lock is the root of trust; a report written over it (or over its database or
+    spec) would destroy what a paper cites.
+    """
+    if output is None:
+        return
+    from .lockfile import database_path
+
+    protected = (lock, database_path(lock), lock.with_suffix(".yaml"), lock.with_suffix(".yml"))
+    target = os.path.realpath(output)
+    for path in protected:
+        if target == os.path.realpath(path):
+            raise click.BadParameter(
+                f"{output} is {path.name}, part of the lock being read; write the report"
+                " elsewhere",
+                param_hint="'--output'",
+            )
+
+
+def deliver(text: str, output: Path | None, *, findings: bool) -> None:
+    """Write a report to ``output`` (atomically) or to standard output.
+
+    When it cannot be written (a full disk, a closed pipe, a missing folder) say so in one
+    line and exit by the one rule: the findings stand (1); otherwise the check's result was
+    not delivered (3). Never a traceback.
+    """
+    from .errors import StoreError
+    from .reportfile import write_report
+
+    try:
+        if output is None:
+            click.echo(text, nl=False)
+            sys.stdout.flush()
+        else:
+            write_report(output, text)
+    except (OSError, StoreError) as error:
+        if output is None:
+            # Nothing more may reach the broken stream, not even at interpreter exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            reason = os.strerror(error.errno) if isinstance(error, OSError) and error.errno else ""
+            message = f"cannot write the report to standard output ({reason or error})"
+        else:
+            message = str(error)
+        with contextlib.suppress(OSError):  # standard error gone too: the exit code remains
+            click.echo(for_terminal(f"nbia-audit: error: {message}"), err=True)
+        sys.exit(exit_code(findings=findings, complete=False))
 
 
 def exit_code_for(error: NbiaAuditError) -> ExitCode:

@@ -11,9 +11,11 @@ from .cli_common import (
     CONTEXT_SETTINGS,
     EXIT_CODE_HELP,
     Progress,
+    deliver,
     exit_code,
     fail,
     format_option,
+    guard_output,
     make_archive,
     output_option,
 )
@@ -22,7 +24,6 @@ from .errors import NbiaAuditError
 from .escaping import for_terminal
 from .findings import AuditReport
 from .render import render
-from .reportfile import write_report
 
 __all__ = ["drift"]
 
@@ -56,6 +57,8 @@ def drift(lock: Path, fast: bool, fmt: str, output: Path | None, workers: int, q
     """
     from .drift import check_drift
 
+    guard_output(output, lock)
+
     try:
         report = check_drift(
             lock,
@@ -65,12 +68,9 @@ def drift(lock: Path, fast: bool, fmt: str, output: Path | None, workers: int, q
             on_progress=Progress(quiet),
         )
         text = render(report, fmt)
-        if output is not None:
-            write_report(output, text)
     except NbiaAuditError as error:
         fail(error)
-    if output is None:
-        click.echo(text, nl=False)
+    deliver(text, output, findings=bool(report.findings))
     if output is not None or fmt != "text":
         click.echo(for_terminal(_summary(report, output)), err=True)
     sys.exit(exit_code(findings=bool(report.findings), complete=report.complete))

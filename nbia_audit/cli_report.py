@@ -7,12 +7,20 @@ from pathlib import Path
 
 import click
 
-from .cli_common import CONTEXT_SETTINGS, EXIT_CODE_HELP, ExitCode, exit_code, fail, output_option
+from .cli_common import (
+    CONTEXT_SETTINGS,
+    EXIT_CODE_HELP,
+    ExitCode,
+    deliver,
+    exit_code,
+    fail,
+    guard_output,
+    output_option,
+)
 from .cli_signals import interruptible
 from .errors import NbiaAuditError
 from .escaping import for_terminal
 from .findings import AuditReport
-from .reportfile import write_report
 from .supplement import DEFAULT_INSTALL
 
 
@@ -58,17 +66,18 @@ def report(
     from .supplement import build_supplement
     from .supplement_render import render_supplement
 
+    guard_output(output, lock_path)
+
     try:
         verification = _verify(lock_path, verify_dir, level) if verify_dir else None
         supplement = build_supplement(lock_path, verification, install_command=install_command)
         text = render_supplement(supplement, fmt)
-        if output is None:
-            click.echo(text, nl=False)
-        else:
-            write_report(output, text)
-            click.echo(for_terminal(f"Wrote {output}"), err=True)
     except NbiaAuditError as error:
         fail(error)
+    findings = verification is not None and bool(verification.findings)
+    deliver(text, output, findings=findings)
+    if output is not None:
+        click.echo(for_terminal(f"Wrote {output}"), err=True)
     if verification is None:
         sys.exit(ExitCode.CLEAN)
     sys.exit(exit_code(findings=bool(verification.findings), complete=verification.complete))

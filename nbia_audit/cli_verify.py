@@ -12,9 +12,11 @@ from .cli_common import (
     CONTEXT_SETTINGS,
     EXIT_CODE_HELP,
     Progress,
+    deliver,
     exit_code,
     fail,
     format_option,
+    guard_output,
     output_option,
 )
 from .cli_signals import interruptible
@@ -93,8 +95,9 @@ def verify(
 ) -> None:
     """Check that DIRECTORY holds exactly the dataset pinned by LOCK (dataset.lock)."""
     from .render import render, render_text
-    from .reportfile import write_report
     from .verify import verify_copy
+
+    guard_output(output, lock)
 
     if seed is not None and sample is None:
         raise click.BadOptionUsage("seed", "--seed needs --sample")
@@ -109,12 +112,9 @@ def verify(
                 ignore=ignore, on_progress=Progress(quiet),
             )  # fmt: skip
         text = render(report, fmt)
-        if output is not None:
-            write_report(output, text)
     except NbiaAuditError as error:
         fail(error)
-    if output is None:
-        click.echo(text, nl=False)
-    elif not quiet:
+    deliver(text, output, findings=bool(report.findings))
+    if output is not None and not quiet:
         click.echo(render_text(report).splitlines()[0] + for_terminal(f" (report: {output})"))
     sys.exit(exit_code(findings=bool(report.findings), complete=report.complete))
