@@ -34,9 +34,10 @@ def corpus_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--images", type=_COUNT, default=3, show_default=True, help="Per series."),
         click.option(
             "--image-bytes",
-            type=click.IntRange(min=1),
+            # Rows and columns are 16-bit in DICOM; 256 MiB is beyond any real image.
+            type=click.IntRange(min=1, max=256 << 20),
             default=None,
-            help="Approximate image size.",
+            help="Approximate image size (at most 256 MiB).",
         ),
         click.option("--unpadded-md5", is_flag=True, help="Store CTP-style short MD5s."),
         click.option("--mismatched-md5", type=_COUNT, default=0, help="Images with a stale MD5."),

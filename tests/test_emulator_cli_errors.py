@@ -124,3 +124,21 @@ def test_build_into_an_unwritable_place_is_an_environment_error(tmp_path: Path) 
     blocker.write_text("not a folder", encoding="utf-8")
     result = invoke("build", "--out", str(blocker / "out"), "--collections", "1")
     assert_clean_error(result, 3, f"cannot write {blocker / 'out'}")
+
+
+@pytest.mark.parametrize("url", ["notaurl", "file:///etc/passwd", "ftp://example/x"])
+def test_mutate_with_a_url_that_is_not_http_is_a_usage_error(url: str) -> None:
+    assert_clean_error(invoke("mutate", url, "run_nightly_job"), 2, "is not an emulator URL")
+
+
+def test_an_impossible_image_size_is_a_usage_error() -> None:
+    assert_clean_error(invoke("serve", "--image-bytes", "100000000000"), 2, "--image-bytes")
+
+
+def test_a_huge_added_series_is_refused_and_the_emulator_keeps_answering() -> None:
+    from nbia_audit.emulator import CorpusSpec, Emulator
+
+    with Emulator.from_spec(CorpusSpec(seed=1, collections=1, patients=1, series=1)) as emu:
+        result = invoke("mutate", emu.base_url, "add_series", "--arg", "images=100000000")
+        assert_clean_error(result, 2, "images must be 0 to 10,000")
+        assert invoke("mutate", emu.base_url, "run_nightly_job").exit_code == 0

@@ -23,6 +23,8 @@ from nbia_audit.emulator.model import (
     Study,
 )
 
+MAX_ADDED_IMAGES = 10_000
+
 
 def _image(corpus: Corpus, sop_uid: str) -> Image:
     image = corpus.image_by_sop(sop_uid)
@@ -114,6 +116,10 @@ def add_series(
 ) -> str:
     """Add a visible series to an existing study, or to a new study of a new or existing
     patient; it is released one day after the newest series. Returns its UID."""
+    if not 0 <= images <= MAX_ADDED_IMAGES:
+        # Made while holding the corpus lock that every request needs: a huge count would
+        # leave the emulator answering nothing until it is done.
+        raise ValueError(f"images must be 0 to {MAX_ADDED_IMAGES:,} per added series")
     with corpus.lock:
         study = _target_study(corpus, study_uid, collection, patient_id)
         coll = corpus.collection(study.collection)

@@ -26,6 +26,7 @@ class RemoteEmulator:
 
     def __init__(self, url: str, session: requests.Session | None = None, timeout: float = 10.0):
         parts = urlsplit(url)
+        self.url = url
         self.origin = f"{parts.scheme}://{parts.netloc}"
         self._session = session or requests.Session()
         self._timeout = timeout
@@ -34,16 +35,23 @@ class RemoteEmulator:
         url = f"{self.origin}/_emulator/{path}"
         try:
             response = self._session.request(method, url, json=body or {}, timeout=self._timeout)
-            data = response.json()
         except requests.ConnectionError:
             raise EmulatorUnreachable(f"nothing answers at {self.origin}") from None
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema):  # fmt: skip
+            raise ControlError(
+                f"{self.url[:200]!r} is not an emulator URL (give the http://127.0.0.1:PORT/... line"
+                " `nbia-audit emulator serve` printed)"
+            ) from None
+        except requests.RequestException as exc:
+            raise EmulatorUnreachable(f"{self.origin}: {type(exc).__name__}") from None
+        try:
+            data = response.json()
         except ValueError:  # a body that is not JSON (requests' JSONDecodeError): another server
             raise EmulatorUnreachable(
                 f"{self.origin} is not an nbia-audit emulator (HTTP {response.status_code},"
                 " not JSON)"
             ) from None
-        except requests.RequestException as exc:
-            raise EmulatorUnreachable(f"{self.origin}: {type(exc).__name__}") from None
         if response.status_code != 200:
             raise ControlError(str(data.get("error", data)))
         return data
