@@ -54,6 +54,7 @@ EXIT = (
 )  # fmt: skip
 DRIFT = ("test_drift.py", "test_drift_cli.py", "test_drift_faults.py")
 CLIENT = ("test_client_auth.py", "test_client_faults.py", "test_client_units.py")
+OWN = ("test_verify_own_files.py", "test_report_output.py")
 
 
 @dataclass(frozen=True)
@@ -325,6 +326,18 @@ MUTANTS: tuple[Mutant, ...] = (
     _m("client:non-idempotent-retried-on-5xx", "client/transport.py",
        "if status != 429 and (status < 500 or not idempotent):",
        "if status != 429 and status < 500:", CLIENT),
+    # What the adversarial pass over the merged work found (issue 10's promise, kept):
+    _m("lockproof:schema-shape-unchecked", "lockproof.py",
+       "        if odd:\n", "        if False:\n", LOCK),
+    _m("read:growth-ignored", "verify_read.py",
+       "return bool(os.read(fd, 1))", "return False", OWN),
+    _m("read:own-files-skipped-even-if-dicom", "verify_run.py",
+       "return not has_dicom_marker(path)", "return True", OWN),
+    _m("output:lock-overwritable", "cli_common.py",
+       "if target == os.path.realpath(path):", "if False:", OWN),
+    _m("output:undelivered-findings-exit-3", "cli_common.py",
+       "sys.exit(exit_code(findings=findings, complete=False))",
+       "sys.exit(exit_code(findings=False, complete=False))", OWN),
 )  # fmt: skip
 
 
