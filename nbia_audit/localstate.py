@@ -20,6 +20,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from .errors import LockFormatTooNew, StoreError
+from .sqlshape import first_difference
 
 __all__ = ["STATE_DIR", "FileRecord", "LocalState", "StatKey", "stat_key"]
 
@@ -105,6 +106,12 @@ _INSERT = (
 )
 
 
+def _shape_problem(conn: sqlite3.Connection) -> str:
+    if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+        return ""
+    return first_difference(conn, state_migrations)
+
+
 class LocalState:
     """Thread-safe access to one copy's state database (created on first use)."""
 
@@ -117,6 +124,15 @@ class LocalState:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             self.db = sqlite_utils.Database(conn)
+            # It travels with the copy, from anyone: never touch one we did not shape (a
+            # recursive view in place of a table would never end). A new one is empty.
+            odd = _shape_problem(conn)
+            if odd:
+                conn.close()
+                raise StoreError(
+                    f"{self.path}: not an nbia-audit state database (its schema {odd}); delete"
+                    f" {self.path.parent} to start the local state afresh"
+                )
             applied = {m.name for m in state_migrations.applied(self.db)}
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{self.path}: cannot open the local state database: {exc}") from exc

@@ -21,8 +21,6 @@ file and the first disagreement, except where the caller accepts the text lock a
 
 from __future__ import annotations
 
-import functools
-import re
 import sqlite3
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -36,6 +34,7 @@ from .errors import LockFormatTooNew, LockNotFound, StoreError
 from .hashing import series_hash
 from .lockfile import TextLock, database_path, read_text_lock, recover_interrupted
 from .models import HashNode, LockedImage, LockedLicense, LockedSeries, LockHeader, Problem
+from .sqlshape import first_difference
 from .storable import from_storable
 from .store import (
     KNOWN_MIGRATIONS,
@@ -50,7 +49,6 @@ from .store import (
 __all__ = ["LockContents", "LockProofError", "read_lock"]
 
 # What an archive MD5 column looks like when every value is plain: no separator, no escape.
-_PLAIN_MD5S = re.compile(r"[0-9A-Za-z ,]*")
 
 SOURCE_DATABASE = "database"
 SOURCE_TEXT = "text lock"
@@ -170,35 +168,6 @@ def _prove(lock_path: Path, db_path: Path, text: TextLock, load_images: bool) ->
         conn.close()
 
 
-_Schema = frozenset[tuple[str, str, str]]
-
-
-def _schema_of(conn: sqlite3.Connection) -> _Schema:
-    """The shape of a database: each entry (name, type, table) and each table's columns
-    (name, type, not-null, key, hidden), compared as structure rather than SQL text, so a
-    lock written through another sqlite-utils release still reads."""
-    shape: set[tuple[str, str, str]] = set()
-    for kind, name, table in conn.execute("SELECT type, name, tbl_name FROM sqlite_master"):
-        shape.add((str(name), str(kind), str(table)))
-        if kind == "table":
-            for _, column, declared, notnull, _, key, hidden in conn.execute(
-                "SELECT * FROM pragma_table_xinfo(?)", (name,)
-            ):
-                shape.add((f"{name}.{column}", "column", f"{declared}/{notnull}/{key}/{hidden}"))
-    return frozenset(shape)
-
-
-@functools.cache
-def _expected_schema() -> _Schema:
-    """The shape the lock migrations give a new database, made in memory."""
-    conn = sqlite3.connect(":memory:")
-    try:
-        lock_migrations.apply(sqlite_utils.Database(conn))
-        return _schema_of(conn)
-    finally:
-        conn.close()
-
-
 class _Proof:
     """The checks of one database against one text lock, in the order the docstring gives."""
 
@@ -261,15 +230,11 @@ class _Proof:
         # The schema itself is untrusted input: a view named like a table (say, a recursive
         # one that never ends), a trigger or an extra index would run SQL we did not write.
         # Only the exact schema the migrations create is read.
-        found = _schema_of(self.conn)
-        odd = sorted(found ^ _expected_schema())
+        odd = first_difference(self.conn, lock_migrations)
         if odd:
-            name, kind = odd[0][0], odd[0][1]
-            what = "lacks" if odd[0] not in found else "holds"
             raise self.fail(
-                f"not an nbia-audit lock database (its schema {what} the {kind} {name!r} as"
-                " nbia-audit writes it); restore it from version control or re-run"
-                " `nbia-audit lock`"
+                f"not an nbia-audit lock database (its schema {odd} as nbia-audit writes it);"
+                " restore it from version control or re-run `nbia-audit lock`"
             )
 
     def _check_meta(self) -> tuple[LockHeader, str]:
@@ -361,7 +326,7 @@ class _Proof:
         if not non_null:
             return values
         assert joined is not None
-        if _PLAIN_MD5S.fullmatch(joined):
+        if joined.isascii():  # no escaped value (storable.ESCAPE is not ASCII); O(1) to ask
             parts = joined.split(",")
             if len(parts) == non_null:
                 return values + list(parts)

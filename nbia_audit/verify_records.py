@@ -15,8 +15,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from .localstate import LocalState
+from .localstate import LocalState, state_migrations
 from .sidecars import STATE_DIR_NAME
+from .sqlshape import first_difference
 
 __all__ = ["Racy", "Rec", "Row", "load_records", "write_records"]
 
@@ -97,6 +98,8 @@ def load_records(state: LocalState | None, root: str) -> dict[str, Rec]:
         try:
             conn = sqlite3.connect(f"file:{urllib.parse.quote(path)}?{options}", uri=True)
             try:
+                if first_difference(conn, state_migrations):
+                    return {}  # not a state database we shaped: nothing of it is read
                 return _rows_to_records(conn.execute(_RECORD_SQL))
             finally:
                 conn.close()

@@ -132,3 +132,26 @@ def test_a_file_holding_more_than_its_stat_size_is_never_clean(
     assert code == 1 and report["clean"] is False
     found = kinds(report)
     assert found.get(image.relative_to(data).as_posix()) == "unreadable", report["findings"]
+
+
+def test_a_state_database_with_an_endless_view_is_not_read(
+    copy_with_lock: tuple[Path, Path],
+) -> None:
+    """The state database travels with the copy: one we did not shape is not used (every
+    file is hashed instead), never read without end."""
+    import sqlite3
+
+    lock, data = copy_with_lock
+    assert verify(lock, data)[0] == 0  # writes the state database
+    conn = sqlite3.connect(data / ".nbia-audit" / "state.db")
+    with conn:
+        conn.execute("ALTER TABLE files RENAME TO files_real")
+        conn.execute(
+            "CREATE VIEW files AS WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1"
+            " FROM c) SELECT f.* FROM files_real f, c"
+        )
+    conn.close()
+    for level in ("full", "quick", "stat"):
+        code, report = verify(lock, data, "--level", level)
+        assert code == 0 and report["findings"] == [], report
+        assert "not an nbia-audit state database" in json.dumps(report["facts"])

@@ -40,8 +40,8 @@ class RemoteEmulator:
         except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
                 requests.exceptions.InvalidSchema):  # fmt: skip
             raise ControlError(
-                f"{self.url[:200]!r} is not an emulator URL (give the http://127.0.0.1:PORT/... line"
-                " `nbia-audit emulator serve` printed)"
+                f"{self.url[:200]!r} is not an emulator URL (give the http://127.0.0.1:PORT/..."
+                " line `nbia-audit emulator serve` printed)"
             ) from None
         except requests.RequestException as exc:
             raise EmulatorUnreachable(f"{self.origin}: {type(exc).__name__}") from None
