@@ -368,6 +368,8 @@ def _parse_header(path: Path, data: dict[str, Any]) -> tuple[LockHeader, str]:
 
 
 def _typed(path: Path, where: str, value: object, kind: object) -> object:
+    if kind == "str" and isinstance(value, str) and value.isascii():
+        return value  # the common case: no escape can be in it (storable.ESCAPE is not ASCII)
     if kind == "int":
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value

@@ -93,7 +93,11 @@ def storable_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _loaded_row(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: from_storable(v) if isinstance(v, str) else v for k, v in row.items()}
+    # An ASCII string holds no escape (storable.ESCAPE is not ASCII), and asking is O(1).
+    return {
+        k: from_storable(v) if isinstance(v, str) and not v.isascii() else v
+        for k, v in row.items()
+    }
 
 
 def metadata_digest(
