@@ -19,8 +19,8 @@ from typing import Protocol
 from . import __version__
 from .client.records import License
 from .errors import LockNotFound
-from .lockfile import commit_lock, render_text_lock, root_digest
-from .lockproof import LockProofError, read_lock
+from .lockfile import commit_lock, database_path, render_text_lock, root_digest
+from .lockproof import SOURCE_DATABASE, LockProofError, read_lock
 from .models import LOCK_FORMAT, LockedImage, LockedLicense, LockedSeries, LockHeader, Problem
 from .pinning import HashArchive, hash_nodes, image_problems, locked_series, pin_series
 from .selection import Archive, Selection, select_series
@@ -456,6 +456,12 @@ def check_lock(
         return CheckResult(True, (f"{lock_path} does not exist",), LockChanges(), 0)
     if text.database_rejected:
         raise LockProofError(text.database_rejected)
+    if text.source != SOURCE_DATABASE:
+        # A pair without its database is not a lock any other verb would use.
+        raise LockProofError(
+            f"{database_path(lock_path)}: lock database not found; it is written beside"
+            f" {lock_path.name} by `nbia-audit lock` (restore it, or re-run the lock)"
+        )
     if text.header.spec_digest != spec.digest():
         reason = f"{spec_path} changed since it was locked (spec digest differs)"
         return CheckResult(True, (reason,), LockChanges(), 0)

@@ -544,3 +544,13 @@ def test_an_endless_view_in_place_of_a_table_is_refused_before_it_is_read(
         )
         assert done.returncode in (1, 3) and "Traceback" not in done.stderr, done.stderr
         assert "not an nbia-audit lock database (its schema" in done.stdout + done.stderr
+
+
+def test_lock_check_refuses_a_text_lock_without_its_database(
+    original: Path, tmp_path: Path
+) -> None:
+    """Every other verb refuses such a pair (exit 3); `lock --check` said "up to date"."""
+    lock = pair_in(original, tmp_path / "pair")
+    database_path(lock).unlink()
+    result = run("lock", "--check", "--offline", str(lock.with_name("dataset.yaml")))
+    assert result.exit_code == 3 and "lock database not found" in result.output, result.output
