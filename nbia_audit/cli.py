@@ -77,6 +77,8 @@ def lock(
     from .locking import check_lock, lock_dataset
     from .spec import load_spec
 
+    if offline and not check:
+        raise click.BadOptionUsage("offline", "--offline needs --check (a lock asks the archive)")
     try:
         loaded = load_spec(spec)
         archive = None if (check and offline) else make_archive(loaded.server, loaded.api)

@@ -554,3 +554,9 @@ def test_lock_check_refuses_a_text_lock_without_its_database(
     database_path(lock).unlink()
     result = run("lock", "--check", "--offline", str(lock.with_name("dataset.yaml")))
     assert result.exit_code == 3 and "lock database not found" in result.output, result.output
+
+
+def test_lock_offline_without_check_is_a_usage_error(original: Path, tmp_path: Path) -> None:
+    lock = pair_in(original, tmp_path / "pair")
+    result = run("lock", "--offline", str(lock.with_name("dataset.yaml")))
+    assert result.exit_code == 2 and "--offline needs --check" in result.output, result.output
