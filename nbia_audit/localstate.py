@@ -109,7 +109,7 @@ _INSERT = (
 def _shape_problem(conn: sqlite3.Connection) -> str:
     if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
         return ""
-    return first_difference(conn, state_migrations)
+    return first_difference(conn, state_migrations, may_lack=True)
 
 
 class LocalState:

@@ -46,11 +46,18 @@ def expected_shape(migrations: Migrations) -> Shape:
         conn.close()
 
 
-def first_difference(conn: sqlite3.Connection, migrations: Migrations) -> str:
+def first_difference(
+    conn: sqlite3.Connection, migrations: Migrations, *, may_lack: bool = False
+) -> str:
     """"" when the database has exactly the shape ``migrations`` create; otherwise what
-    differs first, in words ("holds the view 'images'")."""
+    differs first, in words ("holds the view 'images'").
+
+    ``may_lack``: only what the migrations would never create counts. For a database that a
+    killed run may have left half-made; the migrations add what it lacks.
+    """
     found = shape_of(conn)
-    odd = sorted(found ^ expected_shape(migrations))
+    expected = expected_shape(migrations)
+    odd = sorted(found - expected if may_lack else found ^ expected)
     if not odd:
         return ""
     name, kind = odd[0][0], odd[0][1]

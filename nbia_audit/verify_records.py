@@ -98,7 +98,7 @@ def load_records(state: LocalState | None, root: str) -> dict[str, Rec]:
         try:
             conn = sqlite3.connect(f"file:{urllib.parse.quote(path)}?{options}", uri=True)
             try:
-                if first_difference(conn, state_migrations):
+                if first_difference(conn, state_migrations, may_lack=True):
                     return {}  # not a state database we shaped: nothing of it is read
                 return _rows_to_records(conn.execute(_RECORD_SQL))
             finally:
