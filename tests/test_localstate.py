@@ -62,3 +62,21 @@ def test_stat_key_changes_when_the_file_is_rewritten(tmp_path: Path) -> None:
     before = stat_key(path)
     path.write_bytes(b"two!")
     assert stat_key(path) != before
+
+
+def test_a_half_made_state_database_is_completed_not_refused(tmp_path: Path) -> None:
+    """A run killed while creating the state database leaves its migrations table and no
+    more; the next run completes it (a shape check that refused it lost a soak's fetch)."""
+    import sqlite3
+
+    import sqlite_utils
+
+    from nbia_audit.localstate import state_migrations
+
+    (tmp_path / ".nbia-audit").mkdir()
+    conn = sqlite3.connect(tmp_path / ".nbia-audit" / "state.db")
+    state_migrations.ensure_migrations_table(sqlite_utils.Database(conn))
+    conn.commit()
+    conn.close()
+    with LocalState(tmp_path) as state:
+        assert list(state.records()) == []
