@@ -8,10 +8,15 @@ get a new pair whose digests, stamp and totals all agree, as `nbia-audit lock` w
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from nbia_audit.archive import ArchiveView
+from nbia_audit.client import NbiaClient
+from nbia_audit.emulator import CorpusSpec, Emulator
+from nbia_audit.fetch import fetch_dataset
 from nbia_audit.lockfile import commit_lock, render_text_lock, root_digest
+from nbia_audit.locking import lock_dataset
 from nbia_audit.lockproof import read_lock
 from nbia_audit.models import LockedSeries
 from nbia_audit.store import metadata_digest, write_lock_database
@@ -103,3 +108,17 @@ def write_pair(
 
     commit_lock(lock_path, text, write)
     return lock_path
+
+
+def lock_and_fetch(
+    corpus: CorpusSpec, spec_dir: Path, data: Path
+) -> Iterator[tuple[Path, Path]]:
+    """Lock the first collection of an emulator of ``corpus`` (spec in ``spec_dir``), fetch
+    it into ``data``, and yield (lock, data) while the emulator still runs."""
+    with Emulator.from_spec(corpus) as emu, NbiaClient(emu.base_url) as client:
+        spec = spec_dir / "dataset.yaml"
+        name = emu.corpus.collections[0].name
+        spec.write_text(f"name: r\nserver: {emu.base_url}\nselect:\n  - collection: {name}\n")
+        lock = lock_dataset(spec, ArchiveView(client)).lock_path
+        assert fetch_dataset(lock, data, client).ok
+        yield lock, data

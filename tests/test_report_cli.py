@@ -8,27 +8,17 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from lock_tools import lock_and_fetch
 
-from nbia_audit.archive import ArchiveView
 from nbia_audit.cli import cli
-from nbia_audit.client import NbiaClient
 from nbia_audit.emulator import CorpusSpec, Emulator
-from nbia_audit.fetch import fetch_dataset
-from nbia_audit.locking import lock_dataset
 
 SPEC = CorpusSpec(seed=31, collections=1, patients=2, studies=1, series=2, images=2)
 
 
 @pytest.fixture
 def fetched(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
-    with Emulator.from_spec(SPEC) as emu, NbiaClient(emu.base_url) as client:
-        spec = tmp_path / "dataset.yaml"
-        name = emu.corpus.collections[0].name
-        spec.write_text(f"name: r\nserver: {emu.base_url}\nselect:\n  - collection: {name}\n")
-        lock = lock_dataset(spec, ArchiveView(client)).lock_path
-        data = tmp_path / "data"
-        assert fetch_dataset(lock, data, client).ok
-        yield lock, data
+    yield from lock_and_fetch(SPEC, tmp_path, tmp_path / "data")
 
 
 def invoke(*args: str) -> tuple[int, str]:

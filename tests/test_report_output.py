@@ -14,12 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lock_tools import lock_and_fetch
 
-from nbia_audit.archive import ArchiveView
-from nbia_audit.client import NbiaClient
-from nbia_audit.emulator import CorpusSpec, Emulator
-from nbia_audit.fetch import fetch_dataset
-from nbia_audit.locking import lock_dataset
+from nbia_audit.emulator import CorpusSpec
 
 SPEC = CorpusSpec(seed=43, collections=1, patients=1, studies=1, series=2, images=2)
 
@@ -27,14 +24,7 @@ SPEC = CorpusSpec(seed=43, collections=1, patients=1, studies=1, series=2, image
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     root = tmp_path_factory.mktemp("pair")
-    with Emulator.from_spec(SPEC) as emu, NbiaClient(emu.base_url) as client:
-        spec = root / "dataset.yaml"
-        name = emu.corpus.collections[0].name
-        spec.write_text(f"name: o\nserver: {emu.base_url}\nselect:\n  - collection: {name}\n")
-        lock = lock_dataset(spec, ArchiveView(client)).lock_path
-        data = root / "data"
-        assert fetch_dataset(lock, data, client).ok
-        yield lock, data
+    yield from lock_and_fetch(SPEC, root, root / "data")
 
 
 def run(args: list[str], stdout: int | None = subprocess.PIPE) -> tuple[int, str]:

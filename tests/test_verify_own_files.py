@@ -20,12 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from lock_tools import lock_and_fetch
 
-from nbia_audit.archive import ArchiveView
-from nbia_audit.client import NbiaClient
-from nbia_audit.emulator import CorpusSpec, Emulator
-from nbia_audit.fetch import fetch_dataset
-from nbia_audit.locking import lock_dataset
+from nbia_audit.emulator import CorpusSpec
 
 SPEC = CorpusSpec(seed=41, collections=1, patients=1, studies=1, series=2, images=2)
 
@@ -34,14 +31,8 @@ SPEC = CorpusSpec(seed=41, collections=1, patients=1, studies=1, series=2, image
 def copy_with_lock(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     """A fetched copy whose lock pair and spec live inside it, as a repository keeps them."""
     data = tmp_path / "data"
-    with Emulator.from_spec(SPEC) as emu, NbiaClient(emu.base_url) as client:
-        data.mkdir()
-        spec = data / "dataset.yaml"
-        name = emu.corpus.collections[0].name
-        spec.write_text(f"name: n\nserver: {emu.base_url}\nselect:\n  - collection: {name}\n")
-        lock = lock_dataset(spec, ArchiveView(client)).lock_path
-        assert fetch_dataset(lock, data, client).ok
-    yield lock, data
+    data.mkdir()
+    yield from lock_and_fetch(SPEC, data, data)
 
 
 def verify(lock: Path, data: Path, *extra: str) -> tuple[int, dict[str, object]]:
