@@ -32,6 +32,8 @@ def write_report(path: Path, text: str) -> None:
         mode = path.stat().st_mode
     except OSError:
         mode = 0  # not there yet (or unreachable: the temporary file says why)
+    if stat.S_ISDIR(mode):
+        raise StoreError(f"{path}: is a folder; give the path of a report file")
     if mode and not stat.S_ISREG(mode):
         _write_into(path, text)
         return
@@ -58,8 +60,6 @@ def write_report(path: Path, text: str) -> None:
 
 
 def _write_into(path: Path, text: str) -> None:
-    if stat.S_ISDIR(path.stat().st_mode):
-        raise StoreError(f"{path}: is a folder; give the path of a report file")
     try:
         with open(path, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
