@@ -22,13 +22,13 @@ from typing import Any
 
 from common import emulator_process, row, timed
 
-from nbia_audit.archive import ArchiveView
+from nbia_audit.archive.view import ArchiveView
 from nbia_audit.client import NbiaClient
-from nbia_audit.drift import check_drift, read_lock
+from nbia_audit.drift.run import check_drift, read_lock
 from nbia_audit.emulator.faults import Fault
 from nbia_audit.emulator.remote import RemoteEmulator
 from nbia_audit.findings import AuditReport
-from nbia_audit.locking import lock_dataset
+from nbia_audit.lock.run import lock_dataset
 
 
 def make_lock(url: str, workdir: Path, collections: list[str]) -> Path:

@@ -31,12 +31,12 @@ from pathlib import Path
 
 from common import emulator_process, row
 
-from nbia_audit.archive import ArchiveView
+from nbia_audit.archive.view import ArchiveView
 from nbia_audit.client import NbiaClient
-from nbia_audit.locking import lock_dataset
-from nbia_audit.store import LockDatabase
+from nbia_audit.lock.run import lock_dataset
+from nbia_audit.store.database import LockDatabase
 
-FETCH = [sys.executable, "-c", "from nbia_audit.cli_fetch import fetch; fetch()"]
+FETCH = [sys.executable, "-c", "from nbia_audit.cli.fetch import fetch; fetch()"]
 
 
 def baseline_one(url: str, series_uid: str, workdir: Path) -> None:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 from common import emulator_process, row, timed
 
-from nbia_audit.archive import ArchiveView
+from nbia_audit.archive.view import ArchiveView
 from nbia_audit.client import NbiaClient
 from nbia_audit.emulator.faults import Fault
 from nbia_audit.emulator.remote import RemoteEmulator
-from nbia_audit.locking import LockResult, lock_dataset
+from nbia_audit.lock.run import LockResult, lock_dataset
 
 
 def lock_once(url: str, workdir: Path, collections: list[str], workers: int) -> LockResult:

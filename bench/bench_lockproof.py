@@ -26,11 +26,11 @@ from pathlib import Path
 
 from common import row, timed
 
-from nbia_audit.hashing import series_hash
-from nbia_audit.lockfile import commit_lock, database_path, render_text_lock, root_digest
-from nbia_audit.lockproof import read_lock
+from nbia_audit.merkle import series_hash
 from nbia_audit.models import LOCK_FORMAT, LockedImage, LockedSeries, LockHeader
-from nbia_audit.store import metadata_digest, write_lock_database
+from nbia_audit.store.database import metadata_digest, write_lock_database
+from nbia_audit.store.reader import read_lock
+from nbia_audit.store.textlock import commit_lock, database_path, render_text_lock, root_digest
 
 PER_SERIES = 126
 

@@ -31,12 +31,12 @@ from pathlib import Path
 
 from common import emulator_process, row, timed
 
-from nbia_audit.archive import ArchiveView
-from nbia_audit.cli import cli as nbia_cli
+from nbia_audit.archive.view import ArchiveView
+from nbia_audit.cli.main import cli as nbia_cli
 from nbia_audit.client import NbiaClient
 from nbia_audit.findings import AuditReport
-from nbia_audit.locking import lock_dataset
-from nbia_audit.verify import verify_copy
+from nbia_audit.lock.run import lock_dataset
+from nbia_audit.verify.run import verify_copy
 
 
 def corpus_args(args: argparse.Namespace) -> list[str]:
@@ -142,7 +142,7 @@ def main() -> None:
     stat, stat_s = min(stat_runs, key=lambda r: r[1])
     cli = f"{sys.executable} -m nbia_audit verify"
     if "verify" not in nbia_cli.commands:  # not registered yet: the command object itself
-        cli = f"{sys.executable} -c 'from nbia_audit.cli_verify import verify; verify()'"
+        cli = f"{sys.executable} -c 'from nbia_audit.cli.verify import verify; verify()'"
     cli_s = min(shell(f"{cli} {lock_path} {data} --level stat -q > /dev/null") for _ in range(3))
     for name, report in (("full", full), ("quick", quick), ("stat", stat)):
         assert report.clean, f"{name}: {report.counts()}"

@@ -45,8 +45,8 @@ from pathlib import Path
 import requests
 
 from nbia_audit.emulator import CorpusSpec, Emulator, Fault
-from nbia_audit.lockfile import database_path, read_text_lock, recover_interrupted
-from nbia_audit.store import LockDatabase
+from nbia_audit.store.database import LockDatabase
+from nbia_audit.store.textlock import database_path, read_text_lock, recover_interrupted
 
 SPEC = CorpusSpec(
     seed=17, collections=1, patients=2, studies=1, series=3, images=6, image_bytes=24_000

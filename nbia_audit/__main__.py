@@ -1,5 +1,5 @@
 """``python -m nbia_audit``: the same as the ``nbia-audit`` command."""
 
-from nbia_audit.cli import main
+from nbia_audit.cli.main import main
 
 main()

@@ -14,7 +14,7 @@ import reprlib
 import stat
 from pathlib import Path
 
-from .errors import SpecError
+from nbia_audit.errors import SpecError
 
 __all__ = ["EXCERPT_CHARS", "excerpt", "nonblocking_opener", "read_bounded"]
 

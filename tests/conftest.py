@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import settings
 
-from nbia_audit.emulator import CorpusSpec, Emulator
+from nbia_audit.emulator import Emulator
+from tests.support.corpus import SMALL_SPEC, USERS
 
 # Hypothesis' per-example deadline measures wall time, which a loaded CI machine stretches at
 # random: a deadline there turns green code red. No deadline anywhere; failures print the blob
@@ -15,9 +16,6 @@ from nbia_audit.emulator import CorpusSpec, Emulator
 settings.register_profile("nbia", deadline=None, derandomize=False, print_blob=True)
 settings.load_profile("nbia")
 
-# 2 collections x 2 patients x 1 study x 2 series x 3 images = 8 series, 24 images.
-SMALL_SPEC = CorpusSpec(seed=7, collections=2, patients=2, studies=1, series=2, images=3)
-USERS = {"alice": "secret"}
 
 
 @pytest.fixture

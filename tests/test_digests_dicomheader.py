@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydicom.data import get_testdata_file
 
-from nbia_audit.dicomheader import NotDicomError, read_identity
+from nbia_audit.dicom.header import NotDicomError, read_identity
 from nbia_audit.digests import BLOCK_SIZE, digest_file, digest_stream, xxh3_file
 
 CT_SMALL = Path(str(get_testdata_file("CT_small.dcm")))

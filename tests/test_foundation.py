@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from nbia_audit.emulator import CorpusSpec, Emulator
-from nbia_audit.hashing import combine, series_hash
+from nbia_audit.merkle import combine, series_hash
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(tool) for tool in ("curl", "unzip", "md5sum")),

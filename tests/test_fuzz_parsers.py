@@ -26,7 +26,6 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
-from fetch_support import make_lock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.data import get_testdata_file
@@ -34,12 +33,18 @@ from pydicom.data import get_testdata_file
 from nbia_audit.client.parse import decode_csv_rows
 from nbia_audit.emulator import CorpusSpec, Emulator
 from nbia_audit.errors import ApiProtocolError, SpecError, StoreError
-from nbia_audit.lockfile import database_path, read_text_lock, render_text_lock, root_digest
-from nbia_audit.lockproof import read_lock
+from nbia_audit.fetch.zipcheck import (
+    SeriesCheck,
+    SeriesExpectation,
+    check_series_zip,
+    unsafe_member,
+)
 from nbia_audit.manifest import Manifest, format_manifest, parse_manifest, read_manifest
 from nbia_audit.models import LockedSeries, LockHeader
-from nbia_audit.spec import parse_spec
-from nbia_audit.ziptools import SeriesCheck, SeriesExpectation, check_series_zip, unsafe_member
+from nbia_audit.spec.load import parse_spec
+from nbia_audit.store.reader import read_lock
+from nbia_audit.store.textlock import database_path, read_text_lock, render_text_lock, root_digest
+from tests.support.fetch import make_lock
 
 # CI runs a quick pass; a soak sets NBIA_AUDIT_FUZZ_EXAMPLES (e.g. 5000) for a long one.
 EXAMPLES = int(os.environ.get("NBIA_AUDIT_FUZZ_EXAMPLES", "120"))

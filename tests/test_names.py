@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from nbia_audit.archive import ArchiveView
+from nbia_audit.archive.view import ArchiveView
 from nbia_audit.client import NbiaClient
 from nbia_audit.emulator import CorpusSpec, Emulator
-from nbia_audit.fetch import fetch_dataset
-from nbia_audit.locking import lock_dataset
+from nbia_audit.fetch.run import fetch_dataset
+from nbia_audit.lock.run import lock_dataset
 
 SPEC = CorpusSpec(seed=37, collections=1, patients=1, studies=1, series=2, images=2)
 OLD_NS = 1_600_000_000 * 10**9

@@ -3,7 +3,7 @@
 It serves a deterministic corpus of real DICOM files (built from pydicom's bundled samples)
 through the v1, v2, v4 and "Advanced" REST families, computes ``getMD5Hierarchy`` with its own
 implementation of the server's algorithm, and lets tests mutate the archive and inject faults.
-It imports nothing from ``nbia_audit.client`` or ``nbia_audit.hashing`` on purpose.
+It imports nothing from ``nbia_audit.client`` or ``nbia_audit.merkle`` on purpose.
 
     from nbia_audit.emulator import CorpusSpec, Emulator, Fault
 

@@ -2,7 +2,7 @@
 
 This is deliberately an independent implementation that mimics the DAO's SQL/HQL and Java
 steps (``GeneralSeriesDAOImpl`` ll.2132-2310) rather than sharing code with
-``nbia_audit.hashing``: a bug there must not be hidden by the same bug here.
+``nbia_audit.merkle``: a bug there must not be hidden by the same bug here.
 
 - series: ``SELECT md5_digest FROM general_image WHERE series_instance_uid=:uid ORDER BY
   md5_digest`` (latin1_general_ci: NULLs first, case-insensitive, PAD SPACE), concatenated with

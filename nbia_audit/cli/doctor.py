@@ -1,0 +1,75 @@
+"""``nbia-audit doctor``: check that the archive still behaves as nbia-audit assumes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from nbia_audit.cli.common import CONTEXT_SETTINGS, EXIT_CODE_HELP, exit_code, fail
+from nbia_audit.errors import NbiaAuditError
+
+__all__ = ["doctor"]
+
+
+@click.command(epilog=EXIT_CODE_HELP, context_settings=CONTEXT_SETTINGS)
+@click.option(
+    "--server",
+    default="public",
+    show_default=True,
+    help="public, nlst, or the URL of an NBIA server (…/nbia-api/services).",
+)
+@click.option(
+    "--series",
+    "series_uid",
+    help="The public series to examine (default: a known small one; found by itself on a URL).",
+)
+@click.option(
+    "--record",
+    "record_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Save every request and answer here, tokens and credentials removed, for a bug report.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
+def doctor(server: str, series_uid: str | None, record_dir: Path | None, fmt: str) -> None:
+    """Check, live and read-only, that the archive behaves as nbia-audit assumes.
+
+    At most 40 requests about one small public series: anonymous v4, parameter spellings,
+    JSON shapes, the series ZIP and its md5hashes.csv, the series hash recomputed from the
+    per-image MD5s and from md5hashes.csv, the study and patient hashes, the DOI and license
+    lookups, the empty-answer and rejected-token rules, and, with NBIA_USER/NBIA_PASSWORD set,
+    the token flow. Prints what was expected, what the archive answered, and pass or fail, and
+    the number of requests; exits 1 when any row fails. See docs/doctor.md.
+    """
+    from nbia_audit.client.auth import credentials_from_env
+    from nbia_audit.doctor.record import write_record
+    from nbia_audit.doctor.run import record_path_hint, run_doctor, write_text_report
+
+    try:
+        report, prober, secrets = run_doctor(
+            server, credentials=credentials_from_env(), series_uid=series_uid
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    if fmt == "json":
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        click.echo(write_text_report(report), nl=False)
+    if record_dir is not None:
+        try:
+            write_record(record_dir, report, prober.exchanges, secrets.values)
+        except NbiaAuditError as error:
+            fail(error)
+        click.echo(record_path_hint(record_dir), err=True)
+    if report.unreachable:
+        click.echo(f"nbia-audit: error: {report.unreachable}", err=True)
+    sys.exit(exit_code(findings=bool(report.failed), complete=report.complete))

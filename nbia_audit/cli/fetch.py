@@ -1,0 +1,231 @@
+"""``nbia-audit fetch``: download exactly the locked series into a folder, verified."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from nbia_audit.cli.common import CONTEXT_SETTINGS, EXIT_CODE_HELP, exit_code, fail, make_archive
+from nbia_audit.cli.signals import interruptible
+from nbia_audit.errors import NbiaAuditError
+from nbia_audit.report.escaping import for_terminal
+from nbia_audit.units import human_bytes
+
+if TYPE_CHECKING:
+    from nbia_audit.fetch.run import FetchReport, SeriesOutcome
+
+_SHOWN_REASONS = 8
+_BAR = 24
+
+
+@click.command(epilog=EXIT_CODE_HELP, context_settings=CONTEXT_SETTINGS)
+@click.argument("lock_path", metavar="LOCK", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--dest",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder to fetch into (created if missing).",
+)
+@click.option(
+    "--layout",
+    default="classic",
+    show_default=True,
+    metavar="classic|descriptive|flat|TEMPLATE",
+    help="Folder layout, or a template such as '{collection}/{patient}/{series_uid}'"
+    " (fields in docs/fetch.md).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 16),
+    default=2,
+    show_default=True,
+    help="Series downloaded at once.",
+)
+@click.option(
+    "--series", "series_uids", multiple=True, metavar="UID", help="Only this series (repeatable)."
+)
+@click.option(
+    "--attempts",
+    type=click.IntRange(1, 10),
+    default=3,
+    show_default=True,
+    help="Tries per series before it is reported as unverifiable.",
+)
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=1.0),
+    default=6 * 3600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Longest one series download may take before it is cut and retried.",
+)
+@click.option(
+    "--min-rate",
+    type=click.FloatRange(min=0.0),
+    default=16.0,
+    show_default=True,
+    metavar="KIB_PER_S",
+    help="Slowest download accepted, in KiB/s averaged over each minute; a series"
+    " slower than this is cut and retried (0: no minimum).",
+)
+@click.option("--server", help="Fetch from this server instead of the one the lock names.")
+@click.option("-q", "--quiet", is_flag=True, help="Plain lines per series, no progress bar.")
+@interruptible("fetch")
+def fetch(
+    lock_path: Path,
+    dest: Path,
+    layout: str,
+    workers: int,
+    series_uids: tuple[str, ...],
+    attempts: int,
+    deadline: float,
+    min_rate: float,
+    server: str | None,
+    quiet: bool,
+) -> None:
+    """Download the series LOCK pins into DEST, proving every image on the way in.
+
+    Re-running skips what is already in place and verified, and finishes an interrupted run.
+    """
+    from nbia_audit.fetch.run import SeriesRetry, StreamLimits, fetch_dataset
+    from nbia_audit.store.textlock import read_text_lock
+
+    display = FetchDisplay(live=not quiet and sys.stderr.isatty() and not os.environ.get("CI"))
+    try:
+        header = read_text_lock(lock_path).header
+        archive = make_archive(server or header.server or header.base_url, header.api)
+        with archive.client as client:
+            report = fetch_dataset(
+                lock_path,
+                dest,
+                client,
+                layout=layout,
+                workers=workers,
+                series=series_uids or None,
+                retry=SeriesRetry(attempts=attempts),
+                limits=StreamLimits(deadline=deadline, min_rate=min_rate * 1024),
+                on_progress=display.progress,
+                on_series=display.series,
+            )
+    except NbiaAuditError as error:
+        display.close()
+        fail(error)
+    except KeyboardInterrupt:  # SIGINT or SIGTERM: interruptible says what is kept
+        display.close()
+        raise
+    display.close()
+    _summarise(report)
+    sys.exit(exit_code(findings=bool(report.failed)))
+
+
+def _summarise(report: FetchReport) -> None:
+    fetched, skipped, failed = report.fetched, report.skipped, report.failed
+    rate = report.bytes_received / report.seconds if report.seconds > 0 else 0.0
+    click.echo(
+        f"Fetched {len(fetched)} series ({sum(s.images for s in fetched)} images, "
+        f"{human_bytes(report.bytes_placed)}) into {report.dest} in {report.seconds:.1f} s "
+        f"({human_bytes(int(rate))}/s); {len(skipped)} already in place and verified; "
+        f"{len(failed)} failed."
+    )
+    filled = sum(1 for s in fetched if s.filled)
+    if filled:
+        click.echo(f"Pinned the images of {filled} series-only series into the lock database.")
+    if failed:
+        click.echo(
+            f"Could not verify {len(failed)} series; none of their files were placed "
+            "(run the same command again to retry them):",
+            err=True,
+        )
+        for outcome in failed:
+            _echo_failure(outcome)
+
+
+def _echo_failure(outcome: SeriesOutcome) -> None:
+    tries = f"{outcome.attempts} attempt" + ("s" if outcome.attempts != 1 else "")
+    click.echo(f"  {outcome.series_uid} ({tries}):", err=True)
+    for reason in outcome.reasons[:_SHOWN_REASONS]:
+        click.echo(for_terminal(f"    {reason}"), err=True)  # server text: never raw
+    hidden = len(outcome.reasons) - _SHOWN_REASONS
+    if hidden > 0:
+        click.echo(f"    ... and {hidden} more", err=True)
+
+
+class FetchDisplay:
+    """Progress: a bar with series, bytes, rate and ETA on a terminal; else plain lines."""
+
+    def __init__(self, live: bool) -> None:
+        self.live = live
+        self.counts = {"check": (0, 0), "series": (0, 0), "bytes": (0, 0)}
+        self._window: deque[tuple[float, int]] = deque()
+        self._drawn = 0.0
+        self._dirty = False
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        self.counts[stage] = (done, total)
+        if stage == "bytes":
+            now = time.monotonic()
+            self._window.append((now, done))
+            while len(self._window) > 2 and now - self._window[0][0] > 5.0:
+                self._window.popleft()
+        if self.live and (time.monotonic() - self._drawn > 0.1 or done == total):
+            self._draw(stage)
+
+    def series(self, outcome: SeriesOutcome) -> None:
+        if outcome.status == "failed":
+            self._clear()
+            line = f"FAILED   {outcome.series_uid}: {outcome.reasons[0]}"
+            click.echo(for_terminal(line), err=True)
+        elif not self.live and outcome.status == "fetched":
+            click.echo(
+                f"fetched  {outcome.series_uid} ({outcome.images} images, "
+                f"{human_bytes(outcome.bytes)}, {outcome.attempts} attempt"
+                f"{'s' if outcome.attempts != 1 else ''})"
+            )
+
+    def close(self) -> None:
+        self._clear()
+
+    def _clear(self) -> None:
+        if self._dirty:
+            click.echo("\r\x1b[K", err=True, nl=False, color=True)
+            self._dirty = False
+
+    def _draw(self, stage: str) -> None:
+        self._drawn = time.monotonic()
+        self._dirty = True
+        if stage == "check":
+            done, total = self.counts["check"]
+            line = f"\r  checking what is in place: {done}/{total}\x1b[K"
+            click.echo(line, err=True, nl=False, color=True)
+            return
+        series_done, series_total = self.counts["series"]
+        done, total = self.counts["bytes"]
+        filled = int(_BAR * done / total) if total else _BAR
+        bar = "#" * filled + "-" * (_BAR - filled)
+        rate = self._rate()
+        eta = _clock((total - done) / rate) if rate > 0 else "--:--"
+        click.echo(
+            f"\r  [{bar}] {series_done}/{series_total} series  {human_bytes(done)}/"
+            f"{human_bytes(total)}  {human_bytes(int(rate))}/s  ETA {eta}\x1b[K",
+            err=True,
+            nl=False,
+            color=True,  # the escape clears the rest of the line; live mode is a terminal
+        )
+
+    def _rate(self) -> float:
+        if len(self._window) < 2:
+            return 0.0
+        (t0, b0), (t1, b1) = self._window[0], self._window[-1]
+        return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -1,0 +1,165 @@
+"""``nbia-audit lock``: resolve a spec into a lock, or check that a lock is up to date."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from nbia_audit.cli.common import (
+    CONTEXT_SETTINGS,
+    EXIT_CODE_HELP,
+    Progress,
+    exit_code,
+    fail,
+    human_bytes,
+    make_archive,
+)
+from nbia_audit.cli.signals import interruptible
+from nbia_audit.errors import NbiaAuditError
+from nbia_audit.lock.pin import SETTLE_ROUNDS
+from nbia_audit.lock.run import SERIOUS_PROBLEMS, LockChanges, LockResult, check_lock, lock_dataset
+from nbia_audit.report.escaping import for_terminal
+from nbia_audit.spec.load import load_spec
+
+__all__ = ["lock"]
+
+
+@click.command(epilog=EXIT_CODE_HELP, context_settings=CONTEXT_SETTINGS)
+@click.argument("spec", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--lock",
+    "lock_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to write the lock (default: SPEC with .lock; the database gets .lock.db).",
+)
+@click.option("--upgrade", is_flag=True, help="Re-pin every series to what the archive serves now.")
+@click.option(
+    "--series-only",
+    is_flag=True,
+    help="Pin series hashes only; fetch fills in and checks the images later.",
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Write nothing; exit 1 if the lock is stale (spec changed, or upstream differs).",
+)
+@click.option("--offline", is_flag=True, help="With --check: only compare the spec, ask no server.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="Concurrent requests to the archive.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@interruptible("lock")
+def lock(
+    spec: Path,
+    lock_path: Path | None,
+    upgrade: bool,
+    series_only: bool,
+    check: bool,
+    offline: bool,
+    workers: int,
+    quiet: bool,
+) -> None:
+    """Resolve SPEC (dataset.yaml) into a lock pinning every series and image."""
+    if offline and not check:
+        raise click.BadOptionUsage("offline", "--offline needs --check (a lock asks the archive)")
+    try:
+        loaded = load_spec(spec)
+        archive = None if (check and offline) else make_archive(loaded.server, loaded.api)
+        if check:
+            result = check_lock(spec, archive, lock_path=lock_path, workers=workers)
+            for reason in result.reasons:
+                click.echo(for_terminal(f"stale: {reason}"))
+            click.echo("lock is stale" if result.stale else "lock is up to date")
+            sys.exit(exit_code(findings=result.stale))
+        assert archive is not None
+        outcome = lock_dataset(
+            spec,
+            archive,
+            lock_path=lock_path,
+            upgrade=upgrade,
+            series_only=series_only,
+            workers=workers,
+            on_progress=Progress(quiet),
+        )
+    except NbiaAuditError as error:
+        fail(error)
+    if outcome.unsettled:
+        _echo_unsettled(outcome)
+        sys.exit(exit_code(findings=True))
+    if outcome.not_visible:
+        _echo_not_visible(outcome)
+        sys.exit(exit_code(findings=True))
+    h = outcome.header
+    verb = "Wrote" if outcome.written else ("Kept" if outcome.pending else "Unchanged:")
+    click.echo(
+        f"{verb} {outcome.lock_path} ({h.series_count} series, {h.image_count} images, "
+        f"{human_bytes(h.total_bytes)}; root {h.root_digest}; {outcome.requests} requests)"
+    )
+    first_lock = len(outcome.changes.added) == h.series_count and not outcome.changes.removed
+    if not first_lock:
+        _echo_changes(outcome.changes)
+    if outcome.pending:
+        click.echo(
+            "Upstream differs from the pins (+ added, - removed, ~ content, m metadata); "
+            "they are kept: `--upgrade` takes the changes"
+        )
+        _echo_changes(outcome.pending)
+    for problem in outcome.problems:
+        click.echo(
+            f"archive problem: {problem.kind}: series {problem.series_uid}: {problem.detail}",
+            err=True,
+        )
+    serious = any(p.kind in SERIOUS_PROBLEMS for p in outcome.problems)
+    sys.exit(exit_code(findings=serious))
+
+
+def _echo_unsettled(outcome: LockResult) -> None:
+    kept = f"{outcome.lock_path} is left as it was" if outcome.lock_path.exists() else "no lock"
+    click.echo(
+        f"Not written ({kept}): the archive changed {len(outcome.unsettled)} series while they"
+        f" were asked, {SETTLE_ROUNDS + 1} times running, so their hash and image MD5s never"
+        " agreed; run the lock again later:",
+        err=True,
+    )
+    for uid in outcome.unsettled[:_CHANGES_SHOWN]:
+        click.echo(f"  unsettled series {uid}", err=True)
+    if len(outcome.unsettled) > _CHANGES_SHOWN:
+        click.echo(f"  ... and {len(outcome.unsettled) - _CHANGES_SHOWN} more series", err=True)
+
+
+def _echo_not_visible(outcome: LockResult) -> None:
+    kept = f"{outcome.lock_path} is left as it was" if outcome.lock_path.exists() else "no lock"
+    click.echo(
+        f"Not written ({kept}): the archive lists the images of {len(outcome.not_visible)} "
+        "series but gives no MD5 for any of them: those series are hidden or not accessible to"
+        " this account, not removed. Drop them from the spec, use an account that may read "
+        "them, or lock with --series-only to pin series hashes alone:",
+        err=True,
+    )
+    for problem in outcome.problems[:_CHANGES_SHOWN]:
+        click.echo(f"  series {problem.series_uid}: {problem.detail}", err=True)
+    if len(outcome.problems) > _CHANGES_SHOWN:
+        click.echo(f"  ... and {len(outcome.problems) - _CHANGES_SHOWN} more series", err=True)
+
+
+_CHANGES_SHOWN = 20  # per kind; `lock --check` and `drift` list everything
+
+
+def _echo_changes(changes: LockChanges) -> None:
+    metadata = tuple(f"{uid} ({', '.join(fields)})" for uid, fields in changes.metadata)
+    for label, items in (
+        ("+", changes.added),
+        ("-", changes.removed),
+        ("~", changes.changed),
+        ("m", metadata),
+    ):
+        for item in items[:_CHANGES_SHOWN]:
+            click.echo(for_terminal(f"  {label} series {item}"))
+        if len(items) > _CHANGES_SHOWN:
+            click.echo(f"  {label} ... and {len(items) - _CHANGES_SHOWN} more series")

@@ -1,0 +1,1 @@
+"""The demo: the researcher's story, end to end, against the embedded emulator."""

@@ -1,0 +1,1 @@
+"""The ``doctor`` verb: does the archive still behave as nbia-audit assumes?"""

@@ -1,0 +1,1 @@
+"""The ``drift`` verb: what changed upstream since a lock."""

@@ -1,0 +1,297 @@
+"""What the lock's spec resolves to *now*, tolerating everything upstream drift can do to it.
+
+``lock`` refuses a spec that names a series the archive no longer serves or selects nothing:
+right for writing a lock, wrong for drift, where exactly that is the finding. This module
+re-runs :func:`nbia_audit.lock.select.select_series` on the spec embedded in the lock and, when
+it raises a :class:`SpecError` about one selector, relaxes that selector (the error's ``key``
+names it) and asks again, so the answer is the series the spec still reaches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from nbia_audit.archive.view import ArchiveView
+from nbia_audit.client import NbiaClient
+from nbia_audit.client.records import SeriesInfo
+from nbia_audit.drift.diff import EXTERNAL_SELECTOR_KINDS, Reach, SeriesMeta
+from nbia_audit.errors import SpecError
+from nbia_audit.lock.pin import HashArchive
+from nbia_audit.lock.select import Archive, select_series
+from nbia_audit.spec.load import DatasetSpec, Selector
+
+__all__ = [
+    "CountingArchive",
+    "CurrentSelection",
+    "DriftArchive",
+    "DriftArchiveView",
+    "as_drift_archive",
+    "reach_of",
+    "resolve",
+]
+
+_KEY = re.compile(r"^(select|exclude)(?:\[(\d+)\])?(?:\.(\w+))?")
+
+
+class DriftArchive(Archive, HashArchive, Protocol):
+    """The archive as drift uses it (satisfied by :class:`DriftArchiveView`)."""
+
+    def updated_series(self, since: dt.date) -> list[SeriesInfo]: ...
+
+
+class DriftArchiveView(ArchiveView):
+    """:class:`ArchiveView` plus the change feed (``getUpdatedSeries``)."""
+
+    def updated_series(self, since: dt.date) -> list[SeriesInfo]:
+        return self.client.updated_series(since)
+
+
+def as_drift_archive(archive: NbiaClient | ArchiveView | DriftArchive) -> DriftArchive:
+    """Adapt a client or an :class:`ArchiveView` to what drift needs."""
+    if isinstance(archive, NbiaClient):
+        return DriftArchiveView(archive)
+    if isinstance(archive, ArchiveView) and not isinstance(archive, DriftArchiveView):
+        return DriftArchiveView(archive.client)
+    return archive
+
+
+class CountingArchive:
+    """Counts every archive call drift makes (selection included), thread-safely.
+
+    These are logical calls; the client's own retries and token renewals come on top.
+    """
+
+    def __init__(self, archive: DriftArchive) -> None:
+        self._archive = archive
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def _tick(self) -> None:
+        with self._lock:
+            self.count += 1
+
+    def collections(self) -> list[str]:
+        self._tick()
+        return self._archive.collections()
+
+    def series(
+        self,
+        *,
+        collection: str | None = None,
+        patient_id: str | None = None,
+        study_uid: str | None = None,
+    ) -> list[SeriesInfo]:
+        self._tick()
+        return self._archive.series(
+            collection=collection, patient_id=patient_id, study_uid=study_uid
+        )
+
+    def series_metadata(self, series_uids: Sequence[str]) -> list[SeriesInfo]:
+        self._tick()
+        return self._archive.series_metadata(series_uids)
+
+    def series_for_doi(self, doi: str) -> list[str]:
+        self._tick()
+        return self._archive.series_for_doi(doi)
+
+    def cart_series(self, name: str) -> list[str]:
+        self._tick()
+        return self._archive.cart_series(name)
+
+    def simple_search_series(self, criteria: Sequence[tuple[str, str]]) -> list[str]:
+        self._tick()
+        return self._archive.simple_search_series(criteria)
+
+    def text_search_series(self, text: str) -> list[str]:
+        self._tick()
+        return self._archive.text_search_series(text)
+
+    def md5_hierarchy(
+        self,
+        *,
+        series_uid: str | None = None,
+        study_uid: str | None = None,
+        patient_id: str | None = None,
+        collection: str | None = None,
+    ) -> str:
+        self._tick()
+        return self._archive.md5_hierarchy(
+            series_uid=series_uid, study_uid=study_uid, patient_id=patient_id, collection=collection
+        )
+
+    def sop_instance_uids(self, series_uid: str) -> list[str]:
+        self._tick()
+        return self._archive.sop_instance_uids(series_uid)
+
+    def image_md5(self, sop_uid: str) -> str | None:
+        self._tick()
+        return self._archive.image_md5(sop_uid)
+
+    def updated_series(self, since: dt.date) -> list[SeriesInfo]:
+        self._tick()
+        return self._archive.updated_series(since)
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentSelection:
+    """The series the spec resolves to now, and how that was found out."""
+
+    series: dict[str, SeriesInfo]
+    relaxed: tuple[str, ...]  # what had to be relaxed, for the report
+
+
+def prepare(spec: DatasetSpec) -> DatasetSpec:
+    """Split study lists into one selector per study (same union, same requests), so one
+    study that is gone relaxes only itself; UID lists without a collection constraint become
+    manifest-like lists, which tolerate UIDs the archive no longer serves."""
+    select = [part for s in spec.select for part in _split(s)]
+    exclude = [part for s in spec.exclude for part in _split(s)]
+    return _renumbered(spec, select, exclude)
+
+
+def _split(selector: Selector) -> list[Selector]:
+    if selector.kind == "studies" and len(selector.studies) > 1:
+        return [dataclasses.replace(selector, studies=(uid,)) for uid in selector.studies]
+    if selector.kind == "series" and selector.collection is None:
+        return [dataclasses.replace(selector, kind="manifest")]
+    return [selector]
+
+
+def _renumbered(
+    spec: DatasetSpec, select: Sequence[Selector], exclude: Sequence[Selector]
+) -> DatasetSpec:
+    return dataclasses.replace(
+        spec,
+        select=tuple(dataclasses.replace(s, where=f"select[{i}]") for i, s in enumerate(select)),
+        exclude=tuple(dataclasses.replace(s, where=f"exclude[{i}]") for i, s in enumerate(exclude)),
+    )
+
+
+def resolve(spec: DatasetSpec, archive: Archive, *, workers: int = 8) -> CurrentSelection:
+    """Resolve ``spec`` as the archive serves it now; never fails because of drift.
+
+    Raises:
+        ApiError: the archive could not answer (nothing can be concluded then).
+        SpecError: the embedded spec itself is unusable (not a drift matter).
+    """
+    current = prepare(spec)
+    relaxed: list[str] = []
+    # Each round relaxes one selector, so this ends after at most one round per selector.
+    for _ in range(len(current.select) + len(current.exclude) + 2):
+        if not current.select:
+            return CurrentSelection({}, tuple(relaxed))
+        try:
+            selection = select_series(current, archive, workers=workers, lists_may_shrink=True)
+        except SpecError as error:
+            relaxed_spec = _relax(current, error, relaxed)
+            if relaxed_spec is None:
+                return CurrentSelection({}, tuple(relaxed))
+            current = relaxed_spec
+            continue
+        return CurrentSelection(selection.series, tuple(relaxed))
+    raise SpecError("the spec could not be resolved", path=spec.path)  # pragma: no cover
+
+
+def _relax(spec: DatasetSpec, error: SpecError, relaxed: list[str]) -> DatasetSpec | None:
+    """Relax the selector ``error`` is about; None when the selection is simply empty now.
+
+    Raises:
+        SpecError: ``error`` is not about one selector (re-raised).
+    """
+    match = _KEY.match(error.key or "")
+    if match is None:
+        raise error
+    part, index, sub = match.group(1), match.group(2), match.group(3)
+    if index is None:
+        relaxed.append(error.message)
+        return None  # "the selection is empty once `exclude` is applied"
+    where = int(index)
+    select, exclude = list(spec.select), list(spec.exclude)
+    group = select if part == "select" else exclude
+    selector = group[where]
+    relaxed.append(f"{_describe(selector)}: {error.message}")
+    if sub == "series":
+        # Some listed UIDs are no longer served: keep the rest, as a manifest list would.
+        group[where] = dataclasses.replace(selector, kind="manifest")
+    else:
+        del group[where]  # it selects (or excludes) nothing now
+    return _renumbered(spec, select, exclude)
+
+
+def _describe(selector: Selector) -> str:
+    if selector.kind == "studies":
+        return f"study {', '.join(selector.studies)}"
+    if selector.kind in ("series", "manifest"):
+        return f"{selector.kind} list of {len(selector.series)} series"
+    value = selector.collection or selector.doi or selector.cart or selector.text or ""
+    return f"{selector.kind} {value}".strip()
+
+
+def reach_of(spec: DatasetSpec, series_uid: str, meta: SeriesMeta) -> Reach:
+    """Which of ``spec``'s selectors could select or exclude one series, judged by its fields.
+
+    Decides, per series, whether its absence from a listing can be believed
+    (:func:`nbia_audit.drift.diff.deselection_explained`): one cart or search selector
+    elsewhere in the spec says nothing about a series only a collection selector reaches.
+    The selectors are the spec's own (not :func:`prepare`'s split), matched as
+    :func:`nbia_audit.lock.select.select_series` matches what the archive lists.
+    """
+    selecting = [s for s in spec.select if _could_match(s, series_uid, meta)]
+    return Reach(
+        by_fields=any(s.kind not in EXTERNAL_SELECTOR_KINDS for s in selecting),
+        external=any(s.kind in EXTERNAL_SELECTOR_KINDS for s in selecting),
+        excluded=any(_could_match(s, series_uid, meta) for s in spec.exclude),
+    )
+
+
+def _could_match(selector: Selector, series_uid: str, meta: SeriesMeta) -> bool:
+    return _in_source(selector, series_uid, meta) and _passes_filters(selector, meta)
+
+
+def _in_source(selector: Selector, series_uid: str, meta: SeriesMeta) -> bool:
+    if selector.kind == "collection":
+        return meta.collection == selector.collection
+    if selector.kind == "studies":
+        return meta.study_uid in selector.studies
+    if selector.kind in ("series", "manifest"):
+        return series_uid in selector.series
+    if selector.kind == "doi":
+        # NBIA matches the DOI against the series' DataDescriptionURI exactly (protocol §7).
+        return meta.doi == selector.doi
+    return True  # cart, search, text: only the archive knows what they answer
+
+
+def _passes_filters(selector: Selector, meta: SeriesMeta) -> bool:
+    # The same filters as selection._passes_filters, on the lock's text fields.
+    checks = [
+        (selector.modality, meta.modality),
+        (selector.body_part, meta.body_part),
+        (selector.manufacturer, meta.manufacturer),
+    ]
+    for wanted, actual in checks:
+        if wanted and actual.upper() not in {w.upper() for w in wanted}:
+            return False
+    if selector.patients and meta.patient_id not in selector.patients:
+        return False
+    in_other_collection = selector.collection and meta.collection != selector.collection
+    if selector.kind != "collection" and in_other_collection:
+        return False
+    released = _date(meta.released)
+    if selector.released_after and (released is None or released < selector.released_after):
+        return False
+    return not (
+        selector.released_before and (released is None or released > selector.released_before)
+    )
+
+
+def _date(text: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(text[:10]) if text else None
+    except ValueError:
+        return None  # not a date the lock wrote: no date filter can be said to pass

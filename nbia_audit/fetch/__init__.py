@@ -1,0 +1,1 @@
+"""The ``fetch`` verb: materialise exactly the locked bytes, proving every image."""

@@ -1,0 +1,1 @@
+"""Rendering reports (text, JSON, JUnit) and the publication supplement."""

@@ -1,0 +1,1 @@
+"""The dataset spec (``dataset.yaml``): load, validate and normalise it."""

@@ -1,0 +1,1 @@
+"""The lock's two files and the local state: text lock, lock database, one reader."""

@@ -1,0 +1,196 @@
+"""The local state database: what this machine has seen of its copy of a dataset.
+
+Lives at ``<root>/.nbia-audit/state.db`` and is never shared: paths on one machine never
+enter a lock. ``fetch`` records every file it places; ``verify`` records every file it
+proves. A record is evidence of what was true *when it was made*: a ``stat`` pass may say a
+file is "unchanged since it was verified on <date>", never that it is verified now.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from nbia_audit.errors import LockFormatTooNew, StoreError
+from nbia_audit.store.sqlshape import first_difference
+
+__all__ = ["STATE_DIR", "FileRecord", "LocalState", "StatKey", "stat_key"]
+
+STATE_DIR = ".nbia-audit"
+_MIGRATION_SET = "nbia-audit-state"
+state_migrations = Migrations(_MIGRATION_SET)
+
+
+@state_migrations()
+def m001_files(db: sqlite_utils.Database) -> None:
+    db.table("files").create(
+        {
+            "path": str,  # relative to the root, POSIX separators
+            "sop_uid": str,
+            "series_uid": str,
+            "device": int,
+            "inode": int,
+            "size": int,
+            "mtime_ns": int,
+            "ctime_ns": int,
+            "md5": str,
+            "xxh3_128": str,
+            "verified_at": str,  # ISO 8601 UTC of the last full (MD5) proof
+            "checked_at": str,  # ISO 8601 UTC of the last pass of any level
+            "lock_root": str,  # root digest of the lock it was proven against
+        },
+        pk="path",
+    )
+    db.table("files").create_index(["sop_uid"])
+
+
+_KNOWN = frozenset({"m001_files"})
+
+
+@dataclass(frozen=True, slots=True)
+class StatKey:
+    """What ``stat`` says about a file: equal keys mean "not touched since" (or a liar)."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+
+
+def stat_key(path: Path | str) -> StatKey:
+    """Stat ``path`` without following a final symlink.
+
+    Raises:
+        OSError: the file cannot be stat'ed.
+    """
+    st = os.stat(path, follow_symlinks=False)
+    return StatKey(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """One file of a local copy, as last proven."""
+
+    path: str
+    sop_uid: str
+    series_uid: str
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    md5: str
+    xxh3_128: str
+    verified_at: str
+    checked_at: str
+    lock_root: str
+
+    @property
+    def stat(self) -> StatKey:
+        return StatKey(self.device, self.inode, self.size, self.mtime_ns, self.ctime_ns)
+
+
+_COLUMNS = tuple(f.name for f in dataclasses.fields(FileRecord))
+_INSERT = (
+    f"INSERT OR REPLACE INTO files ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
+)
+
+
+def _shape_problem(conn: sqlite3.Connection) -> str:
+    if conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+        return ""
+    return first_difference(conn, state_migrations, may_lack=True)
+
+
+class LocalState:
+    """Thread-safe access to one copy's state database (created on first use)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.path = root / STATE_DIR / "state.db"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.path), check_same_thread=False)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self.db = sqlite_utils.Database(conn)
+            # It travels with the copy, from anyone: never touch one we did not shape (a
+            # recursive view in place of a table would never end). A new one is empty.
+            odd = _shape_problem(conn)
+            if odd:
+                conn.close()
+                raise StoreError(
+                    f"{self.path}: not an nbia-audit state database (its schema {odd}); delete"
+                    f" {self.path.parent} to start the local state afresh"
+                )
+            applied = {m.name for m in state_migrations.applied(self.db)}
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{self.path}: cannot open the local state database: {exc}") from exc
+        if applied - _KNOWN:
+            raise LockFormatTooNew(
+                f"{self.path}: written by a newer nbia-audit; upgrade nbia-audit, or delete "
+                f"{self.path.parent} to start the local state afresh"
+            )
+        state_migrations.apply(self.db)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    def __enter__(self) -> LocalState:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def upsert(self, records: Iterable[FileRecord]) -> None:
+        """Record files (replacing earlier records of the same paths), in one transaction."""
+        self.upsert_rows([dataclasses.astuple(r) for r in records])
+
+    def upsert_rows(self, rows: Sequence[tuple[object, ...]]) -> None:
+        """:meth:`upsert` from plain tuples in :class:`FileRecord` field order.
+
+        Every column is given, so replacing a row equals updating it; one ``executemany``
+        avoids sqlite-utils' per-row dict handling (about 90 µs a file).
+
+        Raises:
+            StoreError: SQLite failed (disk full, a read-only copy).
+        """
+        if not rows:
+            return
+        with self._lock:
+            try:
+                with self.db.conn:
+                    self.db.conn.executemany(_INSERT, rows)
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: cannot record files: {exc}") from exc
+
+    def forget(self, paths: Iterable[str]) -> None:
+        """Drop the records of files that are gone."""
+        doomed = [(p,) for p in paths]
+        with self._lock, self.db.atomic():
+            self.db.conn.executemany("DELETE FROM files WHERE path = ?", doomed)
+
+    def get(self, path: str) -> FileRecord | None:
+        with self._lock:
+            rows = list(self.db.table("files").rows_where("path = ?", [path]))
+        return FileRecord(**rows[0]) if rows else None
+
+    def records(self) -> Iterator[FileRecord]:
+        """Every record, sorted by path (read into memory first: callers iterate while
+        other threads write)."""
+        with self._lock:
+            rows = list(self.db.table("files").rows_where(order_by="path"))
+        for row in rows:
+            yield FileRecord(**row)

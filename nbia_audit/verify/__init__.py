@@ -1,0 +1,1 @@
+"""The ``verify`` verb: is this folder exactly the locked dataset?"""

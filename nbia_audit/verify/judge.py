@@ -1,0 +1,396 @@
+"""From what the walk found to findings and per-series status: the verdict of ``verify``.
+
+Pure bookkeeping over values (the one exception: a modified file is re-read cheaply to tell
+a truncated image, ``unreadable``, from a changed one, ``modified``). A locked image is
+judged by its archive MD5 (protocol §3 comparison rule); a series whose images the lock does
+not pin is judged by NBIA's series hash recomputed from its files (protocol §1.3).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from nbia_audit.dicom.scan import truncation
+from nbia_audit.findings import Finding, SeriesStatus
+from nbia_audit.merkle import MATCHES, ArchiveMd5Check, check_archive_md5, series_hash
+from nbia_audit.verify.expectation import Expectation, ExpectedSeries
+from nbia_audit.verify.words import CONTENT, FINGERPRINT, NONE, SAMPLE, STAT
+
+__all__ = ["HOW_MD5", "HOW_PRESENT", "HOW_STAT", "HOW_XXH3", "Seen", "Tally", "Verdict", "judge"]
+
+HOW_MD5 = "md5"  # MD5 computed in this run
+HOW_XXH3 = "xxh3"  # xxh3-128 equal to the fingerprint of the file's last full pass
+HOW_STAT = "stat"  # stat key unchanged since the last full pass; not re-read
+HOW_PRESENT = "present"  # identified, not hashed (outside a --sample)
+
+
+class Seen(NamedTuple):
+    """A file that is (or claims to be) a locked image, and how its content is known."""
+
+    rel: str
+    sop: str
+    series: str
+    md5: str  # HOW_PRESENT: the MD5 recorded at the file's last pass, or ""
+    how: str
+    since: str = ""  # HOW_XXH3 / HOW_STAT: when the recorded MD5 was computed
+
+
+@dataclass(slots=True)
+class Tally:
+    """Everything the walk found, filled in by ``verify`` and read by :func:`judge`."""
+
+    first: dict[str, Seen] = field(default_factory=dict)  # SOP -> first copy found
+    extra: dict[str, list[Seen]] = field(default_factory=dict)  # SOP -> further copies
+    strays: list[Finding] = field(default_factory=list)  # unexpected / unreadable files
+    blocked_units: set[str] = field(default_factory=set)  # SOPs/series of unreadable files
+    unattributed_blocked: int = 0
+    complete: bool = True
+
+    def place(self, seen: Seen) -> None:
+        if seen.sop in self.first:
+            self.extra.setdefault(seen.sop, []).append(seen)
+        else:
+            self.first[seen.sop] = seen
+
+    def copies(self, sop: str) -> list[Seen]:
+        head = self.first.get(sop)
+        if head is None:
+            return []
+        return [head, *self.extra.get(sop, ())]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Findings, per-series status and the counts the report's facts quote."""
+
+    findings: tuple[Finding, ...]
+    series: tuple[SeriesStatus, ...]
+    short_md5: int  # images matched against an archive string that lost leading zeros
+    unprovable: int  # present images whose archive MD5 is NULL or malformed
+    sample_checked: int  # sampled units hashed
+    sample_failures: int  # of those, corrupt
+
+
+@dataclass(slots=True)
+class _Acc:
+    findings: list[Finding] = field(default_factory=list)
+    short_md5: int = 0
+    unprovable: int = 0
+    sample_checked: int = 0
+    sample_failures: int = 0
+
+
+def _how_summary(hows: Counter[str], since: tuple[str, str]) -> str:
+    parts = []
+    if hows[HOW_MD5]:
+        parts.append(f"{hows[HOW_MD5]} proven by MD5")
+    if hows[HOW_XXH3]:
+        parts.append(
+            f"{hows[HOW_XXH3]} proven by xxh3-128 against the fingerprint of their last full pass"
+        )
+    if hows[HOW_STAT]:
+        when = since[0] if since[0] == since[1] else f"{since[0]} .. {since[1]}"
+        parts.append(
+            f"{hows[HOW_STAT]} unchanged since verified by content on {when} (stat; not re-read)"
+        )
+    if hows[HOW_PRESENT]:
+        parts.append(f"{hows[HOW_PRESENT]} present, not hashed (outside the sample)")
+    return "; ".join(parts)
+
+
+def proof_of(hows: Counter[str]) -> str:
+    """The weakest way any image of a series is known (proofwords.PROOFS)."""
+    for how, proof in ((HOW_PRESENT, SAMPLE), (HOW_STAT, STAT), (HOW_XXH3, FINGERPRINT)):
+        if hows[how]:
+            return proof
+    return CONTENT if hows[HOW_MD5] else NONE
+
+
+def _since_range(days: set[str]) -> tuple[str, str]:
+    known = {d for d in days if d}
+    return (min(known), max(known)) if known else ("", "")
+
+
+def _bad_copy(root: str, series: str, sop: str, seen: Seen, archive: str | None) -> Finding:
+    try:
+        truncated = truncation(os.path.join(root, seen.rel))
+    except OSError:
+        truncated = None
+    if truncated is not None:
+        return Finding("unreadable", series, sop, seen.rel, truncated)
+    note = {
+        HOW_MD5: "",
+        HOW_XXH3: " (the MD5 recorded at its last full pass; its fingerprint is unchanged)",
+        HOW_STAT: f" (the MD5 recorded on {seen.since[:10]}; stat unchanged, not re-read)",
+        HOW_PRESENT: " (the MD5 recorded at its last pass; stat unchanged, outside the sample)",
+    }.get(seen.how, "")
+    return Finding(
+        "modified",
+        series,
+        sop,
+        seen.rel,
+        "MD5 differs from the lock" + note,
+        archive or "",
+        seen.md5,
+    )
+
+
+def _judge_images(
+    s: ExpectedSeries, work: Iterable[tuple[str, str | None]], tally: Tally, root: str,
+    sample: frozenset[str] | None, acc: _Acc,
+) -> tuple[list[str], Counter[str], set[str], bool, int]:  # fmt: skip
+    """Judge images (SOP, archive MD5) of one series; return the series-hash inputs, how the
+    images were known, the days stat-trusted ones were verified, whether every image was
+    hashed, and how many images there were."""
+    inputs: list[str] = []
+    hows: Counter[str] = Counter()
+    days: set[str] = set()
+    hashed_all = True
+    count = 0
+    first, extra = tally.first, tally.extra
+    for sop, archive in work:
+        count += 1
+        seen = first.get(sop)
+        if seen is not None and archive == seen.md5 and sop not in extra and sample is None:
+            # The common case, kept lean: one copy, equal to a full lowercase pin.
+            hows[seen.how] += 1
+            if seen.how == HOW_STAT:
+                days.add(seen.since[:10])
+            inputs.append(archive)
+            continue
+        hashed_all &= _judge_image(s, sop, archive, tally, root, sample, acc, hows, days, inputs)
+    return inputs, hows, days, hashed_all, count
+
+
+def _judge_image(
+    s: ExpectedSeries, sop: str, archive: str | None, tally: Tally, root: str,
+    sample: frozenset[str] | None, acc: _Acc, hows: Counter[str], days: set[str],
+    inputs: list[str],
+) -> bool:  # fmt: skip
+    """Judge one locked image in full; return whether its content was hashed."""
+    copies = tally.copies(sop)
+    if not copies:
+        if sop not in tally.blocked_units:
+            acc.findings.append(Finding("missing", s.series_uid, sop, "", _missing_note(tally)))
+        return False
+    if len(copies) > 1:
+        paths = tuple(sorted(c.rel for c in copies))
+        acc.findings.append(
+            Finding("duplicate", s.series_uid, sop, "", f"{len(copies)} copies", paths=paths)
+        )
+    good = bad = None
+    for copy in copies:
+        hows[copy.how] += 1
+        if copy.how == HOW_STAT:
+            days.add(copy.since[:10])
+        check = check_archive_md5(archive, copy.md5)
+        if copy.how == HOW_PRESENT:
+            # Outside the sample and unchanged: not re-read, but a file its last pass found
+            # wrong is still wrong (that pass recorded the wrong MD5 with the stat key).
+            if copy.md5 and check is ArchiveMd5Check.MISMATCH:
+                acc.findings.append(_bad_copy(root, s.series_uid, sop, copy, archive))
+            continue
+        if check in MATCHES:
+            good = copy
+            acc.short_md5 += check is ArchiveMd5Check.MATCH_SHORT
+        elif check is ArchiveMd5Check.MISMATCH:
+            bad = copy
+            acc.findings.append(_bad_copy(root, s.series_uid, sop, copy, archive))
+        else:
+            acc.unprovable += 1
+    if sample is not None and sop in sample and (good or bad):
+        # Only the random draw counts: a new or changed file hashed outside it is judged,
+        # but would bias the bound (verify_run.Run.admit).
+        acc.sample_checked += 1
+        acc.sample_failures += bad is not None
+    if good is not None:
+        inputs.append(archive or "")
+    elif bad is not None:
+        inputs.append(bad.md5)
+    return good is not None or bad is not None
+
+
+def _missing_note(tally: Tally) -> str:
+    if tally.unattributed_blocked:
+        return (
+            f"not found in the copy; {tally.unattributed_blocked} file(s) could not be read "
+            "and it may be one of them"
+        )
+    return "not found in the copy"
+
+
+def _image_status(
+    s: ExpectedSeries, work: Iterable[tuple[str, str | None]], tally: Tally, root: str,
+    sample: frozenset[str] | None, acc: _Acc,
+) -> SeriesStatus:  # fmt: skip
+    before = len(acc.findings)
+    unprovable_before = acc.unprovable
+    inputs, hows, days, hashed_all, count = _judge_images(s, work, tally, root, sample, acc)
+    summary = _how_summary(hows, _since_range(days))
+    unprovable = acc.unprovable - unprovable_before
+    if hashed_all:
+        recomputed = series_hash(inputs)
+        if recomputed == s.series_hash:
+            hashes = f"series hash recomputed from the copy: {recomputed} (matches the lock)"
+        else:
+            hashes = f"series hash recomputed from the copy: {recomputed} (lock: {s.series_hash})"
+    else:
+        hashes = "series hash not recomputed (not every image was hashed)"
+    detail = f"{count} images: {summary}; {hashes}" if summary else f"{count} images; {hashes}"
+    problem = len(acc.findings) > before
+    if unprovable and not problem:
+        # Present, but the archive stores no usable MD5 (NULL or malformed): nothing can say
+        # these bytes are the locked ones, so the series is not "ok" (fetch refuses it too).
+        detail += f"; {unprovable} image(s) cannot be proven: the archive stores no usable MD5"
+        return SeriesStatus(s.series_uid, "not-checked", detail, s.collection, proof_of(hows))
+    status = "problem" if problem else "ok"
+    return SeriesStatus(s.series_uid, status, detail, s.collection, proof_of(hows))
+
+
+def _series_copies(
+    s: ExpectedSeries, sops: list[str], tally: Tally, acc: _Acc
+) -> tuple[Counter[str], list[str], set[str], int]:
+    """Report duplicates; return how the images were known, their MD5s (this run's, or
+    recorded at the last pass), the days stat-trusted ones were verified, and how many
+    were hashed in this run."""
+    hows: Counter[str] = Counter()
+    md5s: list[str] = []
+    days: set[str] = set()
+    hashed = 0
+    for sop in sops:
+        copies = tally.copies(sop)
+        if len(copies) > 1:
+            paths = tuple(sorted(c.rel for c in copies))
+            acc.findings.append(
+                Finding("duplicate", s.series_uid, sop, "", f"{len(copies)} copies", paths=paths)
+            )
+        hows.update(c.how for c in copies)
+        days.update(c.since[:10] for c in copies if c.how == HOW_STAT)
+        hashed += copies[0].how != HOW_PRESENT
+        if copies[0].md5:
+            md5s.append(copies[0].md5)
+    return hows, md5s, days, hashed
+
+
+def _series_hash_status(
+    s: ExpectedSeries, sops: list[str], tally: Tally, root: str, sample: frozenset[str] | None,
+    acc: _Acc,
+) -> SeriesStatus:  # fmt: skip
+    """Judge a series the lock pins by its hash only (text lock, or a series-only lock)."""
+    before = len(acc.findings)
+    hows, md5s, days, hashed = _series_copies(s, sops, tally, acc)
+    summary = _how_summary(hows, _since_range(days))
+    attributed = s.series_uid in tally.blocked_units
+    in_sample = sample is None or s.series_uid in sample
+    known = len(md5s) == len(sops)
+    padded = series_hash(md5s) if known else ""
+    unpadded = series_hash((m.lstrip("0") or "0") for m in md5s) if known else ""
+    matches = known and s.series_hash in (padded, unpadded)
+    # Outside the sample a series is judged by count only, unless a file of it was new or
+    # changed (and so hashed) or its last pass found it wrong: then its hash is recomputed,
+    # unchanged files counting with the MD5s recorded at their last pass.
+    if not known or (not in_sample and not hashed and matches):
+        ok = len(sops) == s.image_count and not attributed
+        detail = f"{len(sops)} of {s.image_count} images present (count only: not in the sample)"
+        if not ok and not attributed:
+            acc.findings.append(_count_finding(s, len(sops)))
+        return _status(s, acc, before, detail, SAMPLE if sops else NONE)
+    if matches:
+        form = "32-character MD5s" if s.series_hash == padded else "CTP-style unpadded MD5s"
+        detail = f"{len(sops)} images: {summary}; series hash from their {form} matches the lock"
+        if sample is not None and in_sample:
+            acc.sample_checked += 1
+        return _status(s, acc, before, detail, proof_of(hows))
+    if sample is not None and in_sample:
+        acc.sample_checked += 1
+        acc.sample_failures += 1
+    _explain_series_mismatch(s, sops, tally, root, acc, attributed)
+    detail = (
+        f"{len(sops)} of {s.image_count} images: {summary}; series hash recomputed from the "
+        f"copy: {padded} (lock: {s.series_hash})"
+    )
+    return _status(s, acc, before, detail, proof_of(hows))
+
+
+def _explain_series_mismatch(
+    s: ExpectedSeries, sops: list[str], tally: Tally, root: str, acc: _Acc, attributed: bool
+) -> None:
+    explained = attributed
+    for sop in sops:
+        for copy in tally.copies(sop):
+            try:
+                truncated = truncation(os.path.join(root, copy.rel))
+            except OSError:
+                truncated = None
+            if truncated is not None:
+                acc.findings.append(Finding("unreadable", s.series_uid, sop, copy.rel, truncated))
+                explained = True
+    if not explained:
+        acc.findings.append(_count_finding(s, len(sops)))
+
+
+def _count_finding(s: ExpectedSeries, found: int) -> Finding:
+    # A lock without per-image MD5s cannot say which image is wrong: say what it can.
+    why = "the lock pins this series by its hash only, so it cannot name the image"
+    if found < s.image_count:
+        text = f"{s.image_count - found} of {s.image_count} images not found; {why}"
+        return Finding("missing", s.series_uid, detail=text)
+    if found > s.image_count:
+        text = f"the copy holds {found} images, the lock pins {s.image_count}; {why}"
+        return Finding("unexpected", s.series_uid, detail=text)
+    text = f"series hash recomputed from the copy differs from the lock; {why}"
+    return Finding("modified", s.series_uid, detail=text)
+
+
+def _status(s: ExpectedSeries, acc: _Acc, before: int, detail: str, proof: str) -> SeriesStatus:
+    status = "problem" if len(acc.findings) > before else "ok"
+    return SeriesStatus(s.series_uid, status, detail, s.collection, proof)
+
+
+def _unjudged(st: SeriesStatus, stray_series: set[str], blocked: set[str]) -> SeriesStatus:
+    """A series with a finding of its own is a problem; one with files that could not be read
+    (a folder that cannot be listed holds some of its images) is never ``ok``."""
+    if st.series_uid in stray_series:
+        return dataclasses.replace(st, status="problem")
+    if st.status == "ok" and st.series_uid in blocked:
+        detail = st.detail + "; some of its files could not be read (see `unreadable`)"
+        return dataclasses.replace(st, status="not-checked", detail=detail)
+    return st
+
+
+def _work(exp: Expectation, uid: str) -> list[tuple[str, str | None]]:
+    images = exp.images
+    return [(sop, images[sop].archive_md5) for sop in exp.images_of.get(uid, ())]
+
+
+def judge(exp: Expectation, tally: Tally, root: str, sample: frozenset[str] | None) -> Verdict:
+    """Turn a finished walk into findings and one status per locked series."""
+    acc = _Acc()
+    by_series: dict[str, list[str]] = {}
+    if any(not s.images_pinned for s in exp.series.values()):
+        for sop, seen in tally.first.items():
+            if sop not in exp.images:
+                by_series.setdefault(seen.series, []).append(sop)
+    statuses: list[SeriesStatus] = []
+    for uid, s in exp.series.items():
+        if not s.images_pinned:
+            sops = by_series.get(uid, [])
+            statuses.append(_series_hash_status(s, sops, tally, root, sample, acc))
+        else:
+            statuses.append(_image_status(s, _work(exp, uid), tally, root, sample, acc))
+    stray_series = {f.series_uid for f in tally.strays if f.series_uid}
+    statuses = [_unjudged(st, stray_series, tally.blocked_units) for st in statuses]
+    findings = tuple(sorted(acc.findings + tally.strays))
+    return Verdict(
+        findings,
+        tuple(statuses),
+        acc.short_md5,
+        acc.unprovable,
+        acc.sample_checked,
+        acc.sample_failures,
+    )

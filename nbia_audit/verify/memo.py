@@ -1,0 +1,132 @@
+"""The stat memo: a clean ``stat`` pass remembered, so the next one over an unchanged tree
+costs one walk.
+
+A ``stat`` pass trusts unchanged device, inode, size, mtime and ctime. When a whole pass
+found the copy clean, the memo keeps a fingerprint of every entry's stat key together with
+the report. The next ``stat`` pass walks the tree (the one unavoidable cost, like ``find``);
+if the fingerprint, the lock (its root digest and its database's stat key), the ignore
+patterns and the nbia-audit version are all the same, nothing it would read can have
+changed, and it returns the remembered verdict, saying so in its facts. Any other level
+removes the memo first: its records change what a stat pass would say.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+
+import xxhash
+
+from nbia_audit import __version__
+from nbia_audit.findings import AuditReport, SeriesStatus
+from nbia_audit.store.textlock import database_path
+from nbia_audit.verify.sidecars import STATE_DIR_NAME
+from nbia_audit.verify.walk import Blocked, FileEntry
+
+__all__ = ["MEMO_NAME", "fingerprint", "forget", "recall", "remember", "setting", "settled"]
+
+MEMO_NAME = "stat-memo.json"
+
+
+def _path(root: Path) -> Path:
+    return root / STATE_DIR_NAME / MEMO_NAME
+
+
+def setting(lock_path: Path, root_digest: str, ignore: tuple[str, ...]) -> str:
+    """What must not change for a memo to hold, besides the tree itself."""
+    try:
+        st = os.stat(database_path(lock_path))
+        db_key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    except OSError:
+        db_key = None  # a text lock alone
+    text = json.dumps([str(lock_path.resolve()), root_digest, db_key, list(ignore), __version__])
+    return xxhash.xxh3_128_hexdigest(text.encode("utf-8"))
+
+
+def fingerprint(entries: Iterable[FileEntry | Blocked]) -> str:
+    """xxh3-128 over every entry's relative path and stat key (or why it is blocked)."""
+    digest = xxhash.xxh3_128()
+    for entry in entries:
+        if isinstance(entry, Blocked):
+            digest.update(f"B\0{entry.rel}\0{entry.detail}\n".encode(errors="surrogateescape"))
+        else:
+            text = f"F\0{entry.rel}\0{tuple(entry.key)}\n"
+            digest.update(text.encode(errors="surrogateescape"))  # names that are not UTF-8
+    return digest.hexdigest()
+
+
+# A stat key taken within a timestamp tick of a write proves nothing (racily clean): such a
+# tree is not remembered. Two seconds covers whole-second and FAT file systems.
+_RACY_NS = 2_000_000_000
+
+
+def settled(entries: Iterable[FileEntry | Blocked], started: datetime) -> bool:
+    """True when no file's content changed within a timestamp tick of this pass's start
+    (a second write in the same tick would leave its mtime, so its stat key, unchanged)."""
+    limit = int(started.timestamp() * 1_000_000_000) - _RACY_NS
+    return all(isinstance(e, Blocked) or e.key.mtime_ns < limit for e in entries)
+
+
+def recall(root: Path, key: str, tree: str) -> AuditReport | None:
+    """The remembered clean report, if the memo matches ``key`` and ``tree``."""
+    try:
+        memo = json.loads(_path(root).read_text(encoding="utf-8"))
+        if memo["setting"] != key or memo["tree"] != tree:
+            return None
+        report = memo["report"]
+        return AuditReport(
+            command="verify",
+            lock_path=report["lock_path"],
+            root_digest=report["root_digest"],
+            started_at=report["started_at"],
+            finished_at=report["finished_at"],
+            findings=(),
+            series=tuple(SeriesStatus(**s) for s in report["series"]),
+            complete=True,
+            facts=dict(report["facts"]),
+            proof=str(report.get("proof", "")),
+            proven_on=str(report.get("proven_on", "")),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def remember(root: Path, key: str, tree: str, report: AuditReport) -> None:
+    """Keep a clean, complete stat report for the next pass (best effort)."""
+    if not report.clean:
+        forget(root)
+        return
+    document = {
+        "setting": key,
+        "tree": tree,
+        "report": {
+            "lock_path": report.lock_path,
+            "root_digest": report.root_digest,
+            "started_at": report.started_at,
+            "finished_at": report.finished_at,
+            "series": [dataclasses.asdict(s) for s in report.series],
+            "facts": {k: v for k, v in report.facts.items() if _plain(v)},
+            "proof": report.proof,
+            "proven_on": report.proven_on,
+        },
+    }
+    target = _path(root)
+    temporary = target.with_name(target.name + ".tmp")
+    with contextlib.suppress(OSError):  # a read-only copy simply has no memo
+        temporary.write_text(json.dumps(document), encoding="utf-8")
+        os.replace(temporary, target)
+
+
+def forget(root: Path) -> None:
+    """Drop the memo (before any pass that changes the records a stat pass relies on)."""
+    with contextlib.suppress(OSError):
+        _path(root).unlink(missing_ok=True)
+
+
+def _plain(value: object) -> bool:
+    return isinstance(value, str | int | float | bool) or value is None

@@ -1,0 +1,333 @@
+"""One ``verify`` run's bookkeeping: which files need reading, and what each read proved.
+
+:class:`Run` sits between the walk and the worker pool. For each file it decides, from the
+level and the local state's record of the file, whether the record already answers
+(``stat``: an unchanged stat key; ``--sample``: an unchanged file outside the sample is only
+counted present) or which read a worker must do (``quick``: the xxh3-128 fingerprint;
+otherwise identity and MD5). A file with no record, or whose stat key changed or is racily
+clean, is always read in full, whatever the level or the sample (issue 5: "files new or
+changed since the last pass are always fully hashed"). A record is trusted only for the
+device and inode it was taken on: a state database copied along with a tree (rsync, a
+crafted one) describes other inodes and proves nothing. Results come back here, in walk
+order, to be placed in the :class:`~nbia_audit.verify.judge.Tally` and recorded in the
+local state.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nbia_audit.dicom.header import DicomIdentity
+from nbia_audit.findings import Finding
+from nbia_audit.store.localstate import LocalState
+from nbia_audit.verify.expectation import Expectation
+from nbia_audit.verify.judge import HOW_MD5, HOW_PRESENT, HOW_STAT, HOW_XXH3, Seen, Tally, Verdict
+from nbia_audit.verify.read import Examined, Want, examine, fingerprint
+from nbia_audit.verify.records import Racy, Rec, Row, load_records, write_records
+from nbia_audit.verify.sidecars import dicom_expected, has_dicom_marker, sidecar_of
+from nbia_audit.verify.walk import FileEntry
+
+__all__ = ["LEVELS", "Plan", "Run"]
+
+LEVELS = ("full", "quick", "stat")
+_FLUSH_EVERY = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What this run does: level, sample, and the lock it checks against."""
+
+    level: str
+    sample: frozenset[str] | None
+    fraction: float | None
+    seed: int | None
+    stamp: str  # start of the run, ISO 8601 UTC to the microsecond: ``verified_at``
+    exp: Expectation
+
+    @property
+    def hash_first(self) -> bool:
+        """Hash every file and identify it by content: nothing to choose, images to match."""
+        return self.sample is None and self.exp.has_pinned_images
+
+    def content_identity(self, md5: str) -> DicomIdentity | None:
+        """The locked image whose archive MD5 is ``md5`` (runs on worker threads)."""
+        sop = self.exp.image_with_md5(md5)
+        if sop is None:
+            return None
+        return DicomIdentity(sop, self.exp.images[sop].series_uid, "", "")
+
+    def in_sample(self, sop: str, series: str) -> bool:
+        return self.sample is None or sop in self.sample or series in self.sample
+
+    def decide(self, identity: DicomIdentity | None) -> Want:
+        """How much of a file to read once its header is known (runs on worker threads).
+
+        Every locked file a worker examines is hashed: :meth:`Run.admit` sends a worker
+        only files that are new, changed, or in the sample.
+        """
+        if identity is None:
+            # Not DICOM (or unreadable header): only its content MD5 can say which locked
+            # image it is, and only a lock with per-image MD5s can answer.
+            return Want.FULL if self.exp.has_pinned_images else Want.IDENTITY
+        if identity.sop_uid not in self.exp.images:
+            locked = self.exp.series.get(identity.series_uid)
+            if locked is None or locked.images_pinned:
+                return Want.IDENTITY  # unexpected: reported, never hashed
+        return Want.FULL
+
+
+def _storable(rel: str) -> bool:
+    """Whether SQLite can store ``rel``: a name that is not UTF-8 (read with
+    surrogateescape) is never recorded, so that file is simply hashed at every pass."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class Run:
+    """The state of one run between the walk, the workers and the judge."""
+
+    def __init__(self, plan: Plan, root: str, state: LocalState | None, note: str) -> None:
+        self.plan = plan
+        self.root = root
+        self.state = state
+        self.state_note = note
+        self._records = load_records(state, root)
+        self.tally = Tally()
+        self.counts: Counter[str] = Counter()
+        self.stat_days: set[str] = set()  # days the stat-trusted files were verified
+        self.xxh3_days: set[str] = set()  # days the fingerprint-proven files were verified
+        self.files = 0
+        self.unchanged_stat = 0
+        self.pending: list[Row] = []
+        self.seen_paths: set[str] = set()
+        self.walk_complete = True
+        self.ignored: tuple[str, ...] = ()  # --ignore patterns, for the report
+        # The lock pair and its spec when they live in the copy: sidecars of nbia-audit's own,
+        # passed over only while they are not DICOM (a name hides nothing).
+        self.own_files: frozenset[str] = frozenset()
+        self._racy = Racy()
+
+    # -- records --------------------------------------------------------------------------
+
+    def records(self) -> dict[str, Rec]:
+        """Every record of the copy's local state, by relative path."""
+        return self._records
+
+    def record(self, rel: str) -> Rec | None:
+        """The record of one file, if the local state has one."""
+        return self._records.get(rel)
+
+    # -- deciding -------------------------------------------------------------------------
+
+    def _is_sidecar(self, rel: str, path: str) -> bool:
+        if rel in self.own_files:
+            try:
+                return not has_dicom_marker(path)
+            except OSError:
+                return False  # reading it again reports why it cannot be read
+        return sidecar_of(rel, path) is not None
+
+    def admit(self, entry: FileEntry) -> Callable[[], Examined] | None:
+        """Account for a file; return the read a worker must do, or None if none is needed."""
+        rel = entry.rel
+        self.seen_paths.add(rel)
+        if self._is_sidecar(rel, entry.path):
+            self.counts["sidecars"] += 1
+            return None
+        self.files += 1
+        plan = self.plan
+        rec = self.record(rel)
+        # A record describes one inode: one copied along with the tree proves nothing.
+        if rec is None or not rec.md5 or rec[3:5] != entry.key[:2]:
+            return functools.partial(examine, entry.path, plan)
+        if rec[3:8] == entry.key and not self._racy(rec):  # unchanged since its last pass
+            if plan.level == "stat":
+                self.trust(rel, rec.sop, rec.series, rec.md5, rec.verified_at)
+                return None
+            if rec.sop and not plan.in_sample(rec.sop, rec.series):
+                self._place(rel, rec.sop, rec.series, rec.md5, HOW_PRESENT)
+                return None
+        if plan.level == "quick" and rec.xxh3:
+            return functools.partial(fingerprint, entry.path, rec.xxh3, plan)
+        return functools.partial(examine, entry.path, plan)
+
+    def trust(self, rel: str, sop: str, series: str, md5: str, verified_at: str) -> None:
+        """Take a file whose stat key is unchanged since ``verified_at`` as its record says."""
+        self.unchanged_stat += 1
+        self.stat_days.add(verified_at[:10])
+        image = self.plan.exp.images.get(sop)
+        if image is not None:  # the common case, placed directly
+            self.tally.place(Seen(rel, sop, image.series_uid, md5, HOW_STAT, verified_at))
+        else:
+            self._place(rel, sop, series, md5, HOW_STAT, verified_at)
+
+    # -- settling -------------------------------------------------------------------------
+
+    def settle(self, entry: FileEntry, found: Examined) -> None:
+        """Take a worker's result for ``entry`` into the tally."""
+        rec = self.record(entry.rel)
+        self.counts["bytes_read"] += found.bytes_read
+        if found.error:
+            self.blocked(entry.rel, f"cannot be read: {found.error}", True)
+        elif not found.stable:
+            self.blocked(entry.rel, "changed while it was being read; verify again later", True)
+        elif found.fingerprint_matched and rec is not None:
+            self.counts["proven_xxh3"] += 1
+            self.xxh3_days.add(rec.verified_at[:10])
+            self._place(entry.rel, rec.sop, rec.series, rec.md5, HOW_XXH3, rec.verified_at)
+            if found.key != rec.key:  # same bytes, new stat key (touched, copied back)
+                self._remember(entry.rel, rec.sop, rec.series, found, rec.md5, rec.verified_at)
+        else:
+            self._settle_read(entry, found)
+
+    def _settle_read(self, entry: FileEntry, found: Examined) -> None:
+        identity = found.identity
+        sop = identity.sop_uid if identity else ""
+        series = identity.series_uid if identity else ""
+        if not found.md5:
+            self._place(entry.rel, sop, series, "", HOW_PRESENT, reason=found.not_dicom)
+            return
+        self.counts["hashed_md5"] += 1
+        sop, series = self._place(
+            entry.rel, sop, series, found.md5, HOW_MD5, reason=found.not_dicom
+        )
+        if sop or self._held(entry.rel) is None:
+            # A file that held a locked image and no longer reads as one keeps its record,
+            # so the next pass names the image again rather than calling it missing.
+            self._remember(entry.rel, sop, series, found, found.md5, self.plan.stamp)
+
+    def _place(
+        self, rel: str, sop: str, series: str, md5: str, how: str, since: str = "",
+        reason: str = "",
+    ) -> tuple[str, str]:  # fmt: skip
+        """Place a file's content in the tally; return the (SOP, series) it was taken for."""
+        exp = self.plan.exp
+        if not sop and md5:
+            sop = exp.image_with_md5(md5) or ""  # a header we cannot read: match by content
+        if sop:
+            image = exp.images.get(sop)
+            locked = exp.series.get(image.series_uid if image else series)
+            if image is not None or (locked is not None and not locked.images_pinned):
+                series = image.series_uid if image else series
+                if how == HOW_PRESENT:
+                    self.counts["present_only"] += 1
+                self.tally.place(Seen(rel, sop, series, md5, how, since))
+                return sop, series
+            detail = "DICOM image not in the lock"
+            if locked is not None:
+                detail = "DICOM image of a locked series, not in the lock"
+            self.tally.strays.append(Finding("unexpected", series, sop, rel, detail))
+            return sop, series
+        held = self._held(rel)
+        if held is not None:
+            # The file the last pass recorded as this image no longer reads as DICOM (cut
+            # inside its header, overwritten): one tampering, one finding, named by image.
+            sop, series = held
+            self.tally.blocked_units.update(held)
+            detail = f"not DICOM ({reason or 'no readable header'}); held image {sop} "
+            detail += "when last verified"
+            self.tally.strays.append(Finding("unreadable", series, sop, rel, detail))
+            return "", ""
+        if dicom_expected(rel):
+            detail = f"not DICOM where DICOM is expected ({reason or 'no readable header'})"
+            self.tally.strays.append(Finding("unreadable", path=rel, detail=detail))
+        else:
+            detail = "not DICOM and not a sidecar of any known tool"
+            self.tally.strays.append(Finding("unexpected", path=rel, detail=detail))
+        return "", ""
+
+    def blocked(self, rel: str, detail: str, io_error: bool, directory: bool = False) -> None:
+        """Report an entry that cannot be read, attributed to an image when the state knows."""
+        self.seen_paths.add(rel)
+        if io_error:
+            self.tally.complete = False
+        if directory:
+            self.walk_complete = False
+            detail += self._attribute_directory(rel)
+            self.tally.strays.append(Finding("unreadable", path=rel, detail=detail))
+            return
+        rec = self.record(rel)
+        sop = rec.sop if rec else ""
+        series = rec.series if rec else ""
+        image = self.plan.exp.images.get(sop) if sop else None
+        if image is not None:
+            series = image.series_uid
+        if sop:
+            self.tally.blocked_units.update((sop, series))
+            detail += f" (held image {sop} when last verified)"
+        else:
+            self.tally.unattributed_blocked += 1
+        self.tally.strays.append(Finding("unreadable", series, sop, rel, detail))
+
+    def _held(self, rel: str) -> tuple[str, str] | None:
+        """The locked image (SOP, series) the last pass recorded at ``rel``, if any."""
+        rec = self.record(rel)
+        if rec is None or not rec.sop:
+            return None
+        exp = self.plan.exp
+        image = exp.images.get(rec.sop)
+        if image is not None:
+            return rec.sop, image.series_uid
+        locked = exp.series.get(rec.series)
+        if locked is not None and not locked.images_pinned:
+            return rec.sop, rec.series
+        return None
+
+    def _attribute_directory(self, rel: str) -> str:
+        # The images the state saw below an unlistable directory are not "missing": they
+        # may well be there. Say how many, and keep them out of the missing list.
+        prefix = rel + "/"
+        held = [r for p, r in self.records().items() if p.startswith(prefix) and r.sop]
+        images = self.plan.exp.images
+        for rec in held:
+            image = images.get(rec.sop)
+            self.tally.blocked_units.update((rec.sop, image.series_uid if image else rec.series))
+        if not held:
+            self.tally.unattributed_blocked += 1
+            return ""
+        return f" ({len(held)} images were below it when last verified)"
+
+    # -- the local state ------------------------------------------------------------------
+
+    def _remember(
+        self, rel: str, sop: str, series: str, found: Examined, md5: str, verified_at: str
+    ) -> None:
+        if self.state is None or found.key is None or not (rel.isascii() or _storable(rel)):
+            return
+        k = found.key
+        lock_root = self.plan.exp.header.root_digest
+        self.pending.append(
+            (rel, sop, series, k.device, k.inode, k.size, k.mtime_ns, k.ctime_ns, md5,
+             found.xxh3, verified_at, self.plan.stamp, lock_root)
+        )  # fmt: skip
+        if len(self.pending) >= _FLUSH_EVERY:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.state is not None and self.pending:
+            write_records(self.state, self.pending)
+            self.counts["recorded"] += len(self.pending)
+        self.pending = []
+
+    def finish_state(self) -> None:
+        """Write what is pending; forget files that are gone (only after a complete walk)."""
+        self._flush()
+        if self.state is not None and self.walk_complete:
+            gone = [p for p in self._records if p not in self.seen_paths]
+            if gone:
+                self.state.forget(gone)
+                self.counts["forgotten"] = len(gone)
+
+    # -- the report's facts ---------------------------------------------------------------
+
+    def facts(self, verdict: Verdict, root: str, workers: int) -> dict[str, object]:
+        """What this run checked and how, for the report (keys in docs/report-schema.md)."""
+        from nbia_audit.verify.facts import build_facts
+
+        return build_facts(self, verdict, root, workers)
