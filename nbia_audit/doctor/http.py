@@ -9,7 +9,7 @@ connection failure ends the run (exit 3), and every answer, however odd, becomes
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlencode, urlsplit
 
 import requests
@@ -137,12 +137,23 @@ class Prober:
         form_pairs = tuple((form or {}).items())
         if form is not None:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
-        full_url = f"{url}?{urlencode(query_pairs)}" if query_pairs else url
-        number = self.count + 1
+        asked = Exchange(
+            number=self.count + 1,
+            method=method,
+            url=f"{url}?{urlencode(query_pairs)}" if query_pairs else url,
+            endpoint=endpoint,
+            query=query_pairs,
+            form=form_pairs,
+            request_headers=tuple(headers.items()),
+            status=0,
+            response_headers=(),
+            body=b"",
+            error="no answer",
+        )
         try:
             response = self._session.request(
                 method,
-                full_url,
+                asked.url,
                 data=urlencode(form_pairs) if form is not None else None,
                 headers=headers,
                 timeout=_TIMEOUTS,
@@ -150,52 +161,19 @@ class Prober:
             )
             body = response.content
         except requests.RequestException as exc:
-            self._keep(number, method, full_url, endpoint, query_pairs, form_pairs, headers)
+            self.exchanges.append(asked)  # kept as asked: the record shows what got no answer
             host = urlsplit(url).netloc
             raise Unreachable(
                 f"{endpoint}: no answer from {host} ({type(exc).__name__}); check the network "
                 "and the server URL"
             ) from None
-        sent = dict(response.request.headers)
-        self.exchanges.append(
-            Exchange(
-                number=number,
-                method=method,
-                url=full_url,
-                endpoint=endpoint,
-                query=query_pairs,
-                form=form_pairs,
-                request_headers=tuple(sent.items()),
-                status=response.status_code,
-                response_headers=tuple(response.headers.items()),
-                body=body,
-            )
+        answered = replace(
+            asked,
+            request_headers=tuple(response.request.headers.items()),  # as sent, with defaults
+            status=response.status_code,
+            response_headers=tuple(response.headers.items()),
+            body=body,
+            error="",
         )
-        content_type = response.headers.get("Content-Type", "")
-        return Answer(response.status_code, body, content_type)
-
-    def _keep(
-        self,
-        number: int,
-        method: str,
-        url: str,
-        endpoint: str,
-        query: tuple[tuple[str, str], ...],
-        form: tuple[tuple[str, str], ...],
-        headers: Mapping[str, str],
-    ) -> None:
-        self.exchanges.append(
-            Exchange(
-                number=number,
-                method=method,
-                url=url,
-                endpoint=endpoint,
-                query=query,
-                form=form,
-                request_headers=tuple(headers.items()),
-                status=0,
-                response_headers=(),
-                body=b"",
-                error="no answer",
-            )
-        )
+        self.exchanges.append(answered)
+        return Answer(response.status_code, body, response.headers.get("Content-Type", ""))
