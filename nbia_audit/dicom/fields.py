@@ -46,7 +46,7 @@ def read_header_values(path: Path) -> HeaderValues:
     """Read the values from the header of the DICOM file at ``path`` (never pixel data).
 
     A file whose header cannot be read gives empty values: the file's identity was already
-    proven by ``dicomheader.read_identity``, and a layout shows a missing value as ``NA``.
+    proven by ``dicom.header.read_identity``, and a layout shows a missing value as ``NA``.
     """
     try:
         dataset = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=list(_TAGS.values()))

@@ -3,7 +3,7 @@
 ``drift`` and ``lock --check`` compare study and patient hashes they compute from pinned series
 hashes with the archive's (protocol §1.3): a study combines the hashes of its visible series,
 a patient those of its studies within one collection. Here the sample patient's series are
-listed, their series hashes asked, and both levels recomputed with ``hashing`` and compared.
+listed, their series hashes asked, and both levels recomputed with ``merkle`` and compared.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The publication supplement: what a dataset is, where it came from, how to check a copy.
 
 Built from the lock alone (text lock and database), plus, optionally, the report of a
-``verify`` run on a local copy. Rendering (Markdown, HTML, JSON) is in supplement_render.py.
+``verify`` run on a local copy. Rendering (Markdown, HTML, JSON) is in report/supplement_render.py.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class Verification:
     counts: dict[str, int]
     series_ok: int
     series_total: int
-    proof: str = ""  # what "clean" rests on (proofwords.PROOFS)
+    proof: str = ""  # what "clean" rests on (verify.words.PROOFS)
     proven_on: str = ""  # stat, quick: the day(s) the content was last hashed with MD5
     verified: bool = False  # clean, and every file's content hashed in that run
 

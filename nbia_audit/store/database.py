@@ -95,12 +95,12 @@ _HEADER_FIELDS = {f.name: f.type for f in dataclasses.fields(LockHeader)}
 
 
 def storable_row(row: dict[str, Any]) -> dict[str, Any]:
-    """A row whose strings SQLite can hold (see storable.py); other values unchanged."""
+    """A row whose strings SQLite can hold (see store/storable.py); other values unchanged."""
     return {k: to_storable(v) if isinstance(v, str) else v for k, v in row.items()}
 
 
 def _loaded_row(row: dict[str, Any]) -> dict[str, Any]:
-    # An ASCII string holds no escape (storable.ESCAPE is not ASCII), and asking is O(1).
+    # An ASCII string holds no escape (store.storable.ESCAPE is not ASCII), and asking is O(1).
     return {
         k: from_storable(v) if isinstance(v, str) and not v.isascii() else v
         for k, v in row.items()
@@ -173,7 +173,7 @@ def write_lock_database(
 ) -> None:
     """Write a complete lock database to ``path``, which must not exist yet.
 
-    The caller writes to a temporary name and renames it into place (see lockfile.py), so a
+    The caller writes to a temporary name and renames it into place (see store/textlock.py), so a
     reader never sees a half-written database.
 
     Raises:

@@ -2,7 +2,7 @@
 
 The text lock is the root of trust (it is what a paper cites). Reading it proves it against
 itself: every field typed, the counts and the root digest recomputed from its series lines
-(:func:`lockfile.read_text_lock`). The database beside it is only an index; before any verb
+(:func:`store.textlock.read_text_lock`). The database beside it is only an index; before any verb
 trusts it, this module proves, in one read-only snapshot of it:
 
 1. its stamp names the text lock's exact bytes (sha256), and its header and embedded spec
@@ -333,7 +333,7 @@ class _Proof:
         if not non_null:
             return values
         assert joined is not None
-        if joined.isascii():  # no escaped value (storable.ESCAPE is not ASCII); O(1) to ask
+        if joined.isascii():  # no escaped value (store.storable.ESCAPE is not ASCII); O(1) to ask
             parts = joined.split(",")
             if len(parts) == non_null:
                 return values + list(parts)

@@ -104,7 +104,7 @@ def _toml_str(value: str) -> str:
 
     Characters outside the BMP are written as one ``\\UXXXXXXXX`` escape (TOML has no
     surrogate pairs); lone surrogates, which TOML cannot hold, go through
-    :func:`storable.to_storable` first.
+    :func:`nbia_audit.store.storable.to_storable` first.
     """
     out = ['"']
     for char in to_storable(value):
@@ -369,7 +369,7 @@ def _parse_header(path: Path, data: dict[str, Any]) -> tuple[LockHeader, str]:
 
 def _typed(path: Path, where: str, value: object, kind: object) -> object:
     if kind == "str" and isinstance(value, str) and value.isascii():
-        return value  # the common case: no escape can be in it (storable.ESCAPE is not ASCII)
+        return value  # the common case: no escape can be in it (store.storable.ESCAPE is not ASCII)
     if kind == "int":
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
