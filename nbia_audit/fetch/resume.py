@@ -20,7 +20,8 @@ from nbia_audit.digests import digest_file
 from nbia_audit.fetch.layouts import ImageFields, Layout, SeriesFields, series_fields
 from nbia_audit.merkle import MATCHES, check_archive_md5
 from nbia_audit.models import LockedImage, LockedSeries
-from nbia_audit.store.localstate import FileRecord, stat_key
+from nbia_audit.store.localstate import FileRecord
+from nbia_audit.store.statkey import stat_key
 
 __all__ = ["PathClaims", "PlacedCheck", "check_placed", "records_by_sop"]
 

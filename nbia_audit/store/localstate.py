@@ -9,7 +9,6 @@ file is "unchanged since it was verified on <date>", never that it is verified n
 from __future__ import annotations
 
 import dataclasses
-import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,10 +20,13 @@ from sqlite_utils.migrations import Migrations
 
 from nbia_audit.errors import LockFormatTooNew, StoreError
 from nbia_audit.store.sqlshape import first_difference
+from nbia_audit.store.statefolder import STATE_DIR, StateFolder
+from nbia_audit.store.statkey import StatKey, stat_key
 
+# STATE_DIR, StatKey and stat_key are defined in statefolder and statkey; named here too
+# because every caller that keeps records needs them.
 __all__ = ["STATE_DIR", "FileRecord", "LocalState", "StatKey", "stat_key"]
 
-STATE_DIR = ".nbia-audit"
 _MIGRATION_SET = "nbia-audit-state"
 state_migrations = Migrations(_MIGRATION_SET)
 
@@ -53,27 +55,6 @@ def m001_files(db: sqlite_utils.Database) -> None:
 
 
 _KNOWN = frozenset({"m001_files"})
-
-
-@dataclass(frozen=True, slots=True)
-class StatKey:
-    """What ``stat`` says about a file: equal keys mean "not touched since" (or a liar)."""
-
-    device: int
-    inode: int
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-
-
-def stat_key(path: Path | str) -> StatKey:
-    """Stat ``path`` without following a final symlink.
-
-    Raises:
-        OSError: the file cannot be stat'ed.
-    """
-    st = os.stat(path, follow_symlinks=False)
-    return StatKey(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +98,7 @@ class LocalState:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.path = root / STATE_DIR / "state.db"
+        self.path = StateFolder(root).database
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(self.path), check_same_thread=False)
