@@ -57,7 +57,7 @@ class Workspace:
 
     def __init__(self, dest: Path) -> None:
         self.dest = dest
-        folder = StateFolder(dest)
+        folder = StateFolder.of(dest)
         self.private = folder.path
         self.tmp = folder.work
         self._lock_path = folder.fetch_lock

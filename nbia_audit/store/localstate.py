@@ -79,6 +79,15 @@ class FileRecord:
     def stat(self) -> StatKey:
         return StatKey(self.device, self.inode, self.size, self.mtime_ns, self.ctime_ns)
 
+    def reproven(self, key: StatKey, xxh3_128: str, stamp: str) -> FileRecord:
+        """This record after its file, now with stat ``key``, was hashed again at ``stamp``
+        and found to hold the same MD5."""
+        device, inode, size, mtime_ns, ctime_ns = key
+        return dataclasses.replace(
+            self, device=device, inode=inode, size=size, mtime_ns=mtime_ns, ctime_ns=ctime_ns,
+            xxh3_128=xxh3_128, verified_at=stamp, checked_at=stamp,
+        )  # fmt: skip
+
 
 _COLUMNS = tuple(f.name for f in dataclasses.fields(FileRecord))
 _INSERT = (
@@ -98,7 +107,7 @@ class LocalState:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.path = StateFolder(root).database
+        self.path = StateFolder.of(root).database
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(self.path), check_same_thread=False)

@@ -22,26 +22,16 @@ _WORK = "tmp"  # unverified downloads, emptied when a fetch starts (fetch.placem
 
 @dataclass(frozen=True, slots=True)
 class StateFolder:
-    """The paths of the private folder of the copy at ``root``."""
+    """The paths of the private folder of one copy (made by :meth:`of`)."""
 
-    root: Path
+    path: Path
+    database: Path
+    stat_memo: Path
+    fetch_lock: Path
+    work: Path
 
-    @property
-    def path(self) -> Path:
-        return self.root / STATE_DIR
-
-    @property
-    def database(self) -> Path:
-        return self.path / STATE_DB
-
-    @property
-    def stat_memo(self) -> Path:
-        return self.path / _STAT_MEMO
-
-    @property
-    def fetch_lock(self) -> Path:
-        return self.path / _FETCH_LOCK
-
-    @property
-    def work(self) -> Path:
-        return self.path / _WORK
+    @classmethod
+    def of(cls, root: Path) -> StateFolder:
+        """The private folder of the copy at ``root`` (nothing is created)."""
+        path = root / STATE_DIR
+        return cls(path, path / STATE_DB, path / _STAT_MEMO, path / _FETCH_LOCK, path / _WORK)

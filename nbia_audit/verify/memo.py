@@ -33,7 +33,7 @@ __all__ = ["forget", "recall", "remember", "setting", "settled", "tree_stat_dige
 
 
 def _path(root: Path) -> Path:
-    return StateFolder(root).stat_memo
+    return StateFolder.of(root).stat_memo
 
 
 def setting(lock_path: Path, root_digest: str, ignore: tuple[str, ...]) -> str:

@@ -78,7 +78,7 @@ def load_records(state: LocalState | None, root: str) -> dict[str, Rec]:
         return _rows_to_records(state.db.execute(_RECORD_SQL))
     # The state cannot be written (a read-only copy, another user's copy): its records
     # still let quick and stat skip work and name the image an unreadable file held.
-    path = str(StateFolder(Path(root)).database)
+    path = str(StateFolder.of(Path(root)).database)
     if not Path(path).is_file():
         return {}
     # "immutable": a WAL database cannot be opened even read-only without writing its

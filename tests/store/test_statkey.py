@@ -100,7 +100,7 @@ def test_a_whole_second_mtime_is_racy_for_two_seconds() -> None:
 
 
 def test_the_state_folder_holds_every_private_file(tmp_path: Path) -> None:
-    folder = StateFolder(tmp_path)
+    folder = StateFolder.of(tmp_path)
     with LocalState(tmp_path):
         pass
     assert folder.database.is_file() and folder.database.parent == folder.path

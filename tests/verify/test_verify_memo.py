@@ -32,7 +32,7 @@ def copy(pristine: Path, lock: Path, tmp_path: Path) -> Path:
 
 
 def memo_file(root: Path) -> Path:
-    return StateFolder(root).stat_memo
+    return StateFolder.of(root).stat_memo
 
 
 def test_second_stat_pass_over_an_unchanged_tree_uses_the_memo(copy: Path, lock: Path) -> None:
