@@ -126,7 +126,7 @@ def _how_summary(hows: Counter[str], since: tuple[str, str]) -> str:
 
 
 def proof_of(hows: Counter[str]) -> str:
-    """The weakest way any image of a series is known (proofwords.PROOFS)."""
+    """The weakest way any image of a series is known (verify.words.PROOFS)."""
     for how, proof in ((HOW_PRESENT, SAMPLE), (HOW_STAT, STAT), (HOW_XXH3, FINGERPRINT)):
         if hows[how]:
             return proof

@@ -31,7 +31,7 @@ from pathlib import Path
 from nbia_audit.errors import StoreError
 from nbia_audit.findings import AuditReport, Finding
 from nbia_audit.store.localstate import LocalState
-from nbia_audit.verify import memo as verify_memo
+from nbia_audit.verify import memo
 from nbia_audit.verify.expectation import Expectation, load_expectation
 from nbia_audit.verify.facts import build_facts
 from nbia_audit.verify.judge import judge
@@ -84,13 +84,13 @@ def verify_copy(
     if level == "stat" and sample is None and not exp.database_rejected:
         # The walk is the one unavoidable cost; an unchanged tree needs nothing else.
         items = list(walk(root_text, ignore=patterns))
-        memo_key = verify_memo.setting(lock_path, exp.header.root_digest, patterns)
-        tree = verify_memo.tree_stat_digest(items)
-        remembered = verify_memo.recall(root, memo_key, tree)
+        memo_key = memo.setting(lock_path, exp.header.root_digest, patterns)
+        tree = memo.tree_stat_digest(items)
+        remembered = memo.recall(root, memo_key, tree)
         if remembered is not None:
             return _from_memo(remembered, _iso(started), _iso(clock()))
     else:
-        verify_memo.forget(root)  # this pass changes the records a stat pass relies on
+        memo.forget(root)  # this pass changes the records a stat pass relies on
         items = walk(root_text, ignore=patterns)
     plan = _plan(exp, level, sample, seed, started)
     state, state_note = _open_state(root)
@@ -120,10 +120,10 @@ def verify_copy(
         proven_on=_day_range(run.stat_days | run.xxh3_days),
     )
     if level == "stat" and sample is None and not exp.database_rejected:
-        if verify_memo.settled(items, started):
-            verify_memo.remember(root, memo_key, tree, report)
+        if memo.settled(items, started):
+            memo.remember(root, memo_key, tree, report)
         else:
-            verify_memo.forget(root)  # a file written just now may change again unseen
+            memo.forget(root)  # a file written just now may change again unseen
     return report
 
 
