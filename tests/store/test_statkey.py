@@ -7,6 +7,7 @@ import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pydicom.data
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,8 +19,8 @@ from nbia_audit.verify.memo import settled
 from nbia_audit.verify.read import Want, examine
 from nbia_audit.verify.records import Racy, Rec
 from nbia_audit.verify.walk import FileEntry, walk
-from tests.support.verify import foreign_dicom
 
+CT_SMALL = Path(pydicom.data.__file__).parent / "test_files" / "CT_small.dcm"
 SECOND = 1_000_000_000
 MOMENT = 1_772_366_410 * SECOND  # 2026-03-01T12:00:10Z
 
@@ -40,7 +41,7 @@ class _HeaderOnly:
 
 def test_the_walk_the_reader_and_fetch_records_share_one_stat_key(tmp_path: Path) -> None:
     image = tmp_path / "a.dcm"
-    image.write_bytes(foreign_dicom())
+    image.write_bytes(CT_SMALL.read_bytes())
     [entry] = [e for e in walk(str(tmp_path)) if isinstance(e, FileEntry)]
     found = examine(str(image), _HeaderOnly())
     expected = stat_key(image)
