@@ -23,8 +23,8 @@ from nbia_audit.store.sqlshape import first_difference
 from nbia_audit.store.statefolder import STATE_DIR, StateFolder
 from nbia_audit.store.statkey import StatKey, stat_key
 
-# STATE_DIR, StatKey and stat_key are defined in statefolder and statkey; named here too
-# because every caller that keeps records needs them.
+# STATE_DIR, StatKey and stat_key are defined in statefolder and statkey; they are named here
+# too because fetch.series and the tests' fetch support import them with the records.
 __all__ = ["STATE_DIR", "FileRecord", "LocalState", "StatKey", "stat_key"]
 
 _MIGRATION_SET = "nbia-audit-state"
