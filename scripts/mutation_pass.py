@@ -49,6 +49,7 @@ JUDGE = (
     "verify/test_verify.py", "verify/test_verify_units.py", "verify/test_verify_lockmodes.py",
     "verify/test_verify_sample.py", "verify/test_verify_cli.py", "verify/test_verify_layouts.py",
     "verify/test_verify_memo.py", "verify/test_verify_property.py", "report/test_report_cli.py",
+    "store/test_statkey.py",
 )  # fmt: skip
 FETCH = (
     "fetch/test_fetch.py", "fetch/test_fetch_layouts.py", "fetch/test_fetch_ziptools.py",
@@ -243,13 +244,13 @@ MUTANTS: tuple[Mutant, ...] = (
     _m("verify:complete-despite-unprovable", "verify/run.py",
        "complete=run.tally.complete and not verdict.unprovable,",
        "complete=run.tally.complete,", JUDGE),
-    _m("verify:coarse-racy-window-dropped", "verify/records.py",
-       "window = COARSE_RACY_NS if mtime % 1_000_000_000 == 0 else FINE_RACY_NS",
+    _m("verify:coarse-racy-window-dropped", "store/statkey.py",
+       "window = COARSE_RACY_NS if mtime_ns % 1_000_000_000 == 0 else FINE_RACY_NS",
        "window = FINE_RACY_NS", JUDGE),
-    _m("verify:racy-window-dropped", "verify/records.py",
-       "return mtime >= epoch - window", "return mtime > epoch", JUDGE),
+    _m("verify:racy-window-dropped", "store/statkey.py",
+       "return mtime_ns >= taken_ns - window", "return mtime_ns > taken_ns", JUDGE),
     _m("verify:memo-racy-window-dropped", "verify/memo.py",
-       "_RACY_NS = 2_000_000_000", "_RACY_NS = 0", JUDGE),
+       "or not racily_clean(e.key.mtime_ns, taken)", "or True", JUDGE),
     # --- fetch's resume and checks (resume.py, fetchseries.py, placement.py) ---------------
     _m("resume:changed-file-not-rehashed", "fetch/resume.py",
        "    if digest.md5 != record.md5:\n        return None",

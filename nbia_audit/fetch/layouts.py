@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 from nbia_audit.dicom.fields import HeaderValues, read_header_values
 from nbia_audit.errors import SpecError
 from nbia_audit.models import LockedSeries
-from nbia_audit.store.localstate import STATE_DIR
+from nbia_audit.store.statefolder import STATE_DIR
 
 __all__ = [
     "BUILTIN_LAYOUTS",

@@ -25,7 +25,8 @@ from typing import IO
 
 from nbia_audit.crashpoints import crashpoint
 from nbia_audit.errors import DownloadError
-from nbia_audit.store.localstate import STATE_DIR, StatKey, stat_key
+from nbia_audit.store.statefolder import StateFolder
+from nbia_audit.store.statkey import StatKey, stat_key
 
 try:  # POSIX; elsewhere fetches are not guarded against running twice
     import fcntl
@@ -56,8 +57,10 @@ class Workspace:
 
     def __init__(self, dest: Path) -> None:
         self.dest = dest
-        self.private = dest / STATE_DIR
-        self.tmp = self.private / "tmp"
+        folder = StateFolder.of(dest)
+        self.private = folder.path
+        self.tmp = folder.work
+        self._lock_path = folder.fetch_lock
         self._lock_file: IO[bytes] | None = None
         self._known_dirs: set[Path] = set()
         self._dirs_lock = threading.Lock()
@@ -71,7 +74,7 @@ class Workspace:
         """
         try:
             self.private.mkdir(parents=True, exist_ok=True)
-            self._lock_file = open(self.private / "fetch.lock", "wb")  # noqa: SIM115
+            self._lock_file = open(self._lock_path, "wb")  # noqa: SIM115
         except OSError as exc:
             raise DownloadError(f"{self.dest}: cannot use it as a destination ({exc})") from exc
         if fcntl is not None:

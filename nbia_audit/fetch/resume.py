@@ -12,7 +12,7 @@ import os
 import stat
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from nbia_audit.dicom.fields import HeaderValues, read_header_values
@@ -20,7 +20,8 @@ from nbia_audit.digests import digest_file
 from nbia_audit.fetch.layouts import ImageFields, Layout, SeriesFields, series_fields
 from nbia_audit.merkle import MATCHES, check_archive_md5
 from nbia_audit.models import LockedImage, LockedSeries
-from nbia_audit.store.localstate import FileRecord, stat_key
+from nbia_audit.store.localstate import FileRecord
+from nbia_audit.store.statkey import stat_key
 
 __all__ = ["PathClaims", "PlacedCheck", "check_placed", "records_by_sop"]
 
@@ -132,17 +133,7 @@ def _prove(dest: Path, record: FileRecord, image: LockedImage, stamp: str) -> Fi
         return None
     if digest.md5 != record.md5:
         return None
-    return replace(
-        record,
-        device=key.device,
-        inode=key.inode,
-        size=key.size,
-        mtime_ns=key.mtime_ns,
-        ctime_ns=key.ctime_ns,
-        xxh3_128=digest.xxh3_128,
-        verified_at=stamp,
-        checked_at=stamp,
-    )
+    return record.reproven(key, digest.xxh3_128, stamp)
 
 
 def _original(record: FileRecord, known: Mapping[str, list[FileRecord]]) -> FileRecord | None:

@@ -9,7 +9,6 @@ file is "unchanged since it was verified on <date>", never that it is verified n
 from __future__ import annotations
 
 import dataclasses
-import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -21,10 +20,13 @@ from sqlite_utils.migrations import Migrations
 
 from nbia_audit.errors import LockFormatTooNew, StoreError
 from nbia_audit.store.sqlshape import first_difference
+from nbia_audit.store.statefolder import STATE_DIR, StateFolder
+from nbia_audit.store.statkey import StatKey, stat_key
 
+# STATE_DIR, StatKey and stat_key are defined in statefolder and statkey; they are named here
+# too because fetch.series and the tests' fetch support import them with the records.
 __all__ = ["STATE_DIR", "FileRecord", "LocalState", "StatKey", "stat_key"]
 
-STATE_DIR = ".nbia-audit"
 _MIGRATION_SET = "nbia-audit-state"
 state_migrations = Migrations(_MIGRATION_SET)
 
@@ -56,27 +58,6 @@ _KNOWN = frozenset({"m001_files"})
 
 
 @dataclass(frozen=True, slots=True)
-class StatKey:
-    """What ``stat`` says about a file: equal keys mean "not touched since" (or a liar)."""
-
-    device: int
-    inode: int
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-
-
-def stat_key(path: Path | str) -> StatKey:
-    """Stat ``path`` without following a final symlink.
-
-    Raises:
-        OSError: the file cannot be stat'ed.
-    """
-    st = os.stat(path, follow_symlinks=False)
-    return StatKey(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-
-
-@dataclass(frozen=True, slots=True)
 class FileRecord:
     """One file of a local copy, as last proven."""
 
@@ -98,6 +79,15 @@ class FileRecord:
     def stat(self) -> StatKey:
         return StatKey(self.device, self.inode, self.size, self.mtime_ns, self.ctime_ns)
 
+    def reproven(self, key: StatKey, xxh3_128: str, stamp: str) -> FileRecord:
+        """This record after its file, now with stat ``key``, was hashed again at ``stamp``
+        and found to hold the same MD5."""
+        device, inode, size, mtime_ns, ctime_ns = key
+        return dataclasses.replace(
+            self, device=device, inode=inode, size=size, mtime_ns=mtime_ns, ctime_ns=ctime_ns,
+            xxh3_128=xxh3_128, verified_at=stamp, checked_at=stamp,
+        )  # fmt: skip
+
 
 _COLUMNS = tuple(f.name for f in dataclasses.fields(FileRecord))
 _INSERT = (
@@ -117,7 +107,7 @@ class LocalState:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.path = root / STATE_DIR / "state.db"
+        self.path = StateFolder.of(root).database
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(self.path), check_same_thread=False)

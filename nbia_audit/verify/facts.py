@@ -6,14 +6,10 @@ per line, so values are numbers or short sentences.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from nbia_audit.store.statefolder import STATE_DB, STATE_DIR
+from nbia_audit.verify.judge import Verdict
+from nbia_audit.verify.plan import Run
 from nbia_audit.verify.sampling import sample_statement, upper_bound_95
-from nbia_audit.verify.sidecars import STATE_DIR_NAME
-
-if TYPE_CHECKING:
-    from nbia_audit.verify.judge import Verdict
-    from nbia_audit.verify.plan import Run
 
 __all__ = ["build_facts"]
 
@@ -58,7 +54,7 @@ def _state(run: Run) -> str:
         if known:
             note += f"; {len(known)} earlier file records were read, none written"
         return note
-    where = f"{run.root.rstrip('/')}/{STATE_DIR_NAME}/state.db"
+    where = f"{run.root.rstrip('/')}/{STATE_DIR}/{STATE_DB}"
     return f"{run.counts['recorded']} file records written to {where}"
 
 

@@ -78,11 +78,33 @@ class Verdict:
 
 @dataclass(slots=True)
 class _Acc:
+    """One judgement: what it reads (the walk's tally, the copy's root, the sample) and
+    what it accumulates for the :class:`Verdict`."""
+
+    tally: Tally
+    root: str
+    sample: frozenset[str] | None
     findings: list[Finding] = field(default_factory=list)
     short_md5: int = 0
     unprovable: int = 0
     sample_checked: int = 0
     sample_failures: int = 0
+
+
+@dataclass(slots=True)
+class _Known:
+    """How the images of one series are known, as its images are judged one by one."""
+
+    inputs: list[str] = field(default_factory=list)  # the series hash's inputs
+    hows: Counter[str] = field(default_factory=Counter)
+    days: set[str] = field(default_factory=set)  # when stat-trusted images were verified
+    hashed_all: bool = True  # every image's content was hashed (or recorded)
+    count: int = 0
+
+    def add(self, seen: Seen) -> None:
+        self.hows[seen.how] += 1
+        if seen.how == HOW_STAT:
+            self.days.add(seen.since[:10])
 
 
 def _how_summary(hows: Counter[str], since: tuple[str, str]) -> str:
@@ -104,7 +126,7 @@ def _how_summary(hows: Counter[str], since: tuple[str, str]) -> str:
 
 
 def proof_of(hows: Counter[str]) -> str:
-    """The weakest way any image of a series is known (proofwords.PROOFS)."""
+    """The weakest way any image of a series is known (verify.words.PROOFS)."""
     for how, proof in ((HOW_PRESENT, SAMPLE), (HOW_STAT, STAT), (HOW_XXH3, FINGERPRINT)):
         if hows[how]:
             return proof
@@ -141,38 +163,29 @@ def _bad_copy(root: str, series: str, sop: str, seen: Seen, archive: str | None)
 
 
 def _judge_images(
-    s: ExpectedSeries, work: Iterable[tuple[str, str | None]], tally: Tally, root: str,
-    sample: frozenset[str] | None, acc: _Acc,
-) -> tuple[list[str], Counter[str], set[str], bool, int]:  # fmt: skip
-    """Judge images (SOP, archive MD5) of one series; return the series-hash inputs, how the
-    images were known, the days stat-trusted ones were verified, whether every image was
-    hashed, and how many images there were."""
-    inputs: list[str] = []
-    hows: Counter[str] = Counter()
-    days: set[str] = set()
-    hashed_all = True
-    count = 0
-    first, extra = tally.first, tally.extra
+    s: ExpectedSeries, work: Iterable[tuple[str, str | None]], acc: _Acc
+) -> _Known:
+    """Judge images (SOP, archive MD5) of one series; return how they are known."""
+    known = _Known()
+    first, extra, sample = acc.tally.first, acc.tally.extra, acc.sample
     for sop, archive in work:
-        count += 1
+        known.count += 1
         seen = first.get(sop)
         if seen is not None and archive == seen.md5 and sop not in extra and sample is None:
             # The common case, kept lean: one copy, equal to a full lowercase pin.
-            hows[seen.how] += 1
-            if seen.how == HOW_STAT:
-                days.add(seen.since[:10])
-            inputs.append(archive)
+            known.add(seen)
+            known.inputs.append(archive)
             continue
-        hashed_all &= _judge_image(s, sop, archive, tally, root, sample, acc, hows, days, inputs)
-    return inputs, hows, days, hashed_all, count
+        known.hashed_all &= _judge_image(s, sop, archive, acc, known)
+    return known
 
 
 def _judge_image(
-    s: ExpectedSeries, sop: str, archive: str | None, tally: Tally, root: str,
-    sample: frozenset[str] | None, acc: _Acc, hows: Counter[str], days: set[str],
-    inputs: list[str],
-) -> bool:  # fmt: skip
-    """Judge one locked image in full; return whether its content was hashed."""
+    s: ExpectedSeries, sop: str, archive: str | None, acc: _Acc, known: _Known
+) -> bool:
+    """Judge one locked image in full, into ``acc`` and ``known``; return whether its
+    content was hashed."""
+    tally, root, sample = acc.tally, acc.root, acc.sample
     copies = tally.copies(sop)
     if not copies:
         if sop not in tally.blocked_units:
@@ -185,9 +198,7 @@ def _judge_image(
         )
     good = bad = None
     for copy in copies:
-        hows[copy.how] += 1
-        if copy.how == HOW_STAT:
-            days.add(copy.since[:10])
+        known.add(copy)
         check = check_archive_md5(archive, copy.md5)
         if copy.how == HOW_PRESENT:
             # Outside the sample and unchanged: not re-read, but a file its last pass found
@@ -205,13 +216,13 @@ def _judge_image(
             acc.unprovable += 1
     if sample is not None and sop in sample and (good or bad):
         # Only the random draw counts: a new or changed file hashed outside it is judged,
-        # but would bias the bound (verify_run.Run.admit).
+        # but would bias the bound (verify.plan.Run.admit).
         acc.sample_checked += 1
         acc.sample_failures += bad is not None
     if good is not None:
-        inputs.append(archive or "")
+        known.inputs.append(archive or "")
     elif bad is not None:
-        inputs.append(bad.md5)
+        known.inputs.append(bad.md5)
     return good is not None or bad is not None
 
 
@@ -225,16 +236,16 @@ def _missing_note(tally: Tally) -> str:
 
 
 def _image_status(
-    s: ExpectedSeries, work: Iterable[tuple[str, str | None]], tally: Tally, root: str,
-    sample: frozenset[str] | None, acc: _Acc,
-) -> SeriesStatus:  # fmt: skip
+    s: ExpectedSeries, work: Iterable[tuple[str, str | None]], acc: _Acc
+) -> SeriesStatus:
     before = len(acc.findings)
     unprovable_before = acc.unprovable
-    inputs, hows, days, hashed_all, count = _judge_images(s, work, tally, root, sample, acc)
-    summary = _how_summary(hows, _since_range(days))
+    known = _judge_images(s, work, acc)
+    hows, count = known.hows, known.count
+    summary = _how_summary(hows, _since_range(known.days))
     unprovable = acc.unprovable - unprovable_before
-    if hashed_all:
-        recomputed = series_hash(inputs)
+    if known.hashed_all:
+        recomputed = series_hash(known.inputs)
         if recomputed == s.series_hash:
             hashes = f"series hash recomputed from the copy: {recomputed} (matches the lock)"
         else:
@@ -253,7 +264,7 @@ def _image_status(
 
 
 def _series_copies(
-    s: ExpectedSeries, sops: list[str], tally: Tally, acc: _Acc
+    s: ExpectedSeries, sops: list[str], acc: _Acc
 ) -> tuple[Counter[str], list[str], set[str], int]:
     """Report duplicates; return how the images were known, their MD5s (this run's, or
     recorded at the last pass), the days stat-trusted ones were verified, and how many
@@ -263,7 +274,7 @@ def _series_copies(
     days: set[str] = set()
     hashed = 0
     for sop in sops:
-        copies = tally.copies(sop)
+        copies = acc.tally.copies(sop)
         if len(copies) > 1:
             paths = tuple(sorted(c.rel for c in copies))
             acc.findings.append(
@@ -277,13 +288,11 @@ def _series_copies(
     return hows, md5s, days, hashed
 
 
-def _series_hash_status(
-    s: ExpectedSeries, sops: list[str], tally: Tally, root: str, sample: frozenset[str] | None,
-    acc: _Acc,
-) -> SeriesStatus:  # fmt: skip
+def _series_hash_status(s: ExpectedSeries, sops: list[str], acc: _Acc) -> SeriesStatus:
     """Judge a series the lock pins by its hash only (text lock, or a series-only lock)."""
+    tally, sample = acc.tally, acc.sample
     before = len(acc.findings)
-    hows, md5s, days, hashed = _series_copies(s, sops, tally, acc)
+    hows, md5s, days, hashed = _series_copies(s, sops, acc)
     summary = _how_summary(hows, _since_range(days))
     attributed = s.series_uid in tally.blocked_units
     in_sample = sample is None or s.series_uid in sample
@@ -309,7 +318,7 @@ def _series_hash_status(
     if sample is not None and in_sample:
         acc.sample_checked += 1
         acc.sample_failures += 1
-    _explain_series_mismatch(s, sops, tally, root, acc, attributed)
+    _explain_series_mismatch(s, sops, acc, attributed)
     detail = (
         f"{len(sops)} of {s.image_count} images: {summary}; series hash recomputed from the "
         f"copy: {padded} (lock: {s.series_hash})"
@@ -318,13 +327,13 @@ def _series_hash_status(
 
 
 def _explain_series_mismatch(
-    s: ExpectedSeries, sops: list[str], tally: Tally, root: str, acc: _Acc, attributed: bool
+    s: ExpectedSeries, sops: list[str], acc: _Acc, attributed: bool
 ) -> None:
     explained = attributed
     for sop in sops:
-        for copy in tally.copies(sop):
+        for copy in acc.tally.copies(sop):
             try:
-                truncated = truncation(os.path.join(root, copy.rel))
+                truncated = truncation(os.path.join(acc.root, copy.rel))
             except OSError:
                 truncated = None
             if truncated is not None:
@@ -370,7 +379,7 @@ def _work(exp: Expectation, uid: str) -> list[tuple[str, str | None]]:
 
 def judge(exp: Expectation, tally: Tally, root: str, sample: frozenset[str] | None) -> Verdict:
     """Turn a finished walk into findings and one status per locked series."""
-    acc = _Acc()
+    acc = _Acc(tally, root, sample)
     by_series: dict[str, list[str]] = {}
     if any(not s.images_pinned for s in exp.series.values()):
         for sop, seen in tally.first.items():
@@ -380,9 +389,9 @@ def judge(exp: Expectation, tally: Tally, root: str, sample: frozenset[str] | No
     for uid, s in exp.series.items():
         if not s.images_pinned:
             sops = by_series.get(uid, [])
-            statuses.append(_series_hash_status(s, sops, tally, root, sample, acc))
+            statuses.append(_series_hash_status(s, sops, acc))
         else:
-            statuses.append(_image_status(s, _work(exp, uid), tally, root, sample, acc))
+            statuses.append(_image_status(s, _work(exp, uid), acc))
     stray_series = {f.series_uid for f in tally.strays if f.series_uid}
     statuses = [_unjudged(st, stray_series, tally.blocked_units) for st in statuses]
     findings = tuple(sorted(acc.findings + tally.strays))

@@ -2,9 +2,9 @@
 costs one walk.
 
 A ``stat`` pass trusts unchanged device, inode, size, mtime and ctime. When a whole pass
-found the copy clean, the memo keeps a fingerprint of every entry's stat key together with
-the report. The next ``stat`` pass walks the tree (the one unavoidable cost, like ``find``);
-if the fingerprint, the lock (its root digest and its database's stat key), the ignore
+found the copy clean, the memo keeps a digest of every entry's stat key together with the
+report. The next ``stat`` pass walks the tree (the one unavoidable cost, like ``find``);
+if that digest, the lock (its root digest and its database's stat key), the ignore
 patterns and the nbia-audit version are all the same, nothing it would read can have
 changed, and it returns the remembered verdict, saying so in its facts. Any other level
 removes the memo first: its records change what a stat pass would say.
@@ -24,31 +24,29 @@ import xxhash
 
 from nbia_audit import __version__
 from nbia_audit.findings import AuditReport, SeriesStatus
+from nbia_audit.store.statefolder import StateFolder
+from nbia_audit.store.statkey import epoch_ns, racily_clean, stat_key
 from nbia_audit.store.textlock import database_path
-from nbia_audit.verify.sidecars import STATE_DIR_NAME
 from nbia_audit.verify.walk import Blocked, FileEntry
 
-__all__ = ["MEMO_NAME", "fingerprint", "forget", "recall", "remember", "setting", "settled"]
-
-MEMO_NAME = "stat-memo.json"
+__all__ = ["forget", "recall", "remember", "setting", "settled", "tree_stat_digest"]
 
 
 def _path(root: Path) -> Path:
-    return root / STATE_DIR_NAME / MEMO_NAME
+    return StateFolder.of(root).stat_memo
 
 
 def setting(lock_path: Path, root_digest: str, ignore: tuple[str, ...]) -> str:
     """What must not change for a memo to hold, besides the tree itself."""
     try:
-        st = os.stat(database_path(lock_path))
-        db_key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        db_key: tuple[int, ...] | None = tuple(stat_key(database_path(lock_path)))
     except OSError:
         db_key = None  # a text lock alone
     text = json.dumps([str(lock_path.resolve()), root_digest, db_key, list(ignore), __version__])
     return xxhash.xxh3_128_hexdigest(text.encode("utf-8"))
 
 
-def fingerprint(entries: Iterable[FileEntry | Blocked]) -> str:
+def tree_stat_digest(entries: Iterable[FileEntry | Blocked]) -> str:
     """xxh3-128 over every entry's relative path and stat key (or why it is blocked)."""
     digest = xxhash.xxh3_128()
     for entry in entries:
@@ -60,16 +58,11 @@ def fingerprint(entries: Iterable[FileEntry | Blocked]) -> str:
     return digest.hexdigest()
 
 
-# A stat key taken within a timestamp tick of a write proves nothing (racily clean): such a
-# tree is not remembered. Two seconds covers whole-second and FAT file systems.
-_RACY_NS = 2_000_000_000
-
-
 def settled(entries: Iterable[FileEntry | Blocked], started: datetime) -> bool:
-    """True when no file's content changed within a timestamp tick of this pass's start
-    (a second write in the same tick would leave its mtime, so its stat key, unchanged)."""
-    limit = int(started.timestamp() * 1_000_000_000) - _RACY_NS
-    return all(isinstance(e, Blocked) or e.key.mtime_ns < limit for e in entries)
+    """True when no file's stat key is racily clean at this pass's start (a second write in
+    the same timestamp tick would leave its mtime, so its stat key, unchanged)."""
+    taken = epoch_ns(started)
+    return all(isinstance(e, Blocked) or not racily_clean(e.key.mtime_ns, taken) for e in entries)
 
 
 def recall(root: Path, key: str, tree: str) -> AuditReport | None:

@@ -3,8 +3,8 @@
 :class:`Run` sits between the walk and the worker pool. For each file it decides, from the
 level and the local state's record of the file, whether the record already answers
 (``stat``: an unchanged stat key; ``--sample``: an unchanged file outside the sample is only
-counted present) or which read a worker must do (``quick``: the xxh3-128 fingerprint;
-otherwise identity and MD5). A file with no record, or whose stat key changed or is racily
+counted present) or which read a worker must do (``quick``: xxh3-128 against the one
+recorded; otherwise identity and MD5). A file with no record, or whose stat key changed or is racily
 clean, is always read in full, whatever the level or the sample (issue 5: "files new or
 changed since the last pass are always fully hashed"). A record is trusted only for the
 device and inode it was taken on: a state database copied along with a tree (rsync, a
@@ -24,8 +24,8 @@ from nbia_audit.dicom.header import DicomIdentity
 from nbia_audit.findings import Finding
 from nbia_audit.store.localstate import LocalState
 from nbia_audit.verify.expectation import Expectation
-from nbia_audit.verify.judge import HOW_MD5, HOW_PRESENT, HOW_STAT, HOW_XXH3, Seen, Tally, Verdict
-from nbia_audit.verify.read import Examined, Want, examine, fingerprint
+from nbia_audit.verify.judge import HOW_MD5, HOW_PRESENT, HOW_STAT, HOW_XXH3, Seen, Tally
+from nbia_audit.verify.read import Examined, Want, examine, recheck_xxh3
 from nbia_audit.verify.records import Racy, Rec, Row, load_records, write_records
 from nbia_audit.verify.sidecars import dicom_expected, has_dicom_marker, sidecar_of
 from nbia_audit.verify.walk import FileEntry
@@ -101,7 +101,7 @@ class Run:
         self.tally = Tally()
         self.counts: Counter[str] = Counter()
         self.stat_days: set[str] = set()  # days the stat-trusted files were verified
-        self.xxh3_days: set[str] = set()  # days the fingerprint-proven files were verified
+        self.xxh3_days: set[str] = set()  # days the xxh3-proven files were verified
         self.files = 0
         self.unchanged_stat = 0
         self.pending: list[Row] = []
@@ -144,28 +144,30 @@ class Run:
         plan = self.plan
         rec = self.record(rel)
         # A record describes one inode: one copied along with the tree proves nothing.
-        if rec is None or not rec.md5 or rec[3:5] != entry.key[:2]:
+        if rec is None or not rec.md5 or not rec.key.same_file(entry.key):
             return functools.partial(examine, entry.path, plan)
-        if rec[3:8] == entry.key and not self._racy(rec):  # unchanged since its last pass
+        if rec.key == entry.key and not self._racy(rec):  # unchanged since its last pass
             if plan.level == "stat":
-                self.trust(rel, rec.sop, rec.series, rec.md5, rec.verified_at)
+                self._trust(rel, rec)
                 return None
             if rec.sop and not plan.in_sample(rec.sop, rec.series):
-                self._place(rel, rec.sop, rec.series, rec.md5, HOW_PRESENT)
+                self._place(Seen(rel, rec.sop, rec.series, rec.md5, HOW_PRESENT))
                 return None
         if plan.level == "quick" and rec.xxh3:
-            return functools.partial(fingerprint, entry.path, rec.xxh3, plan)
+            return functools.partial(recheck_xxh3, entry.path, rec.xxh3, plan)
         return functools.partial(examine, entry.path, plan)
 
-    def trust(self, rel: str, sop: str, series: str, md5: str, verified_at: str) -> None:
-        """Take a file whose stat key is unchanged since ``verified_at`` as its record says."""
+    def _trust(self, rel: str, rec: Rec) -> None:
+        """Take a file whose stat key is unchanged since its last pass as its record says."""
         self.unchanged_stat += 1
-        self.stat_days.add(verified_at[:10])
-        image = self.plan.exp.images.get(sop)
+        self.stat_days.add(rec.verified_at[:10])
+        image = self.plan.exp.images.get(rec.sop)
         if image is not None:  # the common case, placed directly
-            self.tally.place(Seen(rel, sop, image.series_uid, md5, HOW_STAT, verified_at))
+            self.tally.place(
+                Seen(rel, rec.sop, image.series_uid, rec.md5, HOW_STAT, rec.verified_at)
+            )
         else:
-            self._place(rel, sop, series, md5, HOW_STAT, verified_at)
+            self._place(Seen(rel, rec.sop, rec.series, rec.md5, HOW_STAT, rec.verified_at))
 
     # -- settling -------------------------------------------------------------------------
 
@@ -177,12 +179,13 @@ class Run:
             self.blocked(entry.rel, f"cannot be read: {found.error}", True)
         elif not found.stable:
             self.blocked(entry.rel, "changed while it was being read; verify again later", True)
-        elif found.fingerprint_matched and rec is not None:
+        elif found.xxh3_matched and rec is not None:
             self.counts["proven_xxh3"] += 1
             self.xxh3_days.add(rec.verified_at[:10])
-            self._place(entry.rel, rec.sop, rec.series, rec.md5, HOW_XXH3, rec.verified_at)
+            seen = Seen(entry.rel, rec.sop, rec.series, rec.md5, HOW_XXH3, rec.verified_at)
+            self._place(seen)
             if found.key != rec.key:  # same bytes, new stat key (touched, copied back)
-                self._remember(entry.rel, rec.sop, rec.series, found, rec.md5, rec.verified_at)
+                self._remember(seen, found)
         else:
             self._settle_read(entry, found)
 
@@ -191,22 +194,23 @@ class Run:
         sop = identity.sop_uid if identity else ""
         series = identity.series_uid if identity else ""
         if not found.md5:
-            self._place(entry.rel, sop, series, "", HOW_PRESENT, reason=found.not_dicom)
+            self._place(Seen(entry.rel, sop, series, "", HOW_PRESENT), reason=found.not_dicom)
             return
         self.counts["hashed_md5"] += 1
-        sop, series = self._place(
-            entry.rel, sop, series, found.md5, HOW_MD5, reason=found.not_dicom
-        )
+        seen = Seen(entry.rel, sop, series, found.md5, HOW_MD5, self.plan.stamp)
+        sop, series = self._place(seen, reason=found.not_dicom)
         if sop or self._held(entry.rel) is None:
             # A file that held a locked image and no longer reads as one keeps its record,
             # so the next pass names the image again rather than calling it missing.
-            self._remember(entry.rel, sop, series, found, found.md5, self.plan.stamp)
+            self._remember(seen._replace(sop=sop, series=series), found)
 
-    def _place(
-        self, rel: str, sop: str, series: str, md5: str, how: str, since: str = "",
-        reason: str = "",
-    ) -> tuple[str, str]:  # fmt: skip
-        """Place a file's content in the tally; return the (SOP, series) it was taken for."""
+    def _place(self, seen: Seen, reason: str = "") -> tuple[str, str]:
+        """Place a file's content in the tally; return the (SOP, series) it was taken for.
+
+        ``seen`` is what the file's header (or record) claims; ``reason``, why it is not
+        DICOM when it is not.
+        """
+        rel, sop, series, md5, how, since = seen
         exp = self.plan.exp
         if not sop and md5:
             sop = exp.image_with_md5(md5) or ""  # a header we cannot read: match by content
@@ -295,16 +299,16 @@ class Run:
 
     # -- the local state ------------------------------------------------------------------
 
-    def _remember(
-        self, rel: str, sop: str, series: str, found: Examined, md5: str, verified_at: str
-    ) -> None:
+    def _remember(self, seen: Seen, found: Examined) -> None:
+        """Record ``seen`` (its MD5 computed at ``seen.since``) with what reading it found."""
+        rel = seen.rel
         if self.state is None or found.key is None or not (rel.isascii() or _storable(rel)):
             return
         k = found.key
         lock_root = self.plan.exp.header.root_digest
         self.pending.append(
-            (rel, sop, series, k.device, k.inode, k.size, k.mtime_ns, k.ctime_ns, md5,
-             found.xxh3, verified_at, self.plan.stamp, lock_root)
+            (rel, seen.sop, seen.series, k.device, k.inode, k.size, k.mtime_ns, k.ctime_ns,
+             seen.md5, found.xxh3, seen.since, self.plan.stamp, lock_root)
         )  # fmt: skip
         if len(self.pending) >= _FLUSH_EVERY:
             self._flush()
@@ -323,11 +327,3 @@ class Run:
             if gone:
                 self.state.forget(gone)
                 self.counts["forgotten"] = len(gone)
-
-    # -- the report's facts ---------------------------------------------------------------
-
-    def facts(self, verdict: Verdict, root: str, workers: int) -> dict[str, object]:
-        """What this run checked and how, for the report (keys in docs/report-schema.md)."""
-        from nbia_audit.verify.facts import build_facts
-
-        return build_facts(self, verdict, root, workers)

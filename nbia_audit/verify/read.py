@@ -23,9 +23,9 @@ import xxhash
 
 from nbia_audit.dicom.header import DicomIdentity, NotDicomError, read_identity
 from nbia_audit.dicom.scan import scan_identity
-from nbia_audit.verify.walk import Key, key_of
+from nbia_audit.store.statkey import StatKey, key_of
 
-__all__ = ["Examined", "Rules", "Want", "examine", "fingerprint"]
+__all__ = ["Examined", "Rules", "Want", "examine", "recheck_xxh3"]
 
 BLOCK = 1024 * 1024
 HEAD = 64 * 1024  # the first read: enough for the header of practically every file
@@ -48,23 +48,30 @@ class Examined(NamedTuple):
     md5: str = ""
     xxh3: str = ""
     bytes_read: int = 0
-    key: Key | None = None  # stat at open
+    key: StatKey | None = None  # stat at open
     stable: bool = True  # False: size, mtime or ctime changed while it was read
     error: str = ""
-    fingerprint_matched: bool = False  # quick level: xxh3 equals the recorded fingerprint
+    xxh3_matched: bool = False  # quick level: xxh3-128 equals the one recorded
 
 
-def _buffers() -> tuple[bytearray, memoryview, memoryview]:
-    """This thread's head buffer (as bytearray and view) and block buffer."""
-    buffers: tuple[bytearray, memoryview, memoryview] | None = getattr(_local, "buffers", None)
+class _Buffers(NamedTuple):
+    """One thread's buffers: the head (as bytearray, to search it, and as a view) and a block."""
+
+    head_bytes: bytearray
+    head: memoryview
+    block: memoryview
+
+
+def _buffers() -> _Buffers:
+    buffers: _Buffers | None = getattr(_local, "buffers", None)
     if buffers is None:
         head = bytearray(HEAD)
-        buffers = (head, memoryview(head), memoryview(bytearray(BLOCK)))
+        buffers = _Buffers(head, memoryview(head), memoryview(bytearray(BLOCK)))
         _local.buffers = buffers
     return buffers
 
 
-def _open(path: str) -> tuple[int, Key]:
+def _open(path: str) -> tuple[int, StatKey]:
     fd = os.open(path, _FLAGS)
     try:
         st = os.fstat(fd)
@@ -100,7 +107,7 @@ def _identify(path: str, head: memoryview) -> tuple[DicomIdentity | None, str]:
         return None, str(exc)
 
 
-def _stable(fd: int, before: Key) -> bool:
+def _stable(fd: int, before: StatKey) -> bool:
     after = key_of(os.fstat(fd))
     return (after.size, after.mtime_ns, after.ctime_ns) == (
         before.size,
@@ -110,7 +117,7 @@ def _stable(fd: int, before: Key) -> bool:
 
 
 class Rules(Protocol):
-    """What the run tells a worker about the files it reads (see verify_run.Plan)."""
+    """What the run tells a worker about the files it reads (see verify.plan.Plan)."""
 
     @property
     def hash_first(self) -> bool:
@@ -130,14 +137,15 @@ def examine(path: str, rules: Rules) -> Examined:
     except OSError as exc:
         return Examined(error=exc.strerror or str(exc))
     try:
-        head_buffer, head, view = _buffers()
+        buffers = _buffers()
+        head = buffers.head
         n = _fill(fd, head[: min(len(head), key.size)])
         if rules.hash_first:
-            return _hash_then_identify(path, fd, key, head_buffer, head[:n], view, rules)
+            return _hash_then_identify(path, fd, key, buffers, n, rules)
         identity, not_dicom = _identify(path, head[:n])
         if rules.decide(identity) is Want.IDENTITY:
             return Examined(identity, not_dicom, bytes_read=n, key=key)
-        md5, xxh3, total, grew = _digest(fd, head[:n], view, key.size)
+        md5, xxh3, total, grew = _digest(fd, head[:n], buffers.block, key.size)
         stable = not grew and _stable(fd, key)
         return Examined(identity, not_dicom, md5, xxh3, total, key, stable)
     except OSError as exc:
@@ -178,26 +186,28 @@ def _holds_more(fd: int) -> bool:
 
 
 def _hash_then_identify(
-    path: str, fd: int, key: Key, head_buffer: bytearray, head: memoryview, view: memoryview,
-    rules: Rules,
-) -> Examined:  # fmt: skip
+    path: str, fd: int, key: StatKey, buffers: _Buffers, n: int, rules: Rules
+) -> Examined:
+    """Digest the file whose first ``n`` bytes are in the head buffer, then identify it."""
     # A file whose MD5 is a locked image's archive MD5 holds that image's bytes, header
     # included; checking that its SOPInstanceUID is among the first bytes rules out an
     # archive that mixed two images' MD5s up. That spares parsing the header of nearly
     # every file: a quarter of the GIL time a full pass spends per file.
-    md5, xxh3, total, grew = _digest(fd, head, view, key.size)
+    head = buffers.head[:n]
+    md5, xxh3, total, grew = _digest(fd, head, buffers.block, key.size)
     stable = not grew and _stable(fd, key)
     identity = rules.content_identity(md5)
-    if identity is not None and head_buffer.find(identity.sop_uid.encode(), 0, len(head)) >= 0:
+    if identity is not None and buffers.head_bytes.find(identity.sop_uid.encode(), 0, n) >= 0:
         return Examined(identity, "", md5, xxh3, total, key, stable)
     identity, not_dicom = _identify(path, head)
     return Examined(identity, not_dicom, md5, xxh3, total, key, stable)
 
 
-def fingerprint(path: str, recorded_xxh3: str, rules: Rules) -> Examined:
-    """The ``quick`` level: xxh3-128 of every byte against the recorded fingerprint.
+def recheck_xxh3(path: str, recorded_xxh3: str, rules: Rules) -> Examined:
+    """The ``quick`` level: xxh3-128 of every byte against the one recorded at the file's
+    last full pass.
 
-    On a match the recorded MD5 still describes the file (``fingerprint_matched``); on a
+    On a match the recorded MD5 still describes the file (``xxh3_matched``); on a
     mismatch the file changed since its last full pass, so it is examined in full.
     """
     try:
@@ -205,7 +215,7 @@ def fingerprint(path: str, recorded_xxh3: str, rules: Rules) -> Examined:
     except OSError as exc:
         return Examined(error=exc.strerror or str(exc))
     try:
-        view = _buffers()[2]
+        view = _buffers().block
         xxh = xxhash.xxh3_128()
         total = 0
         for chunk in _blocks(fd, view, key.size):
@@ -218,5 +228,5 @@ def fingerprint(path: str, recorded_xxh3: str, rules: Rules) -> Examined:
     finally:
         os.close(fd)
     if digest == recorded_xxh3 and stable:
-        return Examined(xxh3=digest, bytes_read=total, key=key, fingerprint_matched=True)
+        return Examined(xxh3=digest, bytes_read=total, key=key, xxh3_matched=True)
     return examine(path, rules)

@@ -1,53 +1,42 @@
-"""The local state as ``verify`` reads and writes it: records, and the racily-clean rule.
+"""The local state as ``verify`` reads and writes it: records, and when their stat key counts.
 
 Tens of thousands of records are read per run, so they are plain tuples read with one
 SELECT and written with one ``executemany``, not :class:`~nbia_audit.store.localstate.FileRecord`
-objects (same table, same columns: localstate.py owns the schema). The racily-clean rule is
-here too (:class:`Racy`).
+objects (same table, same columns: localstate.py owns the schema). :class:`Racy` applies
+the racily-clean rule (:func:`~nbia_audit.store.statkey.racily_clean`) to them.
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import urllib.parse
 from collections.abc import Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from nbia_audit.store.localstate import LocalState, state_migrations
 from nbia_audit.store.sqlshape import first_difference
-from nbia_audit.verify.sidecars import STATE_DIR_NAME
+from nbia_audit.store.statefolder import StateFolder
+from nbia_audit.store.statkey import StatKey, epoch_ns, racily_clean
 
 __all__ = ["Racy", "Rec", "Row", "load_records", "write_records"]
 
-# A stat key taken within one timestamp tick of a write may survive a second write (git's
-# "racily clean" problem, racy-git.adoc): such a record's stat key proves nothing.
-COARSE_RACY_NS = 2_000_000_000  # whole-second timestamps (FAT: 2 s granularity)
-FINE_RACY_NS = 100_000_000  # nanosecond fields, but the kernel's clock ticks coarsely
-
 
 class Rec(NamedTuple):
-    """A local-state record as read for this run (the SELECT's column order)."""
+    """A local-state record as read for this run."""
 
     path: str
     sop: str
     series: str
-    device: int
-    inode: int
-    size: int
-    mtime_ns: int
-    ctime_ns: int
+    key: StatKey  # when the file was last checked
     md5: str
     xxh3: str
     verified_at: str
     checked_at: str
 
-    @property
-    def key(self) -> tuple[int, ...]:
-        return self[3:8]
 
-
+# The one place that knows the order of these columns: _rows_to_records decodes them.
 _RECORD_SQL = (
     "SELECT path, coalesce(sop_uid, ''), coalesce(series_uid, ''), device, inode, size,"
     " mtime_ns, ctime_ns, coalesce(md5, ''), coalesce(xxh3_128, ''),"
@@ -56,7 +45,7 @@ _RECORD_SQL = (
 
 
 class Racy:
-    """The racily-clean rule in Python, caching the parse of each distinct timestamp."""
+    """The racily-clean rule for records, caching the parse of each distinct timestamp."""
 
     def __init__(self) -> None:
         self._epochs: dict[str, int] = {}
@@ -66,20 +55,21 @@ class Racy:
         epoch = self._epochs.get(rec.checked_at)
         if epoch is None:
             try:
-                moment = datetime.fromisoformat(rec.checked_at.replace("Z", "+00:00"))
-                epoch = round(moment.timestamp() * 1_000_000) * 1000
+                epoch = epoch_ns(datetime.fromisoformat(rec.checked_at.replace("Z", "+00:00")))
             except ValueError:
                 epoch = -(1 << 62)  # unreadable: every mtime is racy, never trust the key
             self._epochs[rec.checked_at] = epoch
-        mtime = rec.mtime_ns
-        window = COARSE_RACY_NS if mtime % 1_000_000_000 == 0 else FINE_RACY_NS
-        return mtime >= epoch - window
+        return racily_clean(rec.key.mtime_ns, epoch)
 
 
 def _rows_to_records(rows: Iterable[tuple[Any, ...]]) -> dict[str, Rec]:
-    # Tens of thousands of rows: one tuple each, no per-field conversion.
-    make = Rec._make
-    return {r[0]: make(r) for r in rows}
+    # Tens of thousands of rows: tuple.__new__ builds each at half the cost of the
+    # named constructors, and the row's columns are those of _RECORD_SQL.
+    new = tuple.__new__
+    return {
+        r[0]: new(Rec, (r[0], r[1], r[2], new(StatKey, r[3:8]), r[8], r[9], r[10], r[11]))
+        for r in rows
+    }
 
 
 def load_records(state: LocalState | None, root: str) -> dict[str, Rec]:
@@ -88,8 +78,8 @@ def load_records(state: LocalState | None, root: str) -> dict[str, Rec]:
         return _rows_to_records(state.db.execute(_RECORD_SQL))
     # The state cannot be written (a read-only copy, another user's copy): its records
     # still let quick and stat skip work and name the image an unreadable file held.
-    path = os.path.join(root, STATE_DIR_NAME, "state.db")
-    if not os.path.isfile(path):
+    path = str(StateFolder.of(Path(root)).database)
+    if not Path(path).is_file():
         return {}
     # "immutable": a WAL database cannot be opened even read-only without writing its
     # shared-memory file. Nothing of ours writes it during this run; a stale read would

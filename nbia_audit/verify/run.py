@@ -31,8 +31,9 @@ from pathlib import Path
 from nbia_audit.errors import StoreError
 from nbia_audit.findings import AuditReport, Finding
 from nbia_audit.store.localstate import LocalState
-from nbia_audit.verify import memo as verify_memo
+from nbia_audit.verify import memo
 from nbia_audit.verify.expectation import Expectation, load_expectation
+from nbia_audit.verify.facts import build_facts
 from nbia_audit.verify.judge import judge
 from nbia_audit.verify.plan import LEVELS, Plan, Run
 from nbia_audit.verify.pool import ProgressCallback, read_all
@@ -83,13 +84,13 @@ def verify_copy(
     if level == "stat" and sample is None and not exp.database_rejected:
         # The walk is the one unavoidable cost; an unchanged tree needs nothing else.
         items = list(walk(root_text, ignore=patterns))
-        memo_key = verify_memo.setting(lock_path, exp.header.root_digest, patterns)
-        tree = verify_memo.fingerprint(items)
-        remembered = verify_memo.recall(root, memo_key, tree)
+        memo_key = memo.setting(lock_path, exp.header.root_digest, patterns)
+        tree = memo.tree_stat_digest(items)
+        remembered = memo.recall(root, memo_key, tree)
         if remembered is not None:
             return _from_memo(remembered, _iso(started), _iso(clock()))
     else:
-        verify_memo.forget(root)  # this pass changes the records a stat pass relies on
+        memo.forget(root)  # this pass changes the records a stat pass relies on
         items = walk(root_text, ignore=patterns)
     plan = _plan(exp, level, sample, seed, started)
     state, state_note = _open_state(root)
@@ -114,15 +115,15 @@ def verify_copy(
         series=verdict.series,
         # An image that nothing can prove (no usable archive MD5) leaves the check incomplete.
         complete=run.tally.complete and not verdict.unprovable,
-        facts=run.facts(verdict, str(root), workers or os.cpu_count() or 1),
+        facts=build_facts(run, verdict, str(root), workers or os.cpu_count() or 1),
         proof=weakest(s.proof for s in verdict.series),
         proven_on=_day_range(run.stat_days | run.xxh3_days),
     )
     if level == "stat" and sample is None and not exp.database_rejected:
-        if verify_memo.settled(items, started):
-            verify_memo.remember(root, memo_key, tree, report)
+        if memo.settled(items, started):
+            memo.remember(root, memo_key, tree, report)
         else:
-            verify_memo.forget(root)  # a file written just now may change again unseen
+            memo.forget(root)  # a file written just now may change again unseen
     return report
 
 

@@ -35,9 +35,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["STATE_DIR_NAME", "dicom_expected", "has_dicom_marker", "sidecar_of", "sidecar_tool"]
-
-STATE_DIR_NAME = ".nbia-audit"
+__all__ = ["dicom_expected", "has_dicom_marker", "sidecar_of", "sidecar_tool"]
 
 _ANYWHERE = {
     "md5hashes.csv": "NBIA Data Retriever / TCIA retriever MD5 list",

@@ -19,24 +19,10 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import NamedTuple
 
-from nbia_audit.verify.sidecars import STATE_DIR_NAME
+from nbia_audit.store.statefolder import STATE_DIR
+from nbia_audit.store.statkey import StatKey, key_of
 
-__all__ = ["Blocked", "FileEntry", "Key", "key_of", "walk"]
-
-
-class Key(NamedTuple):
-    """What ``stat`` says about a file (as :class:`~nbia_audit.store.localstate.StatKey`, but a
-    tuple: a million of them are built and compared per run)."""
-
-    device: int
-    inode: int
-    size: int
-    mtime_ns: int
-    ctime_ns: int
-
-
-def key_of(st: os.stat_result) -> Key:
-    return Key(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+__all__ = ["Blocked", "FileEntry", "walk"]
 
 
 _by_name = attrgetter("name")
@@ -48,7 +34,7 @@ class FileEntry(NamedTuple):
 
     rel: str  # relative to the root, POSIX separators
     path: str  # to open
-    key: Key
+    key: StatKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,35 +62,29 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def _link(entry: os.DirEntry[str], rel: str) -> FileEntry | Blocked:
+def _classify(entry: os.DirEntry[str], rel: str) -> FileEntry | Blocked | None:
+    """A file or a blocked entry; None for a directory (the caller descends)."""
+    link = False
     try:
-        st = os.stat(entry.path)
+        link = entry.is_symlink()
+        if not link and entry.is_dir(follow_symlinks=False):
+            return None
+        # A link is read through: what counts is the file it names.
+        st = os.stat(entry.path) if link else entry.stat(follow_symlinks=False)
     except FileNotFoundError:
-        return Blocked(rel, "dangling symbolic link: its target does not exist", False)
+        if link:
+            return Blocked(rel, "dangling symbolic link: its target does not exist", False)
+        return Blocked(rel, "vanished while the copy was being verified", True)
     except OSError as exc:
-        return Blocked(rel, f"symbolic link cannot be followed: {exc.strerror}", True)
+        what = "symbolic link cannot be followed" if link else "cannot be examined"
+        return Blocked(rel, f"{what}: {exc.strerror}", True)
     if stat.S_ISREG(st.st_mode):
         return FileEntry(rel, entry.path, key_of(st))
+    if not link:
+        return Blocked(rel, _kind(st.st_mode), False)
     if stat.S_ISDIR(st.st_mode):
         return Blocked(rel, "symbolic link to a directory: not followed", False)
     return Blocked(rel, f"symbolic link to {_kind(st.st_mode)}", False)
-
-
-def _classify(entry: os.DirEntry[str], rel: str) -> FileEntry | Blocked | None:
-    """A file or a blocked entry; None for a directory (the caller descends)."""
-    try:
-        if entry.is_symlink():
-            return _link(entry, rel)
-        if entry.is_dir(follow_symlinks=False):
-            return None
-        st = entry.stat(follow_symlinks=False)
-    except FileNotFoundError:
-        return Blocked(rel, "vanished while the copy was being verified", True)
-    except OSError as exc:
-        return Blocked(rel, f"cannot be examined: {exc.strerror}", True)
-    if stat.S_ISREG(st.st_mode):
-        return FileEntry(rel, entry.path, key_of(st))
-    return Blocked(rel, _kind(st.st_mode), False)
 
 
 def walk(
@@ -145,14 +125,15 @@ def walk(
                     pass  # vanished or unreadable: _classify says which
                 else:  # tuple.__new__: half the cost of the NamedTuple constructors
                     key = _new(
-                        Key, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                        StatKey,
+                        (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns),
                     )
                     yield _new(FileEntry, (rel, entry.path, key))
                     continue
             found = _classify(entry, rel)
             if found is not None:
                 yield found
-            elif rel != STATE_DIR_NAME:  # our state lives at the root only
+            elif rel != STATE_DIR:  # our state lives at the root only
                 subdirs.append((entry.path, rel + "/"))
         pending.extend(reversed(subdirs))
 

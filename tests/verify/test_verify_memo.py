@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nbia_audit.emulator import CorpusSpec
-from nbia_audit.verify.memo import MEMO_NAME
+from nbia_audit.store.statefolder import StateFolder
 from nbia_audit.verify.run import verify_copy
 from tests.support.verify import (  # noqa: F401 - shared fixtures
     clone,
@@ -32,7 +32,7 @@ def copy(pristine: Path, lock: Path, tmp_path: Path) -> Path:
 
 
 def memo_file(root: Path) -> Path:
-    return root / ".nbia-audit" / MEMO_NAME
+    return StateFolder.of(root).stat_memo
 
 
 def test_second_stat_pass_over_an_unchanged_tree_uses_the_memo(copy: Path, lock: Path) -> None:

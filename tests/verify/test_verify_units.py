@@ -14,11 +14,12 @@ from hypothesis import strategies as st
 from nbia_audit.dicom.header import NotDicomError, read_identity
 from nbia_audit.dicom.scan import scan_identity, truncation
 from nbia_audit.emulator import CorpusSpec, Emulator
+from nbia_audit.store.statkey import StatKey
 from nbia_audit.verify.memo import settled
 from nbia_audit.verify.records import Racy, Rec
 from nbia_audit.verify.sampling import choose_sample, sample_size, sample_statement, upper_bound_95
 from nbia_audit.verify.sidecars import dicom_expected, sidecar_tool
-from nbia_audit.verify.walk import Blocked, FileEntry, Key
+from nbia_audit.verify.walk import Blocked, FileEntry
 
 TEST_FILES = sorted((Path(pydicom.data.__file__).parent / "test_files").glob("*.dcm"))
 
@@ -155,7 +156,8 @@ def test_sample_statement() -> None:
 
 
 def _rec(mtime_ns: int, checked_at: str) -> Rec:
-    return Rec("a.dcm", "1.2", "1.2.3", 1, 2, 3, mtime_ns, 4, "0" * 32, "", checked_at, checked_at)
+    key = StatKey(1, 2, 3, mtime_ns, 4)
+    return Rec("a.dcm", "1.2", "1.2.3", key, "0" * 32, "", checked_at, checked_at)
 
 
 CHECKED_AT = "2026-03-01T12:00:10.000000Z"
@@ -187,7 +189,7 @@ def test_an_unreadable_check_time_never_trusts_the_stat_key() -> None:
 
 
 def _entry(mtime_ns: int) -> FileEntry:
-    return FileEntry("a.dcm", "/copy/a.dcm", Key(1, 2, 3, mtime_ns, mtime_ns))
+    return FileEntry("a.dcm", "/copy/a.dcm", StatKey(1, 2, 3, mtime_ns, mtime_ns))
 
 
 STARTED = datetime(2026, 3, 1, 12, 0, 10, tzinfo=UTC)  # = CHECKED_NS
