@@ -36,6 +36,7 @@ from nbia_audit.fetch.series import (
     fetch_series,
 )
 from nbia_audit.models import LockedImage, LockedSeries, LockHeader
+from nbia_audit.progress import ProgressCallback
 from nbia_audit.store.localstate import FileRecord, LocalState
 from nbia_audit.store.reader import read_lock
 
@@ -47,8 +48,6 @@ __all__ = [
     "StreamLimits",
     "fetch_dataset",
 ]
-
-ProgressCallback = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from nbia_audit.fetch.placement import Workspace
 from nbia_audit.fetch.resume import PathClaims
 from nbia_audit.fetch.zipcheck import ExtractedImage, SeriesExpectation, check_series_zip
 from nbia_audit.models import LockedImage, LockedSeries
+from nbia_audit.progress import BytesCallback, ProgressCallback
 from nbia_audit.store.database import LockDatabase
 from nbia_audit.store.localstate import FileRecord, LocalState, StatKey
 from nbia_audit.store.textlock import database_path
@@ -49,7 +50,6 @@ __all__ = [
     "fetch_series",
 ]
 
-ProgressCallback = Callable[[str, int, int], None]
 _ZIP_SLACK = 256 * 1024 * 1024  # extracted bytes allowed beyond the lock's size
 
 
@@ -63,7 +63,7 @@ class FetchArchive(Protocol):
         series_uid: str,
         dest: str | Path,
         *,
-        on_bytes: Callable[[int], None] | None = None,
+        on_bytes: BytesCallback | None = None,
         limits: StreamLimits | None = None,
     ) -> SeriesDownload: ...
 
@@ -140,7 +140,7 @@ class ProgressTracker:
         with self._lock:
             self._emit()
 
-    def counter(self, series_uid: str) -> Callable[[int], None]:
+    def counter(self, series_uid: str) -> BytesCallback:
         """An ``on_bytes`` callback for one download; it stops the download on request."""
         expected = self._expected.get(series_uid, 0)
 
@@ -303,8 +303,8 @@ class _TooLarge(Exception):
 
 
 def _capped(
-    count: Callable[[int], None], series: LockedSeries, expectation: SeriesExpectation
-) -> Callable[[int], None]:
+    count: BytesCallback, series: LockedSeries, expectation: SeriesExpectation
+) -> BytesCallback:
     """Count bytes as they arrive, and stop a download that outgrows the series.
 
     The ZIP's declared sizes are checked only once it is complete; without this cap a

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol, TypeVar
 
-from nbia_audit.archive.calls import CallRunner, ProgressCallback
+from nbia_audit.archive.calls import CallRunner
 from nbia_audit.client.records import SeriesInfo
 from nbia_audit.errors import ApiError
 from nbia_audit.merkle import hierarchy_from_series, series_hash
 from nbia_audit.models import HashNode, LockedImage, LockedSeries, Problem
+from nbia_audit.progress import ProgressCallback
 
 T = TypeVar("T")
 

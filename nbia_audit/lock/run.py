@@ -29,6 +29,7 @@ from nbia_audit.models import (
     LockHeader,
     Problem,
 )
+from nbia_audit.progress import ProgressCallback
 from nbia_audit.spec.load import DatasetSpec, load_spec
 from nbia_audit.store.database import metadata_digest, write_lock_database
 from nbia_audit.store.reader import SOURCE_DATABASE, LockProofError, read_lock
@@ -44,7 +45,6 @@ __all__ = [
     "lock_dataset",
 ]
 
-ProgressCallback = Callable[[str, int, int], None]
 
 # Problems that mean the archive contradicts itself about what a series is: a lock that
 # records one is a finding. Short or missing archive MD5s are facts of old data, not that.

@@ -30,12 +30,13 @@ from pathlib import Path
 
 from nbia_audit.errors import StoreError
 from nbia_audit.findings import AuditReport, Finding
+from nbia_audit.progress import ProgressCallback
 from nbia_audit.store.localstate import LocalState
 from nbia_audit.verify import memo as verify_memo
 from nbia_audit.verify.expectation import Expectation, load_expectation
 from nbia_audit.verify.judge import judge
 from nbia_audit.verify.plan import LEVELS, Plan, Run
-from nbia_audit.verify.pool import ProgressCallback, read_all
+from nbia_audit.verify.pool import read_all
 from nbia_audit.verify.sampling import choose_sample, new_seed
 from nbia_audit.verify.walk import Blocked, FileEntry, walk
 from nbia_audit.verify.words import STAT, weakest
