@@ -14,6 +14,7 @@ import click
 from nbia_audit.cli.common import CONTEXT_SETTINGS, EXIT_CODE_HELP, exit_code, fail, make_archive
 from nbia_audit.cli.signals import interruptible
 from nbia_audit.errors import NbiaAuditError
+from nbia_audit.findings import FetchStatus
 from nbia_audit.report.escaping import for_terminal
 from nbia_audit.units import human_bytes
 
@@ -177,11 +178,11 @@ class FetchDisplay:
             self._draw(stage)
 
     def series(self, outcome: SeriesOutcome) -> None:
-        if outcome.status == "failed":
+        if outcome.status == FetchStatus.FAILED:
             self._clear()
             line = f"FAILED   {outcome.series_uid}: {outcome.reasons[0]}"
             click.echo(for_terminal(line), err=True)
-        elif not self.live and outcome.status == "fetched":
+        elif not self.live and outcome.status == FetchStatus.FETCHED:
             click.echo(
                 f"fetched  {outcome.series_uid} ({outcome.images} images, "
                 f"{human_bytes(outcome.bytes)}, {outcome.attempts} attempt"

@@ -19,7 +19,7 @@ from nbia_audit.cli.common import (
 from nbia_audit.cli.signals import interruptible
 from nbia_audit.errors import NbiaAuditError
 from nbia_audit.lock.pin import SETTLE_ROUNDS
-from nbia_audit.lock.run import SERIOUS_PROBLEMS, LockChanges, LockResult, check_lock, lock_dataset
+from nbia_audit.lock.run import LockChanges, LockResult, check_lock, lock_dataset
 from nbia_audit.report.escaping import for_terminal
 from nbia_audit.spec.load import load_spec
 
@@ -115,8 +115,7 @@ def lock(
             f"archive problem: {problem.kind}: series {problem.series_uid}: {problem.detail}",
             err=True,
         )
-    serious = any(p.kind in SERIOUS_PROBLEMS for p in outcome.problems)
-    sys.exit(exit_code(findings=serious))
+    sys.exit(exit_code(findings=outcome.has_serious_problems))
 
 
 def _echo_unsettled(outcome: LockResult) -> None:

@@ -34,6 +34,7 @@ from nbia_audit.fetch.layouts import Layout, image_paths
 from nbia_audit.fetch.placement import Workspace
 from nbia_audit.fetch.resume import PathClaims
 from nbia_audit.fetch.zipcheck import ExtractedImage, SeriesExpectation, check_series_zip
+from nbia_audit.findings import FetchStatus
 from nbia_audit.models import LockedImage, LockedSeries
 from nbia_audit.progress import BytesCallback, ProgressCallback
 from nbia_audit.store.database import LockDatabase
@@ -101,7 +102,7 @@ class SeriesOutcome:
     series_uid: str
     collection: str
     patient_id: str
-    status: str
+    status: FetchStatus
     images: int = 0
     bytes: int = 0  # image bytes placed (fetched) or found in place (skipped)
     attempts: int = 0
@@ -240,7 +241,7 @@ def fetch_series(
         series.series_uid,
         series.collection,
         series.patient_id,
-        "failed",
+        FetchStatus.FAILED,
         attempts=attempt,
         reasons=failure.problems,
     )
@@ -365,7 +366,7 @@ def _place(
         series.series_uid,
         series.collection,
         series.patient_id,
-        "fetched",
+        FetchStatus.FETCHED,
         images=len(images),
         bytes=sum(i.size for i in images),
         filled=filled,

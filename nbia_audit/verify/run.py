@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from nbia_audit.errors import StoreError
-from nbia_audit.findings import AuditReport, Finding
+from nbia_audit.findings import AuditReport, Finding, FindingKind
 from nbia_audit.progress import ProgressCallback
 from nbia_audit.store.localstate import LocalState
 from nbia_audit.verify import memo as verify_memo
@@ -134,7 +134,7 @@ def _lock_findings(exp: Expectation) -> tuple[Finding, ...]:
         return ()
     return (
         Finding(
-            kind="lock-database-rejected",
+            kind=FindingKind.LOCK_DATABASE_REJECTED,
             detail=exp.database_rejected
             + "; the copy was checked against the text lock's series hashes alone",
         ),
