@@ -1,7 +1,8 @@
 """Shared pieces of the command line: exit codes, error reporting, progress, the archive.
 
-Exit codes live here and nowhere else (the same table is in the README and ``--help``).
-Every ``cli_*`` module builds its commands from these; ``cli.py`` assembles the group.
+Exit codes live here and nowhere else (the same table is in the README and ``--help``): a
+command ends through ``finish`` (its result, by ``exit_code``) or ``fail`` (an error, by
+``exit_code_for``). Every command module builds on these; ``cli/main.py`` assembles the group.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "Progress",
     "exit_code_for",
     "fail",
+    "finish",
     "format_option",
     "output_option",
     "human_bytes",
@@ -77,6 +79,11 @@ def exit_code(*, findings: bool, complete: bool = True) -> ExitCode:
     if not complete:
         return ExitCode.ENVIRONMENT
     return ExitCode.CLEAN
+
+
+def finish(*, findings: bool, complete: bool = True) -> NoReturn:
+    """End a command with the exit code of its result: the one way a verb exits normally."""
+    sys.exit(exit_code(findings=findings, complete=complete))
 
 
 # Every command carries these itself, so ``-h`` works and ``--help`` reads the same whether
@@ -154,14 +161,16 @@ def deliver(text: str, output: Path | None, *, findings: bool) -> None:
             message = str(error)
         with contextlib.suppress(OSError):  # standard error gone too: the exit code remains
             click.echo(for_terminal(f"nbia-audit: error: {message}"), err=True)
-        sys.exit(exit_code(findings=findings, complete=False))
+        finish(findings=findings, complete=False)
 
 
 def exit_code_for(error: NbiaAuditError) -> ExitCode:
     """Map an exception from the library onto the documented exit code."""
     # Everything but a bad spec means the check could not be performed: archive, store,
     # disk. Findings never arrive here; they are values in a report.
-    return ExitCode.USAGE if isinstance(error, SpecError) else ExitCode.ENVIRONMENT
+    if isinstance(error, SpecError):
+        return ExitCode.USAGE
+    return exit_code(findings=False, complete=False)
 
 
 def fail(error: NbiaAuditError) -> NoReturn:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from nbia_audit.cli.common import CONTEXT_SETTINGS, EXIT_CODE_HELP, exit_code, fail
+from nbia_audit.cli.common import CONTEXT_SETTINGS, EXIT_CODE_HELP, fail, finish
 from nbia_audit.cli.signals import interruptible
 from nbia_audit.demo.story import DemoStep, run_demo
 from nbia_audit.errors import NbiaAuditError
@@ -39,4 +38,4 @@ def demo(workdir: Path) -> None:
         fail(error)
     passed = all(step.ok for step in steps)
     click.echo("Demo passed: every step behaved as expected." if passed else "Demo FAILED.")
-    sys.exit(exit_code(findings=not passed))
+    finish(findings=not passed)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
-from nbia_audit.cli.common import CONTEXT_SETTINGS, EXIT_CODE_HELP, exit_code, fail
+from nbia_audit.cli.common import CONTEXT_SETTINGS, EXIT_CODE_HELP, fail, finish
 from nbia_audit.errors import NbiaAuditError
 
 __all__ = ["doctor"]
@@ -72,4 +71,4 @@ def doctor(server: str, series_uid: str | None, record_dir: Path | None, fmt: st
         click.echo(record_path_hint(record_dir), err=True)
     if report.unreachable:
         click.echo(f"nbia-audit: error: {report.unreachable}", err=True)
-    sys.exit(exit_code(findings=bool(report.failed), complete=report.complete))
+    finish(findings=bool(report.failed), complete=report.complete)

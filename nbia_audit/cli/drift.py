@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -12,8 +11,8 @@ from nbia_audit.cli.common import (
     EXIT_CODE_HELP,
     Progress,
     deliver,
-    exit_code,
     fail,
+    finish,
     format_option,
     guard_output,
     make_archive,
@@ -73,7 +72,7 @@ def drift(lock: Path, fast: bool, fmt: str, output: Path | None, workers: int, q
     deliver(text, output, findings=bool(report.findings))
     if output is not None or fmt != "text":
         click.echo(for_terminal(_summary(report, output)), err=True)
-    sys.exit(exit_code(findings=bool(report.findings), complete=report.complete))
+    finish(findings=bool(report.findings), complete=report.complete)
 
 
 def _summary(report: AuditReport, output: Path | None) -> str:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from nbia_audit.cli.common import CONTEXT_SETTINGS, EXIT_CODE_HELP, exit_code, fail, make_archive
+from nbia_audit.cli.common import CONTEXT_SETTINGS, EXIT_CODE_HELP, fail, finish, make_archive
 from nbia_audit.cli.signals import interruptible
 from nbia_audit.errors import NbiaAuditError
 from nbia_audit.findings import FetchStatus
@@ -122,7 +122,7 @@ def fetch(
         raise
     display.close()
     _summarise(report)
-    sys.exit(exit_code(findings=bool(report.failed)))
+    finish(findings=bool(report.failed))
 
 
 def _summarise(report: FetchReport) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -11,8 +10,8 @@ from nbia_audit.cli.common import (
     CONTEXT_SETTINGS,
     EXIT_CODE_HELP,
     Progress,
-    exit_code,
     fail,
+    finish,
     human_bytes,
     make_archive,
 )
@@ -76,7 +75,7 @@ def lock(
             for reason in result.reasons:
                 click.echo(for_terminal(f"stale: {reason}"))
             click.echo("lock is stale" if result.stale else "lock is up to date")
-            sys.exit(exit_code(findings=result.stale))
+            finish(findings=result.stale)
         assert archive is not None
         outcome = lock_dataset(
             spec,
@@ -91,10 +90,10 @@ def lock(
         fail(error)
     if outcome.unsettled:
         _echo_unsettled(outcome)
-        sys.exit(exit_code(findings=True))
+        finish(findings=True)
     if outcome.not_visible:
         _echo_not_visible(outcome)
-        sys.exit(exit_code(findings=True))
+        finish(findings=True)
     h = outcome.header
     verb = "Wrote" if outcome.written else ("Kept" if outcome.pending else "Unchanged:")
     click.echo(
@@ -115,7 +114,7 @@ def lock(
             f"archive problem: {problem.kind}: series {problem.series_uid}: {problem.detail}",
             err=True,
         )
-    sys.exit(exit_code(findings=outcome.has_serious_problems))
+    finish(findings=outcome.has_serious_problems)
 
 
 def _echo_unsettled(outcome: LockResult) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -10,10 +9,9 @@ import click
 from nbia_audit.cli.common import (
     CONTEXT_SETTINGS,
     EXIT_CODE_HELP,
-    ExitCode,
     deliver,
-    exit_code,
     fail,
+    finish,
     guard_output,
     output_option,
 )
@@ -79,8 +77,8 @@ def report(
     if output is not None:
         click.echo(for_terminal(f"Wrote {output}"), err=True)
     if verification is None:
-        sys.exit(ExitCode.CLEAN)
-    sys.exit(exit_code(findings=bool(verification.findings), complete=verification.complete))
+        finish(findings=False)
+    finish(findings=bool(verification.findings), complete=verification.complete)
 
 
 def _verify(lock_path: Path, root: Path, level: str) -> AuditReport:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 
@@ -13,8 +12,8 @@ from nbia_audit.cli.common import (
     EXIT_CODE_HELP,
     Progress,
     deliver,
-    exit_code,
     fail,
+    finish,
     format_option,
     guard_output,
     output_option,
@@ -117,4 +116,4 @@ def verify(
     deliver(text, output, findings=bool(report.findings))
     if output is not None and not quiet:
         click.echo(render_text(report).splitlines()[0] + for_terminal(f" (report: {output})"))
-    sys.exit(exit_code(findings=bool(report.findings), complete=report.complete))
+    finish(findings=bool(report.findings), complete=report.complete)
