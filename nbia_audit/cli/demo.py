@@ -6,7 +6,12 @@ from pathlib import Path
 
 import click
 
-from nbia_audit.cli.common import CONTEXT_SETTINGS, EXIT_CODE_HELP, fail, finish
+from nbia_audit.cli.common import (
+    FOLDER,
+    command,
+    fail,
+    finish,
+)
 from nbia_audit.cli.signals import interruptible
 from nbia_audit.demo.story import DemoStep, run_demo
 from nbia_audit.errors import NbiaAuditError
@@ -14,11 +19,11 @@ from nbia_audit.errors import NbiaAuditError
 __all__ = ["demo"]
 
 
-@click.command(epilog=EXIT_CODE_HELP, context_settings=CONTEXT_SETTINGS)
+@command()
 @click.option(
     "--dir",
     "workdir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=FOLDER,
     default=Path("nbia-audit-demo"),
     show_default=True,
     help="Where the demo writes its spec, lock and data.",

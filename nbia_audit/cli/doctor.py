@@ -7,13 +7,19 @@ from pathlib import Path
 
 import click
 
-from nbia_audit.cli.common import CONTEXT_SETTINGS, EXIT_CODE_HELP, fail, finish
+from nbia_audit.cli.common import (
+    FOLDER,
+    command,
+    fail,
+    finish,
+    format_choice,
+)
 from nbia_audit.errors import NbiaAuditError
 
 __all__ = ["doctor"]
 
 
-@click.command(epilog=EXIT_CODE_HELP, context_settings=CONTEXT_SETTINGS)
+@command()
 @click.option(
     "--server",
     default="public",
@@ -28,17 +34,10 @@ __all__ = ["doctor"]
 @click.option(
     "--record",
     "record_dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=FOLDER,
     help="Save every request and answer here, tokens and credentials removed, for a bug report.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Output format.",
-)
+@format_choice(("text", "json"), "text", "Output format.")
 def doctor(server: str, series_uid: str | None, record_dir: Path | None, fmt: str) -> None:
     """Check, live and read-only, that the archive behaves as nbia-audit assumes.
 

@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from nbia_audit.cli.common import CONTEXT_SETTINGS, EXIT_CODE_HELP, fail, finish, make_archive
+from nbia_audit.cli.common import (
+    FILE,
+    FOLDER,
+    command,
+    fail,
+    finish,
+    make_archive,
+    workers_option,
+)
 from nbia_audit.cli.signals import interruptible
 from nbia_audit.errors import NbiaAuditError
 from nbia_audit.findings import FetchStatus
@@ -25,12 +33,12 @@ _SHOWN_REASONS = 8
 _BAR = 24
 
 
-@click.command(epilog=EXIT_CODE_HELP, context_settings=CONTEXT_SETTINGS)
-@click.argument("lock_path", metavar="LOCK", type=click.Path(path_type=Path, dir_okay=False))
+@command()
+@click.argument("lock_path", metavar="LOCK", type=FILE)
 @click.option(
     "--dest",
     required=True,
-    type=click.Path(path_type=Path, file_okay=False),
+    type=FOLDER,
     help="Folder to fetch into (created if missing).",
 )
 @click.option(
@@ -41,13 +49,7 @@ _BAR = 24
     help="Folder layout, or a template such as '{collection}/{patient}/{series_uid}'"
     " (fields in docs/fetch.md).",
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(1, 16),
-    default=2,
-    show_default=True,
-    help="Series downloaded at once.",
-)
+@workers_option(16, "Series downloaded at once.", default=2)
 @click.option(
     "--series", "series_uids", multiple=True, metavar="UID", help="Only this series (repeatable)."
 )
