@@ -92,7 +92,8 @@ class Problem:
     """Something about the archive's own data found while locking, kept in the lock."""
 
     series_uid: str
-    kind: str  # series-hash-mismatch | image-count-mismatch | empty-series-hash | ...
+    # A findings.ProblemKind; a str as read back from a lock, which keeps it as written.
+    kind: str
     detail: str
 
 

@@ -12,11 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from nbia_audit.errors import ApiError
+from nbia_audit.progress import ProgressCallback
 
-__all__ = ["CallRunner", "ProgressCallback"]
+__all__ = ["CallRunner"]
 
 T = TypeVar("T")
-ProgressCallback = Callable[[str, int, int], None]
 
 
 class CallRunner:

@@ -1,7 +1,8 @@
 """Shared pieces of the command line: exit codes, error reporting, progress, the archive.
 
-Exit codes live here and nowhere else (the same table is in the README and ``--help``).
-Every ``cli_*`` module builds its commands from these; ``cli.py`` assembles the group.
+Exit codes live here and nowhere else (the same table is in the README and ``--help``): a
+command ends through ``finish`` (its result, by ``exit_code``) or ``fail`` (an error, by
+``exit_code_for``). Every command module builds on these; ``cli/main.py`` assembles the group.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ import contextlib
 import enum
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import click
 
 from nbia_audit.errors import NbiaAuditError, SpecError
+from nbia_audit.findings import AuditReport
 from nbia_audit.report.escaping import for_terminal
 from nbia_audit.report.render import FORMATS as REPORT_FORMATS
 from nbia_audit.units import human_bytes
@@ -27,15 +30,25 @@ if TYPE_CHECKING:
 __all__ = [
     "CONTEXT_SETTINGS",
     "EXIT_CODE_HELP",
+    "FILE",
+    "FOLDER",
     "EXIT_CODE_MEANINGS",
     "EXIT_CODE_RULE",
     "ExitCode",
     "exit_code",
     "Progress",
     "exit_code_for",
+    "archive_workers_option",
+    "command",
     "fail",
+    "finish",
+    "finish_report",
+    "format_choice",
     "format_option",
     "output_option",
+    "quiet_option",
+    "report_options",
+    "workers_option",
     "human_bytes",
     "make_archive",
 ]
@@ -79,6 +92,16 @@ def exit_code(*, findings: bool, complete: bool = True) -> ExitCode:
     return ExitCode.CLEAN
 
 
+def finish(*, findings: bool, complete: bool = True) -> NoReturn:
+    """End a command with the exit code of its result: the one way a verb exits normally."""
+    sys.exit(exit_code(findings=findings, complete=complete))
+
+
+def finish_report(report: AuditReport) -> NoReturn:
+    """End a command with the exit code of the audit report it delivered."""
+    finish(findings=bool(report.findings), complete=report.complete)
+
+
 # Every command carries these itself, so ``-h`` works and ``--help`` reads the same whether
 # a command is invoked through the ``nbia-audit`` group or on its own (as tests do).
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -91,20 +114,50 @@ EXIT_CODE_HELP = (
 )
 
 
-# Options every report-writing command shares.
-format_option = click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(REPORT_FORMATS),
-    default="text",
-    show_default=True,
-    help="Report format.",
-)
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+# Paths as the commands take them: a file that is never a folder, a folder never a file.
+FILE = click.Path(path_type=Path, dir_okay=False)
+FOLDER = click.Path(path_type=Path, file_okay=False)
+
+
+def command() -> Callable[[Callable[..., Any]], click.Command]:
+    """A verb of ``nbia-audit``: ``-h``, the width, and the exit codes closing its help."""
+    return click.command(epilog=EXIT_CODE_HELP, context_settings=CONTEXT_SETTINGS)
+
+
+def format_choice(formats: Sequence[str], default: str, help: str | None = None) -> Decorator:
+    """``--format`` (into ``fmt``): one of ``formats``, ``default`` shown."""
+    return click.option(
+        "--format", "fmt", type=click.Choice(formats), default=default, show_default=True, help=help
+    )
+
+
+def workers_option(most: int, help: str, default: int | None = None) -> Decorator:
+    """``--workers``: how many at once, 1 to ``most``; its default shown when it has one."""
+    return click.option(
+        "--workers",
+        type=click.IntRange(1, most),
+        default=default,
+        show_default=default is not None,
+        help=help,
+    )
+
+
+# Options several commands share.
+format_option = format_choice(REPORT_FORMATS, "text", "Report format.")
 output_option = click.option(
     "--output",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=FILE,
     help="Write the report to this file (atomically) instead of standard output.",
 )
+archive_workers_option = workers_option(64, "Concurrent requests to the archive.", default=8)
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+
+
+def report_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--format`` and ``--output``: what every command writing an audit report takes."""
+    return format_option(output_option(func))
 
 
 def guard_output(output: Path | None, lock: Path) -> None:
@@ -154,14 +207,16 @@ def deliver(text: str, output: Path | None, *, findings: bool) -> None:
             message = str(error)
         with contextlib.suppress(OSError):  # standard error gone too: the exit code remains
             click.echo(for_terminal(f"nbia-audit: error: {message}"), err=True)
-        sys.exit(exit_code(findings=findings, complete=False))
+        finish(findings=findings, complete=False)
 
 
 def exit_code_for(error: NbiaAuditError) -> ExitCode:
     """Map an exception from the library onto the documented exit code."""
     # Everything but a bad spec means the check could not be performed: archive, store,
     # disk. Findings never arrive here; they are values in a report.
-    return ExitCode.USAGE if isinstance(error, SpecError) else ExitCode.ENVIRONMENT
+    if isinstance(error, SpecError):
+        return ExitCode.USAGE
+    return exit_code(findings=False, complete=False)
 
 
 def fail(error: NbiaAuditError) -> NoReturn:

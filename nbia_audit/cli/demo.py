@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from nbia_audit.cli.common import CONTEXT_SETTINGS, EXIT_CODE_HELP, exit_code, fail
+from nbia_audit.cli.common import (
+    FOLDER,
+    command,
+    fail,
+    finish,
+)
 from nbia_audit.cli.signals import interruptible
 from nbia_audit.demo.story import DemoStep, run_demo
 from nbia_audit.errors import NbiaAuditError
@@ -15,11 +19,11 @@ from nbia_audit.errors import NbiaAuditError
 __all__ = ["demo"]
 
 
-@click.command(epilog=EXIT_CODE_HELP, context_settings=CONTEXT_SETTINGS)
+@command()
 @click.option(
     "--dir",
     "workdir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=FOLDER,
     default=Path("nbia-audit-demo"),
     show_default=True,
     help="Where the demo writes its spec, lock and data.",
@@ -39,4 +43,4 @@ def demo(workdir: Path) -> None:
         fail(error)
     passed = all(step.ok for step in steps)
     click.echo("Demo passed: every step behaved as expected." if passed else "Demo FAILED.")
-    sys.exit(exit_code(findings=not passed))
+    finish(findings=not passed)

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
-from nbia_audit.cli.common import CONTEXT_SETTINGS, EXIT_CODE_HELP, exit_code, fail
+from nbia_audit.cli.common import (
+    FOLDER,
+    command,
+    fail,
+    finish,
+    format_choice,
+)
 from nbia_audit.errors import NbiaAuditError
 
 __all__ = ["doctor"]
 
 
-@click.command(epilog=EXIT_CODE_HELP, context_settings=CONTEXT_SETTINGS)
+@command()
 @click.option(
     "--server",
     default="public",
@@ -29,17 +34,10 @@ __all__ = ["doctor"]
 @click.option(
     "--record",
     "record_dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=FOLDER,
     help="Save every request and answer here, tokens and credentials removed, for a bug report.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Output format.",
-)
+@format_choice(("text", "json"), "text", "Output format.")
 def doctor(server: str, series_uid: str | None, record_dir: Path | None, fmt: str) -> None:
     """Check, live and read-only, that the archive behaves as nbia-audit assumes.
 
@@ -72,4 +70,4 @@ def doctor(server: str, series_uid: str | None, record_dir: Path | None, fmt: st
         click.echo(record_path_hint(record_dir), err=True)
     if report.unreachable:
         click.echo(f"nbia-audit: error: {report.unreachable}", err=True)
-    sys.exit(exit_code(findings=bool(report.failed), complete=report.complete))
+    finish(findings=bool(report.failed), complete=report.complete)

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from nbia_audit.cli.common import (
-    CONTEXT_SETTINGS,
-    EXIT_CODE_HELP,
     Progress,
+    archive_workers_option,
+    command,
     deliver,
-    exit_code,
     fail,
-    format_option,
+    finish_report,
     guard_output,
     make_archive,
-    output_option,
+    quiet_option,
+    report_options,
 )
 from nbia_audit.cli.signals import interruptible
 from nbia_audit.errors import NbiaAuditError
@@ -28,7 +27,7 @@ from nbia_audit.report.render import render
 __all__ = ["drift"]
 
 
-@click.command(epilog=EXIT_CODE_HELP, context_settings=CONTEXT_SETTINGS)
+@command()
 @click.argument("lock", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--fast",
@@ -36,16 +35,9 @@ __all__ = ["drift"]
     help="About one request per whole collection: trust the archive's nightly collection "
     "hashes where they match (the report states the staleness window).",
 )
-@format_option
-@output_option
-@click.option(
-    "--workers",
-    type=click.IntRange(1, 64),
-    default=8,
-    show_default=True,
-    help="Concurrent requests to the archive.",
-)
-@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@report_options
+@archive_workers_option
+@quiet_option
 @interruptible("drift")
 def drift(lock: Path, fast: bool, fmt: str, output: Path | None, workers: int, quiet: bool) -> None:
     """Report what changed upstream since LOCK (dataset.lock) was made.
@@ -73,7 +65,7 @@ def drift(lock: Path, fast: bool, fmt: str, output: Path | None, workers: int, q
     deliver(text, output, findings=bool(report.findings))
     if output is not None or fmt != "text":
         click.echo(for_terminal(_summary(report, output)), err=True)
-    sys.exit(exit_code(findings=bool(report.findings), complete=report.complete))
+    finish_report(report)
 
 
 def _summary(report: AuditReport, output: Path | None) -> str:

@@ -11,7 +11,7 @@ from typing import Any, NoReturn
 
 import click
 
-from nbia_audit.cli.common import CONTEXT_SETTINGS, ExitCode
+from nbia_audit.cli.common import CONTEXT_SETTINGS, finish
 from nbia_audit.emulator import CorpusSpec, Emulator, Fault, build_corpus
 from nbia_audit.emulator.control import MUTATIONS, mutation_signatures
 from nbia_audit.emulator.faults import FAULT_KINDS
@@ -208,4 +208,4 @@ def fault(url: str, kind: str, **options: Any) -> None:
 def _environment_error(message: str, hint: str) -> NoReturn:
     """One line and exit 3: the emulator could not run or be reached (not a usage error)."""
     click.echo(f"nbia-audit: error: {message} ({hint})", err=True)
-    sys.exit(ExitCode.ENVIRONMENT)
+    finish(findings=False, complete=False)

@@ -11,9 +11,18 @@ from typing import TYPE_CHECKING
 
 import click
 
-from nbia_audit.cli.common import CONTEXT_SETTINGS, EXIT_CODE_HELP, exit_code, fail, make_archive
+from nbia_audit.cli.common import (
+    FILE,
+    FOLDER,
+    command,
+    fail,
+    finish,
+    make_archive,
+    workers_option,
+)
 from nbia_audit.cli.signals import interruptible
 from nbia_audit.errors import NbiaAuditError
+from nbia_audit.findings import FetchStatus
 from nbia_audit.report.escaping import for_terminal
 from nbia_audit.units import human_bytes
 
@@ -24,12 +33,12 @@ _SHOWN_REASONS = 8
 _BAR = 24
 
 
-@click.command(epilog=EXIT_CODE_HELP, context_settings=CONTEXT_SETTINGS)
-@click.argument("lock_path", metavar="LOCK", type=click.Path(path_type=Path, dir_okay=False))
+@command()
+@click.argument("lock_path", metavar="LOCK", type=FILE)
 @click.option(
     "--dest",
     required=True,
-    type=click.Path(path_type=Path, file_okay=False),
+    type=FOLDER,
     help="Folder to fetch into (created if missing).",
 )
 @click.option(
@@ -40,13 +49,7 @@ _BAR = 24
     help="Folder layout, or a template such as '{collection}/{patient}/{series_uid}'"
     " (fields in docs/fetch.md).",
 )
-@click.option(
-    "--workers",
-    type=click.IntRange(1, 16),
-    default=2,
-    show_default=True,
-    help="Series downloaded at once.",
-)
+@workers_option(16, "Series downloaded at once.", default=2)
 @click.option(
     "--series", "series_uids", multiple=True, metavar="UID", help="Only this series (repeatable)."
 )
@@ -121,7 +124,7 @@ def fetch(
         raise
     display.close()
     _summarise(report)
-    sys.exit(exit_code(findings=bool(report.failed)))
+    finish(findings=bool(report.failed))
 
 
 def _summarise(report: FetchReport) -> None:
@@ -177,11 +180,11 @@ class FetchDisplay:
             self._draw(stage)
 
     def series(self, outcome: SeriesOutcome) -> None:
-        if outcome.status == "failed":
+        if outcome.status == FetchStatus.FAILED:
             self._clear()
             line = f"FAILED   {outcome.series_uid}: {outcome.reasons[0]}"
             click.echo(for_terminal(line), err=True)
-        elif not self.live and outcome.status == "fetched":
+        elif not self.live and outcome.status == FetchStatus.FETCHED:
             click.echo(
                 f"fetched  {outcome.series_uid} ({outcome.images} images, "
                 f"{human_bytes(outcome.bytes)}, {outcome.attempts} attempt"

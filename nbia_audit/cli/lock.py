@@ -2,36 +2,38 @@
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
 from nbia_audit.cli.common import (
-    CONTEXT_SETTINGS,
-    EXIT_CODE_HELP,
+    FILE,
     Progress,
-    exit_code,
+    archive_workers_option,
+    command,
     fail,
+    finish,
     human_bytes,
     make_archive,
+    quiet_option,
 )
 from nbia_audit.cli.signals import interruptible
 from nbia_audit.errors import NbiaAuditError
 from nbia_audit.lock.pin import SETTLE_ROUNDS
-from nbia_audit.lock.run import SERIOUS_PROBLEMS, LockChanges, LockResult, check_lock, lock_dataset
+from nbia_audit.lock.run import LockChanges, LockResult, check_lock, lock_dataset
 from nbia_audit.report.escaping import for_terminal
 from nbia_audit.spec.load import load_spec
 
 __all__ = ["lock"]
 
 
-@click.command(epilog=EXIT_CODE_HELP, context_settings=CONTEXT_SETTINGS)
-@click.argument("spec", type=click.Path(path_type=Path, dir_okay=False))
+@command()
+@click.argument("spec", type=FILE)
 @click.option(
     "--lock",
     "lock_path",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=FILE,
     help="Where to write the lock (default: SPEC with .lock; the database gets .lock.db).",
 )
 @click.option("--upgrade", is_flag=True, help="Re-pin every series to what the archive serves now.")
@@ -46,14 +48,8 @@ __all__ = ["lock"]
     help="Write nothing; exit 1 if the lock is stale (spec changed, or upstream differs).",
 )
 @click.option("--offline", is_flag=True, help="With --check: only compare the spec, ask no server.")
-@click.option(
-    "--workers",
-    type=click.IntRange(1, 64),
-    default=8,
-    show_default=True,
-    help="Concurrent requests to the archive.",
-)
-@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@archive_workers_option
+@quiet_option
 @interruptible("lock")
 def lock(
     spec: Path,
@@ -76,7 +72,7 @@ def lock(
             for reason in result.reasons:
                 click.echo(for_terminal(f"stale: {reason}"))
             click.echo("lock is stale" if result.stale else "lock is up to date")
-            sys.exit(exit_code(findings=result.stale))
+            finish(findings=result.stale)
         assert archive is not None
         outcome = lock_dataset(
             spec,
@@ -91,10 +87,10 @@ def lock(
         fail(error)
     if outcome.unsettled:
         _echo_unsettled(outcome)
-        sys.exit(exit_code(findings=True))
+        finish(findings=True)
     if outcome.not_visible:
         _echo_not_visible(outcome)
-        sys.exit(exit_code(findings=True))
+        finish(findings=True)
     h = outcome.header
     verb = "Wrote" if outcome.written else ("Kept" if outcome.pending else "Unchanged:")
     click.echo(
@@ -115,8 +111,7 @@ def lock(
             f"archive problem: {problem.kind}: series {problem.series_uid}: {problem.detail}",
             err=True,
         )
-    serious = any(p.kind in SERIOUS_PROBLEMS for p in outcome.problems)
-    sys.exit(exit_code(findings=serious))
+    finish(findings=outcome.has_serious_problems)
 
 
 def _echo_unsettled(outcome: LockResult) -> None:
@@ -127,10 +122,7 @@ def _echo_unsettled(outcome: LockResult) -> None:
         " agreed; run the lock again later:",
         err=True,
     )
-    for uid in outcome.unsettled[:_CHANGES_SHOWN]:
-        click.echo(f"  unsettled series {uid}", err=True)
-    if len(outcome.unsettled) > _CHANGES_SHOWN:
-        click.echo(f"  ... and {len(outcome.unsettled) - _CHANGES_SHOWN} more series", err=True)
+    _echo_first([f"unsettled series {uid}" for uid in outcome.unsettled], err=True)
 
 
 def _echo_not_visible(outcome: LockResult) -> None:
@@ -142,10 +134,7 @@ def _echo_not_visible(outcome: LockResult) -> None:
         "them, or lock with --series-only to pin series hashes alone:",
         err=True,
     )
-    for problem in outcome.problems[:_CHANGES_SHOWN]:
-        click.echo(f"  series {problem.series_uid}: {problem.detail}", err=True)
-    if len(outcome.problems) > _CHANGES_SHOWN:
-        click.echo(f"  ... and {len(outcome.problems) - _CHANGES_SHOWN} more series", err=True)
+    _echo_first([f"series {p.series_uid}: {p.detail}" for p in outcome.problems], err=True)
 
 
 _CHANGES_SHOWN = 20  # per kind; `lock --check` and `drift` list everything
@@ -159,7 +148,12 @@ def _echo_changes(changes: LockChanges) -> None:
         ("~", changes.changed),
         ("m", metadata),
     ):
-        for item in items[:_CHANGES_SHOWN]:
-            click.echo(for_terminal(f"  {label} series {item}"))
-        if len(items) > _CHANGES_SHOWN:
-            click.echo(f"  {label} ... and {len(items) - _CHANGES_SHOWN} more series")
+        _echo_first([f"series {item}" for item in items], label=f"{label} ")
+
+
+def _echo_first(lines: Sequence[str], *, label: str = "", err: bool = False) -> None:
+    """The first ``_CHANGES_SHOWN`` of ``lines``, indented, then how many more were left out."""
+    for line in lines[:_CHANGES_SHOWN]:
+        click.echo(for_terminal(f"  {label}{line}"), err=err)
+    if len(lines) > _CHANGES_SHOWN:
+        click.echo(f"  {label}... and {len(lines) - _CHANGES_SHOWN} more series", err=err)

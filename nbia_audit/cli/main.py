@@ -1,7 +1,7 @@
 """The ``nbia-audit`` command group: every command, each defined in its own module.
 
-Each command parses, calls one library function, renders and exits with a code from
-``nbia_audit.cli.common.exit_code``.
+Each command parses, calls one library function, renders and exits through
+``nbia_audit.cli.common.finish`` or ``fail`` (codes by ``exit_code``).
 """
 
 from __future__ import annotations

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from nbia_audit.cli.common import (
-    CONTEXT_SETTINGS,
-    EXIT_CODE_HELP,
-    ExitCode,
+    FILE,
+    FOLDER,
+    command,
     deliver,
-    exit_code,
     fail,
+    finish,
+    finish_report,
+    format_choice,
     guard_output,
     output_option,
 )
@@ -24,12 +25,12 @@ from nbia_audit.report.escaping import for_terminal
 from nbia_audit.report.supplement import DEFAULT_INSTALL
 
 
-@click.command(epilog=EXIT_CODE_HELP, context_settings=CONTEXT_SETTINGS)
-@click.argument("lock_path", metavar="LOCK", type=click.Path(path_type=Path, dir_okay=False))
+@command()
+@click.argument("lock_path", metavar="LOCK", type=FILE)
 @click.option(
     "--verify",
     "verify_dir",
-    type=click.Path(path_type=Path, file_okay=False),
+    type=FOLDER,
     help="Verify this local copy first and state the result in the supplement.",
 )
 @click.option(
@@ -39,13 +40,7 @@ from nbia_audit.report.supplement import DEFAULT_INSTALL
     show_default=True,
     help="With --verify: how thoroughly to verify.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["md", "html", "json"]),
-    default="md",
-    show_default=True,
-)
+@format_choice(("md", "html", "json"), "md")
 @click.option(
     "--install-command",
     default=DEFAULT_INSTALL,
@@ -79,8 +74,8 @@ def report(
     if output is not None:
         click.echo(for_terminal(f"Wrote {output}"), err=True)
     if verification is None:
-        sys.exit(ExitCode.CLEAN)
-    sys.exit(exit_code(findings=bool(verification.findings), complete=verification.complete))
+        finish(findings=False)
+    finish_report(verification)
 
 
 def _verify(lock_path: Path, root: Path, level: str) -> AuditReport:

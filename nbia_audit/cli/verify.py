@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 
 import click
 
 from nbia_audit.cli.common import (
-    CONTEXT_SETTINGS,
-    EXIT_CODE_HELP,
+    FILE,
     Progress,
+    command,
     deliver,
-    exit_code,
     fail,
-    format_option,
+    finish_report,
     guard_output,
-    output_option,
+    quiet_option,
+    report_options,
+    workers_option,
 )
 from nbia_audit.cli.signals import interruptible
 from nbia_audit.errors import NbiaAuditError
@@ -48,8 +48,8 @@ class Fraction(click.ParamType[float]):
         return number
 
 
-@click.command(epilog=EXIT_CODE_HELP, context_settings=CONTEXT_SETTINGS)
-@click.argument("lock", type=click.Path(path_type=Path, dir_okay=False))
+@command()
+@click.argument("lock", type=FILE)
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option(
     "--level",
@@ -66,20 +66,15 @@ class Fraction(click.ParamType[float]):
     "every file is still checked for presence. Not with --level stat.",
 )
 @click.option("--seed", type=int, help="Seed for --sample (default: a fresh one, reported).")
-@format_option
-@output_option
-@click.option(
-    "--workers",
-    type=click.IntRange(1, 256),
-    help="Threads reading and hashing files (default: one per core).",
-)
+@report_options
+@workers_option(256, "Threads reading and hashing files (default: one per core).")
 @click.option(
     "--ignore",
     multiple=True,
     metavar="GLOB",
     help="Leave out paths matching GLOB (relative path or name); repeatable.",
 )
-@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+@quiet_option
 @interruptible("verify")
 def verify(
     lock: Path,
@@ -117,4 +112,4 @@ def verify(
     deliver(text, output, findings=bool(report.findings))
     if output is not None and not quiet:
         click.echo(render_text(report).splitlines()[0] + for_terminal(f" (report: {output})"))
-    sys.exit(exit_code(findings=bool(report.findings), complete=report.complete))
+    finish_report(report)

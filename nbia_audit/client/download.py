@@ -27,6 +27,7 @@ import urllib3
 from nbia_audit.client.core import Caller, Route
 from nbia_audit.client.records import SeriesDownload
 from nbia_audit.errors import DownloadError
+from nbia_audit.progress import BytesCallback
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "StreamLimits", "stream_series_zip"]
 
@@ -34,8 +35,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_SIZE = 1 << 20
 """1 MiB: large enough to keep per-chunk overhead negligible, small enough to bound memory."""
-
-ProgressCallback = Callable[[int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +132,7 @@ def stream_series_zip(
     series_uid: str,
     dest: Path,
     *,
-    on_bytes: ProgressCallback | None = None,
+    on_bytes: BytesCallback | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     limits: StreamLimits | None = None,
 ) -> SeriesDownload:
@@ -184,7 +183,7 @@ def _attempt(
     route: Route,
     series_uid: str,
     dest: Path,
-    on_bytes: ProgressCallback | None,
+    on_bytes: BytesCallback | None,
     chunk_size: int,
     pace: _Pace,
 ) -> tuple[int, tuple[str, ...]]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from nbia_audit.client import shapes
 from nbia_audit.client.core import EndpointGroup, Route, clean_params
 from nbia_audit.client.download import StreamLimits, stream_series_zip
 from nbia_audit.client.records import SeriesDownload
+from nbia_audit.progress import BytesCallback
 
 __all__ = ["HashCalls"]
 
@@ -105,7 +105,7 @@ class HashCalls(EndpointGroup):
         series_uid: str,
         dest: str | Path,
         *,
-        on_bytes: Callable[[int], None] | None = None,
+        on_bytes: BytesCallback | None = None,
         limits: StreamLimits | None = None,
     ) -> SeriesDownload:
         """Stream a series ZIP (``getImageWithMD5Hash``) to ``dest`` with bounded memory.

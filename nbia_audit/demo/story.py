@@ -19,7 +19,7 @@ from nbia_audit.drift.run import check_drift
 from nbia_audit.emulator import CorpusSpec, Emulator
 from nbia_audit.errors import SpecError
 from nbia_audit.fetch.run import fetch_dataset
-from nbia_audit.findings import AuditReport
+from nbia_audit.findings import AuditReport, FindingKind, SeriesState
 from nbia_audit.lock.run import check_lock, lock_dataset
 from nbia_audit.models import LockedSeries
 from nbia_audit.report.file import write_report
@@ -178,7 +178,7 @@ class _Story:
 
     def verify_clean(self, title: str, level: str) -> DemoStep:
         report = verify_copy(self.lock, self.data, level=level)
-        ok = sum(1 for s in report.series if s.status == "ok")
+        ok = sum(1 for s in report.series if s.status == SeriesState.OK)
         return DemoStep(
             title,
             f"verify --level {level}: {'CLEAN' if report.clean else 'NOT clean'}, "
@@ -198,7 +198,7 @@ class _Story:
             handle.write(bytes([byte[0] ^ 0x01]))
         os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
         report = verify_copy(self.lock, self.data, level="quick")
-        expected = {("modified", record.series_uid, record.sop_uid)}
+        expected = {(FindingKind.MODIFIED, record.series_uid, record.sop_uid)}
         return DemoStep(
             "Flipped one bit in one local file (mtime restored); verify caught exactly that",
             f"{target}: verify --level quick reports {_listing(report)}",
@@ -223,9 +223,9 @@ class _Story:
         self.emu.set_license(other.collection, new_license)
         report = check_drift(self.lock, self.client)
         expected = {
-            ("image-changed", series[0], image.sop_uid),
-            ("series-added", added, ""),
-            ("metadata-changed", self.extra, ""),
+            (FindingKind.IMAGE_CHANGED, series[0], image.sop_uid),
+            (FindingKind.SERIES_ADDED, added, ""),
+            (FindingKind.METADATA_CHANGED, self.extra, ""),
         }
         requests = report.facts.get("requests", "?")
         return DemoStep(

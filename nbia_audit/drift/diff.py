@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 
 from nbia_audit.client.records import SeriesInfo
-from nbia_audit.findings import Finding
+from nbia_audit.findings import Finding, FindingKind
 from nbia_audit.lock.pin import locked_series
 from nbia_audit.merkle import normalise_archive_md5
 from nbia_audit.models import LockedSeries
@@ -171,7 +171,7 @@ def diff(locked: Mapping[str, SeriesView], upstream: Upstream) -> tuple[Finding,
             new = upstream.deselected[uid]
             found.append(
                 Finding(
-                    "series-removed",
+                    FindingKind.SERIES_REMOVED,
                     series_uid=uid,
                     detail="still served, but the spec no longer resolves to it",
                 )
@@ -182,7 +182,7 @@ def diff(locked: Mapping[str, SeriesView], upstream: Upstream) -> tuple[Finding,
         elif uid in upstream.removed:
             found.append(
                 Finding(
-                    "series-removed",
+                    FindingKind.SERIES_REMOVED,
                     series_uid=uid,
                     detail="deleted: not served, and the archive has no image of it left",
                 )
@@ -193,7 +193,7 @@ def diff(locked: Mapping[str, SeriesView], upstream: Upstream) -> tuple[Finding,
 def _added(view: SeriesView) -> Finding:
     m = view.meta
     return Finding(
-        "series-added",
+        FindingKind.SERIES_ADDED,
         series_uid=view.series_uid,
         new=view.series_hash or "",
         detail=(
@@ -206,13 +206,13 @@ def _added(view: SeriesView) -> Finding:
 def _hidden(old: SeriesView, current_hash: str) -> Finding:
     if current_hash == old.series_hash:
         return Finding(
-            "series-hidden",
+            FindingKind.SERIES_HIDDEN,
             series_uid=old.series_uid,
             detail="exists but is no longer served (visibility withdrawn); its images are "
             "unchanged (series hash, which ignores visibility, matches the lock)",
         )
     return Finding(
-        "series-hidden",
+        FindingKind.SERIES_HIDDEN,
         series_uid=old.series_uid,
         old=old.series_hash or "",
         new=current_hash,
@@ -241,7 +241,7 @@ def _content_findings(old: SeriesView, new: SeriesView) -> list[Finding]:
     )
     return [
         Finding(
-            "image-changed",
+            FindingKind.IMAGE_CHANGED,
             series_uid=old.series_uid,
             old=old.series_hash or "",
             new=new.series_hash,
@@ -261,11 +261,11 @@ def image_findings(
     detail saying the content is the same.
     """
     found = [
-        Finding("image-added", series_uid=series_uid, sop_uid=sop, new=_md5(new[sop]))
+        Finding(FindingKind.IMAGE_ADDED, series_uid=series_uid, sop_uid=sop, new=_md5(new[sop]))
         for sop in sorted(set(new) - set(old))
     ]
     found += [
-        Finding("image-removed", series_uid=series_uid, sop_uid=sop, old=_md5(old[sop]))
+        Finding(FindingKind.IMAGE_REMOVED, series_uid=series_uid, sop_uid=sop, old=_md5(old[sop]))
         for sop in sorted(set(old) - set(new))
     ]
     for sop in sorted(set(old) & set(new)):
@@ -273,7 +273,7 @@ def image_findings(
         if before != after:
             found.append(
                 Finding(
-                    "image-changed",
+                    FindingKind.IMAGE_CHANGED,
                     series_uid=series_uid,
                     sop_uid=sop,
                     old=_md5(before),
@@ -316,7 +316,7 @@ def metadata_findings(
         if before != after:
             found.append(
                 Finding(
-                    "metadata-changed",
+                    FindingKind.METADATA_CHANGED,
                     series_uid=series_uid,
                     detail=FIELD_LABELS[f.name],
                     old=str(before),

@@ -16,7 +16,7 @@ from nbia_audit.drift.diff import FIELD_LABELS, SeriesView, Upstream
 from nbia_audit.drift.observe import Images
 from nbia_audit.drift.select import CurrentSelection
 from nbia_audit.drift.tree import Descent, LevelTally, Proof
-from nbia_audit.findings import AuditReport, Finding, SeriesStatus
+from nbia_audit.findings import AuditReport, Finding, SeriesState, SeriesStatus
 from nbia_audit.models import LockHeader
 
 __all__ = ["STALENESS", "Evidence", "Feed", "build_report"]
@@ -86,12 +86,14 @@ def _statuses(evidence: Evidence) -> tuple[SeriesStatus, ...]:
     for uid, view in sorted(evidence.locked.items()):
         collection = view.meta.collection
         if uid in evidence.unknown:
-            status = SeriesStatus(uid, "not-checked", evidence.unknown[uid], collection)
+            status = SeriesStatus(uid, SeriesState.NOT_CHECKED, evidence.unknown[uid], collection)
         elif uid in kinds:
-            status = SeriesStatus(uid, "problem", ", ".join(sorted(kinds[uid])), collection)
+            status = SeriesStatus(
+                uid, SeriesState.PROBLEM, ", ".join(sorted(kinds[uid])), collection
+            )
         else:
             status = SeriesStatus(
-                uid, "ok", _proof_text(evidence.descent.unchanged.get(uid)), collection
+                uid, SeriesState.OK, _proof_text(evidence.descent.unchanged.get(uid)), collection
             )
         out.append(status)
     return tuple(out)

@@ -50,12 +50,12 @@ from nbia_audit.drift.tree import Descent, Runner, build_probes, descend
 from nbia_audit.errors import ApiError, StoreError
 from nbia_audit.findings import AuditReport
 from nbia_audit.models import HashNode, LockedSeries, LockHeader
+from nbia_audit.progress import ProgressCallback
 from nbia_audit.spec.load import DatasetSpec, spec_from_normalised
 from nbia_audit.store.reader import read_lock as read_proven_lock
 
 __all__ = ["LockContents", "check_drift", "read_lock"]
 
-ProgressCallback = Callable[[str, int, int], None]
 ArchiveSource = NbiaClient | ArchiveView | DriftArchive | Callable[[LockHeader], ArchiveView]
 
 

@@ -27,7 +27,6 @@ from nbia_audit.models import HashNode, LockedSeries
 
 __all__ = ["Descent", "LevelTally", "Probe", "Proof", "Runner", "build_probes", "descend"]
 
-ProgressCallback = Callable[[str, int, int], None]
 LEVELS = ("collection", "patient", "study", "series")
 
 

@@ -35,7 +35,9 @@ from nbia_audit.fetch.series import (
     SeriesRun,
     fetch_series,
 )
+from nbia_audit.findings import FetchStatus
 from nbia_audit.models import LockedImage, LockedSeries, LockHeader
+from nbia_audit.progress import ProgressCallback
 from nbia_audit.store.localstate import FileRecord, LocalState
 from nbia_audit.store.reader import read_lock
 
@@ -47,8 +49,6 @@ __all__ = [
     "StreamLimits",
     "fetch_dataset",
 ]
-
-ProgressCallback = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,20 +62,20 @@ class FetchReport:
     bytes_received: int  # ZIP bytes downloaded, retries included
     seconds: float
 
-    def _with(self, status: str) -> tuple[SeriesOutcome, ...]:
+    def _with(self, status: FetchStatus) -> tuple[SeriesOutcome, ...]:
         return tuple(s for s in self.series if s.status == status)
 
     @property
     def fetched(self) -> tuple[SeriesOutcome, ...]:
-        return self._with("fetched")
+        return self._with(FetchStatus.FETCHED)
 
     @property
     def skipped(self) -> tuple[SeriesOutcome, ...]:
-        return self._with("skipped")
+        return self._with(FetchStatus.SKIPPED)
 
     @property
     def failed(self) -> tuple[SeriesOutcome, ...]:
-        return self._with("failed")
+        return self._with(FetchStatus.FAILED)
 
     @property
     def ok(self) -> bool:
@@ -217,7 +217,7 @@ def _sort_out(
                     series.series_uid,
                     series.collection,
                     series.patient_id,
-                    "skipped",
+                    FetchStatus.SKIPPED,
                     images=len(images),
                     bytes=placed.bytes,
                 )

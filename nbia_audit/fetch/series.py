@@ -34,7 +34,9 @@ from nbia_audit.fetch.layouts import Layout, image_paths
 from nbia_audit.fetch.placement import Workspace
 from nbia_audit.fetch.resume import PathClaims
 from nbia_audit.fetch.zipcheck import ExtractedImage, SeriesExpectation, check_series_zip
+from nbia_audit.findings import FetchStatus
 from nbia_audit.models import LockedImage, LockedSeries
+from nbia_audit.progress import BytesCallback, ProgressCallback
 from nbia_audit.store.database import LockDatabase
 from nbia_audit.store.localstate import FileRecord, LocalState, StatKey
 from nbia_audit.store.textlock import database_path
@@ -49,7 +51,6 @@ __all__ = [
     "fetch_series",
 ]
 
-ProgressCallback = Callable[[str, int, int], None]
 _ZIP_SLACK = 256 * 1024 * 1024  # extracted bytes allowed beyond the lock's size
 
 
@@ -63,7 +64,7 @@ class FetchArchive(Protocol):
         series_uid: str,
         dest: str | Path,
         *,
-        on_bytes: Callable[[int], None] | None = None,
+        on_bytes: BytesCallback | None = None,
         limits: StreamLimits | None = None,
     ) -> SeriesDownload: ...
 
@@ -101,7 +102,7 @@ class SeriesOutcome:
     series_uid: str
     collection: str
     patient_id: str
-    status: str
+    status: FetchStatus
     images: int = 0
     bytes: int = 0  # image bytes placed (fetched) or found in place (skipped)
     attempts: int = 0
@@ -140,7 +141,7 @@ class ProgressTracker:
         with self._lock:
             self._emit()
 
-    def counter(self, series_uid: str) -> Callable[[int], None]:
+    def counter(self, series_uid: str) -> BytesCallback:
         """An ``on_bytes`` callback for one download; it stops the download on request."""
         expected = self._expected.get(series_uid, 0)
 
@@ -240,7 +241,7 @@ def fetch_series(
         series.series_uid,
         series.collection,
         series.patient_id,
-        "failed",
+        FetchStatus.FAILED,
         attempts=attempt,
         reasons=failure.problems,
     )
@@ -303,8 +304,8 @@ class _TooLarge(Exception):
 
 
 def _capped(
-    count: Callable[[int], None], series: LockedSeries, expectation: SeriesExpectation
-) -> Callable[[int], None]:
+    count: BytesCallback, series: LockedSeries, expectation: SeriesExpectation
+) -> BytesCallback:
     """Count bytes as they arrive, and stop a download that outgrows the series.
 
     The ZIP's declared sizes are checked only once it is complete; without this cap a
@@ -365,7 +366,7 @@ def _place(
         series.series_uid,
         series.collection,
         series.patient_id,
-        "fetched",
+        FetchStatus.FETCHED,
         images=len(images),
         bytes=sum(i.size for i in images),
         filled=filled,

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol, TypeVar
 
-from nbia_audit.archive.calls import CallRunner, ProgressCallback
+from nbia_audit.archive.calls import CallRunner
 from nbia_audit.client.records import SeriesInfo
 from nbia_audit.errors import ApiError
+from nbia_audit.findings import ProblemKind
 from nbia_audit.merkle import hierarchy_from_series, series_hash
 from nbia_audit.models import HashNode, LockedImage, LockedSeries, Problem
+from nbia_audit.progress import ProgressCallback
 
 T = TypeVar("T")
 
@@ -148,7 +150,7 @@ def _not_visible(images: Sequence[LockedImage]) -> bool:
 def _invisible_problem(uid: str, listed: int) -> Problem:
     return Problem(
         uid,
-        "images-not-visible",
+        ProblemKind.IMAGES_NOT_VISIBLE,
         f"getSOPInstanceUIDs listed {listed} image(s) but the archive gave an MD5 for none, and "
         "the series hash disagrees: the series is hidden or not accessible to this account "
         "(v4 getSOPInstanceUIDs does not filter by visibility), not removed",
@@ -235,7 +237,7 @@ def image_problems(
     problems = []
     if not pinned_hash:
         problems.append(
-            Problem(uid, "empty-series-hash", "the archive has no hash for this series")
+            Problem(uid, ProblemKind.EMPTY_SERIES_HASH, "the archive has no hash for this series")
         )
     if pinned is None:
         return problems
@@ -244,7 +246,7 @@ def image_problems(
         problems.append(
             Problem(
                 uid,
-                "image-count-mismatch",
+                ProblemKind.IMAGE_COUNT_MISMATCH,
                 f"the series lists {expected} images, getSOPInstanceUIDs gave {len(pinned)}",
             )
         )
@@ -255,14 +257,14 @@ def image_problems(
         problems.append(
             Problem(
                 uid,
-                "short-archive-md5",
+                ProblemKind.SHORT_ARCHIVE_MD5,
                 f"{short} archive MD5 value(s) lack leading zeros (kept verbatim)",
             )
         )
     missing = sum(1 for i in pinned if not (i.archive_md5 or "").strip())
     if missing:
         problems.append(
-            Problem(uid, "missing-archive-md5", f"{missing} image(s) have no archive MD5")
+            Problem(uid, ProblemKind.MISSING_ARCHIVE_MD5, f"{missing} image(s) have no archive MD5")
         )
     return problems
 
@@ -351,12 +353,19 @@ def _all_fresh(members: Sequence[LockedSeries], fresh: set[str] | None) -> bool:
     return fresh is None or all(m.series_uid in fresh for m in members)
 
 
+# What the archive's hash of a node selected whole disagreeing with its series is, by level.
+_NODE_MISMATCH = {
+    "study": ProblemKind.STUDY_HASH_MISMATCH,
+    "patient": ProblemKind.PATIENT_HASH_MISMATCH,
+}
+
+
 def _node_problem(
     members: Sequence[LockedSeries], level: str, key: str, archive: str, computed: str
 ) -> Problem:
     return Problem(
         members[0].series_uid,
-        f"{level}-hash-mismatch",
+        _NODE_MISMATCH[level],
         f"{level} {key}: the archive's hash {archive or '(empty)'} != {computed} computed from "
         "the series hashes it gave for every series of it",
     )

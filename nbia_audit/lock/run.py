@@ -19,6 +19,7 @@ from typing import Protocol
 from nbia_audit import __version__
 from nbia_audit.client.records import License
 from nbia_audit.errors import LockNotFound
+from nbia_audit.findings import ProblemKind
 from nbia_audit.lock.pin import HashArchive, hash_nodes, image_problems, locked_series, pin_series
 from nbia_audit.lock.select import Archive, Selection, select_series
 from nbia_audit.models import (
@@ -29,13 +30,13 @@ from nbia_audit.models import (
     LockHeader,
     Problem,
 )
+from nbia_audit.progress import ProgressCallback
 from nbia_audit.spec.load import DatasetSpec, load_spec
 from nbia_audit.store.database import metadata_digest, write_lock_database
 from nbia_audit.store.reader import SOURCE_DATABASE, LockProofError, read_lock
 from nbia_audit.store.textlock import commit_lock, database_path, render_text_lock, root_digest
 
 __all__ = [
-    "SERIOUS_PROBLEMS",
     "CheckResult",
     "LockChanges",
     "LockResult",
@@ -43,20 +44,6 @@ __all__ = [
     "default_lock_path",
     "lock_dataset",
 ]
-
-ProgressCallback = Callable[[str, int, int], None]
-
-# Problems that mean the archive contradicts itself about what a series is: a lock that
-# records one is a finding. Short or missing archive MD5s are facts of old data, not that.
-SERIOUS_PROBLEMS = frozenset(
-    {
-        "series-hash-mismatch",  # only in locks written before pins had to settle
-        "image-count-mismatch",
-        "empty-series-hash",
-        "study-hash-mismatch",
-        "patient-hash-mismatch",
-    }
-)
 
 
 class LockArchive(Archive, HashArchive, Protocol):
@@ -98,6 +85,12 @@ class LockResult:
     # Series whose listed images have no MD5 for this account (hidden or not accessible):
     # nothing was written; ``problems`` says why for each.
     not_visible: tuple[str, ...] = ()
+
+    @property
+    def has_serious_problems(self) -> bool:
+        """Whether the archive contradicted itself about a series it pinned (a finding:
+        ``ProblemKind.serious``); short or missing archive MD5s alone are not."""
+        return any(ProblemKind(p.kind).serious for p in self.problems)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import json
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 
-from nbia_audit.findings import REPORT_SCHEMA_VERSION, AuditReport, Finding
+from nbia_audit.findings import REPORT_SCHEMA_VERSION, AuditReport, Finding, SeriesState
 from nbia_audit.report.escaping import for_terminal, for_xml, json_safe
 from nbia_audit.verify.words import claim, headline
 
@@ -33,7 +33,7 @@ def render(report: AuditReport, fmt: str) -> str:
 
 
 def _describe(finding: Finding) -> str:
-    parts = [finding.kind]
+    parts: list[str] = [finding.kind]
     if finding.series_uid:
         parts.append(f"series {finding.series_uid}")
     if finding.sop_uid:
@@ -64,7 +64,7 @@ def render_text(report: AuditReport) -> str:
         if value == 0 and not isinstance(value, bool):
             continue  # a zero count says nothing on a terminal (JSON keeps every fact)
         lines.append(f"  {key}: {value}")
-    ok = sum(1 for s in report.series if s.status == "ok")
+    ok = sum(1 for s in report.series if s.status == SeriesState.OK)
     at = f" (proof: {report.proof})" if report.proof not in ("", "content") else ""
     lines.append(f"  series: {ok} ok of {len(report.series)}{at}")
     by_kind: defaultdict[str, list[Finding]] = defaultdict(list)
@@ -130,7 +130,7 @@ def render_junit(report: AuditReport) -> str:
             failures += 1
             failure = ET.SubElement(case, "failure", message=f"{len(found)} finding(s)")
             failure.text = "\n".join(_describe(f) for f in found)
-        elif status.status != "ok":
+        elif status.status != SeriesState.OK:
             # Not read or not judged in full: never a pass, never a skip CI would hide.
             errors += 1
             ET.SubElement(case, "error", message="not checked").text = status.detail

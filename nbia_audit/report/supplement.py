@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nbia_audit.errors import StoreError
-from nbia_audit.findings import AuditReport
+from nbia_audit.findings import AuditReport, SeriesState
 from nbia_audit.models import LockedLicense, LockedSeries, LockHeader
 from nbia_audit.store.reader import read_lock
 
@@ -152,7 +152,7 @@ def _verification(report: AuditReport) -> Verification:
         clean=report.clean,
         complete=report.complete,
         counts=report.counts(),
-        series_ok=sum(1 for s in report.series if s.status == "ok"),
+        series_ok=sum(1 for s in report.series if s.status == SeriesState.OK),
         series_total=len(report.series),
         proof=report.proof,
         proven_on=report.proven_on,

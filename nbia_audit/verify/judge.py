@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from nbia_audit.dicom.scan import truncation
-from nbia_audit.findings import Finding, SeriesStatus
+from nbia_audit.findings import Finding, FindingKind, SeriesState, SeriesStatus
 from nbia_audit.merkle import MATCHES, ArchiveMd5Check, check_archive_md5, series_hash
 from nbia_audit.verify.expectation import Expectation, ExpectedSeries
 from nbia_audit.verify.words import CONTENT, FINGERPRINT, NONE, SAMPLE, STAT
@@ -144,7 +144,7 @@ def _bad_copy(root: str, series: str, sop: str, seen: Seen, archive: str | None)
     except OSError:
         truncated = None
     if truncated is not None:
-        return Finding("unreadable", series, sop, seen.rel, truncated)
+        return Finding(FindingKind.UNREADABLE, series, sop, seen.rel, truncated)
     note = {
         HOW_MD5: "",
         HOW_XXH3: " (the MD5 recorded at its last full pass; its fingerprint is unchanged)",
@@ -152,7 +152,7 @@ def _bad_copy(root: str, series: str, sop: str, seen: Seen, archive: str | None)
         HOW_PRESENT: " (the MD5 recorded at its last pass; stat unchanged, outside the sample)",
     }.get(seen.how, "")
     return Finding(
-        "modified",
+        FindingKind.MODIFIED,
         series,
         sop,
         seen.rel,
@@ -189,12 +189,16 @@ def _judge_image(
     copies = tally.copies(sop)
     if not copies:
         if sop not in tally.blocked_units:
-            acc.findings.append(Finding("missing", s.series_uid, sop, "", _missing_note(tally)))
+            acc.findings.append(
+                Finding(FindingKind.MISSING, s.series_uid, sop, "", _missing_note(tally))
+            )
         return False
     if len(copies) > 1:
         paths = tuple(sorted(c.rel for c in copies))
         acc.findings.append(
-            Finding("duplicate", s.series_uid, sop, "", f"{len(copies)} copies", paths=paths)
+            Finding(
+                FindingKind.DUPLICATE, s.series_uid, sop, "", f"{len(copies)} copies", paths=paths
+            )
         )
     good = bad = None
     for copy in copies:
@@ -258,8 +262,10 @@ def _image_status(
         # Present, but the archive stores no usable MD5 (NULL or malformed): nothing can say
         # these bytes are the locked ones, so the series is not "ok" (fetch refuses it too).
         detail += f"; {unprovable} image(s) cannot be proven: the archive stores no usable MD5"
-        return SeriesStatus(s.series_uid, "not-checked", detail, s.collection, proof_of(hows))
-    status = "problem" if problem else "ok"
+        return SeriesStatus(
+            s.series_uid, SeriesState.NOT_CHECKED, detail, s.collection, proof_of(hows)
+        )
+    status = SeriesState.PROBLEM if problem else SeriesState.OK
     return SeriesStatus(s.series_uid, status, detail, s.collection, proof_of(hows))
 
 
@@ -278,7 +284,14 @@ def _series_copies(
         if len(copies) > 1:
             paths = tuple(sorted(c.rel for c in copies))
             acc.findings.append(
-                Finding("duplicate", s.series_uid, sop, "", f"{len(copies)} copies", paths=paths)
+                Finding(
+                    FindingKind.DUPLICATE,
+                    s.series_uid,
+                    sop,
+                    "",
+                    f"{len(copies)} copies",
+                    paths=paths,
+                )
             )
         hows.update(c.how for c in copies)
         days.update(c.since[:10] for c in copies if c.how == HOW_STAT)
@@ -337,7 +350,9 @@ def _explain_series_mismatch(
             except OSError:
                 truncated = None
             if truncated is not None:
-                acc.findings.append(Finding("unreadable", s.series_uid, sop, copy.rel, truncated))
+                acc.findings.append(
+                    Finding(FindingKind.UNREADABLE, s.series_uid, sop, copy.rel, truncated)
+                )
                 explained = True
     if not explained:
         acc.findings.append(_count_finding(s, len(sops)))
@@ -348,16 +363,16 @@ def _count_finding(s: ExpectedSeries, found: int) -> Finding:
     why = "the lock pins this series by its hash only, so it cannot name the image"
     if found < s.image_count:
         text = f"{s.image_count - found} of {s.image_count} images not found; {why}"
-        return Finding("missing", s.series_uid, detail=text)
+        return Finding(FindingKind.MISSING, s.series_uid, detail=text)
     if found > s.image_count:
         text = f"the copy holds {found} images, the lock pins {s.image_count}; {why}"
-        return Finding("unexpected", s.series_uid, detail=text)
+        return Finding(FindingKind.UNEXPECTED, s.series_uid, detail=text)
     text = f"series hash recomputed from the copy differs from the lock; {why}"
-    return Finding("modified", s.series_uid, detail=text)
+    return Finding(FindingKind.MODIFIED, s.series_uid, detail=text)
 
 
 def _status(s: ExpectedSeries, acc: _Acc, before: int, detail: str, proof: str) -> SeriesStatus:
-    status = "problem" if len(acc.findings) > before else "ok"
+    status = SeriesState.PROBLEM if len(acc.findings) > before else SeriesState.OK
     return SeriesStatus(s.series_uid, status, detail, s.collection, proof)
 
 
@@ -365,10 +380,10 @@ def _unjudged(st: SeriesStatus, stray_series: set[str], blocked: set[str]) -> Se
     """A series with a finding of its own is a problem; one with files that could not be read
     (a folder that cannot be listed holds some of its images) is never ``ok``."""
     if st.series_uid in stray_series:
-        return dataclasses.replace(st, status="problem")
-    if st.status == "ok" and st.series_uid in blocked:
+        return dataclasses.replace(st, status=SeriesState.PROBLEM)
+    if st.status == SeriesState.OK and st.series_uid in blocked:
         detail = st.detail + "; some of its files could not be read (see `unreadable`)"
-        return dataclasses.replace(st, status="not-checked", detail=detail)
+        return dataclasses.replace(st, status=SeriesState.NOT_CHECKED, detail=detail)
     return st
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from nbia_audit.dicom.header import DicomIdentity
-from nbia_audit.findings import Finding
+from nbia_audit.findings import Finding, FindingKind
 from nbia_audit.store.localstate import LocalState
 from nbia_audit.verify.expectation import Expectation
 from nbia_audit.verify.judge import HOW_MD5, HOW_PRESENT, HOW_STAT, HOW_XXH3, Seen, Tally
@@ -226,7 +226,7 @@ class Run:
             detail = "DICOM image not in the lock"
             if locked is not None:
                 detail = "DICOM image of a locked series, not in the lock"
-            self.tally.strays.append(Finding("unexpected", series, sop, rel, detail))
+            self.tally.strays.append(Finding(FindingKind.UNEXPECTED, series, sop, rel, detail))
             return sop, series
         held = self._held(rel)
         if held is not None:
@@ -236,14 +236,14 @@ class Run:
             self.tally.blocked_units.update(held)
             detail = f"not DICOM ({reason or 'no readable header'}); held image {sop} "
             detail += "when last verified"
-            self.tally.strays.append(Finding("unreadable", series, sop, rel, detail))
+            self.tally.strays.append(Finding(FindingKind.UNREADABLE, series, sop, rel, detail))
             return "", ""
         if dicom_expected(rel):
             detail = f"not DICOM where DICOM is expected ({reason or 'no readable header'})"
-            self.tally.strays.append(Finding("unreadable", path=rel, detail=detail))
+            self.tally.strays.append(Finding(FindingKind.UNREADABLE, path=rel, detail=detail))
         else:
             detail = "not DICOM and not a sidecar of any known tool"
-            self.tally.strays.append(Finding("unexpected", path=rel, detail=detail))
+            self.tally.strays.append(Finding(FindingKind.UNEXPECTED, path=rel, detail=detail))
         return "", ""
 
     def blocked(self, rel: str, detail: str, io_error: bool, directory: bool = False) -> None:
@@ -254,7 +254,7 @@ class Run:
         if directory:
             self.walk_complete = False
             detail += self._attribute_directory(rel)
-            self.tally.strays.append(Finding("unreadable", path=rel, detail=detail))
+            self.tally.strays.append(Finding(FindingKind.UNREADABLE, path=rel, detail=detail))
             return
         rec = self.record(rel)
         sop = rec.sop if rec else ""
@@ -267,7 +267,7 @@ class Run:
             detail += f" (held image {sop} when last verified)"
         else:
             self.tally.unattributed_blocked += 1
-        self.tally.strays.append(Finding("unreadable", series, sop, rel, detail))
+        self.tally.strays.append(Finding(FindingKind.UNREADABLE, series, sop, rel, detail))
 
     def _held(self, rel: str) -> tuple[str, str] | None:
         """The locked image (SOP, series) the last pass recorded at ``rel``, if any."""

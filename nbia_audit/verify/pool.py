@@ -13,13 +13,13 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from nbia_audit.progress import ProgressCallback
 from nbia_audit.verify.plan import Run
 from nbia_audit.verify.read import Examined
 from nbia_audit.verify.walk import Blocked, FileEntry
 
-__all__ = ["ProgressCallback", "read_all"]
+__all__ = ["read_all"]
 
-ProgressCallback = Callable[[str, int, int], None]
 Job = Callable[[], Examined]
 _Batch = list[tuple[FileEntry, Job]]
 _BATCH = 16  # files per task

@@ -29,14 +29,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from nbia_audit.errors import StoreError
-from nbia_audit.findings import AuditReport, Finding
+from nbia_audit.findings import AuditReport, Finding, FindingKind
+from nbia_audit.progress import ProgressCallback
 from nbia_audit.store.localstate import LocalState
 from nbia_audit.verify import memo
 from nbia_audit.verify.expectation import Expectation, load_expectation
 from nbia_audit.verify.facts import build_facts
 from nbia_audit.verify.judge import judge
 from nbia_audit.verify.plan import LEVELS, Plan, Run
-from nbia_audit.verify.pool import ProgressCallback, read_all
+from nbia_audit.verify.pool import read_all
 from nbia_audit.verify.sampling import choose_sample, new_seed
 from nbia_audit.verify.walk import Blocked, FileEntry, walk
 from nbia_audit.verify.words import STAT, weakest
@@ -134,7 +135,7 @@ def _lock_findings(exp: Expectation) -> tuple[Finding, ...]:
         return ()
     return (
         Finding(
-            kind="lock-database-rejected",
+            kind=FindingKind.LOCK_DATABASE_REJECTED,
             detail=exp.database_rejected
             + "; the copy was checked against the text lock's series hashes alone",
         ),
