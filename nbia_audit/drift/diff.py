@@ -253,9 +253,7 @@ def metadata_findings(
 
 def _metadata(series_uid: str, changes: Iterable[FieldChange]) -> list[Finding]:
     return [
-        Finding(
-            "metadata-changed", series_uid=series_uid, detail=c.label, old=c.old, new=c.new
-        )
+        Finding("metadata-changed", series_uid=series_uid, detail=c.label, old=c.old, new=c.new)
         for c in changes
     ]
 

@@ -8,7 +8,7 @@ so none of them can report a change the others miss (docs/drift.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,8 +25,10 @@ __all__ = [
     "MetaField",
     "SeriesMeta",
     "SeriesState",
+    "changes_upstream",
     "compare",
     "field_changes",
+    "states_of",
 ]
 
 
@@ -194,6 +196,27 @@ def compare(locked: Mapping[str, Compared], upstream: Mapping[str, Compared]) ->
         changed=tuple(changed),
         fields=tuple(fields),
     )
+
+
+def states_of(series: Iterable[LockedSeries]) -> dict[str, SeriesState]:
+    """Locked series as compared, by SeriesInstanceUID."""
+    return {s.series_uid: SeriesState(SeriesMeta.from_locked(s), s.series_hash) for s in series}
+
+
+def changes_upstream(
+    locked: Iterable[LockedSeries], listed: Mapping[str, SeriesInfo], hashes: Mapping[str, str]
+) -> LockChanges:
+    """How what the archive serves now differs from the locked series.
+
+    ``listed`` is the spec's resolution now (the archive's listing of each series),
+    ``hashes`` the live series hashes; a listed series without a live hash is not compared.
+    """
+    upstream = {
+        uid: SeriesState(SeriesMeta.from_info(listed[uid]), digest)
+        for uid, digest in hashes.items()
+        if uid in listed
+    }
+    return compare(states_of(locked), upstream)
 
 
 def _content_changed(old: Compared, new: Compared) -> bool | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -19,7 +19,7 @@ from typing import Protocol
 from nbia_audit import __version__
 from nbia_audit.client.records import License
 from nbia_audit.errors import LockNotFound
-from nbia_audit.lock.changes import LockChanges, SeriesMeta, SeriesState, compare
+from nbia_audit.lock.changes import LockChanges, changes_upstream, compare, states_of
 from nbia_audit.lock.pin import HashArchive, hash_nodes, image_problems, locked_series, pin_series
 from nbia_audit.lock.select import Archive, Selection, select_series
 from nbia_audit.models import (
@@ -135,23 +135,6 @@ def _read_existing(lock_path: Path) -> _Existing | None:
     )
 
 
-def _states(series: Iterable[LockedSeries]) -> dict[str, SeriesState]:
-    return {s.series_uid: SeriesState(SeriesMeta.from_locked(s), s.series_hash) for s in series}
-
-
-def _upstream_changes(
-    locked: Iterable[LockedSeries], selection: Selection, hashes: Mapping[str, str]
-) -> LockChanges:
-    """How what the archive serves now (its listing and live series hashes) differs from
-    the locked series: the comparison ``drift`` makes too (lock/changes.py)."""
-    upstream = {
-        uid: SeriesState(SeriesMeta.from_info(selection.series[uid]), digest)
-        for uid, digest in hashes.items()
-        if uid in selection.series
-    }
-    return compare(_states(locked), upstream)
-
-
 def lock_dataset(
     spec_path: Path,
     archive: LockArchive,
@@ -236,7 +219,7 @@ def lock_dataset(
         )
         requests += current.requests
         kept = (s for u, s in keep.items() if u in selection.series)
-        pending = _upstream_changes(kept, selection, current.series_hashes)
+        pending = changes_upstream(kept, selection.series, current.series_hashes)
 
     ordered = sorted(series.values(), key=lambda s: (s.collection, s.patient_id, s.series_uid))
     nodes, node_problems, node_requests = hash_nodes(
@@ -256,7 +239,7 @@ def lock_dataset(
     header = dataclasses.replace(
         header, metadata_digest=metadata_digest(ordered, nodes, problems, licenses)
     )
-    changes = compare(_states(existing.series.values()) if existing else {}, _states(ordered))
+    changes = compare(states_of(existing.series.values()) if existing else {}, states_of(ordered))
     spec_json = json.dumps(spec.normalised(), sort_keys=True, separators=(",", ":"))
     if existing and _same_content(existing, header, spec_json):
         header = dataclasses.replace(header, resolved_at=existing.header.resolved_at)
@@ -270,9 +253,7 @@ def lock_dataset(
                 path, header, spec_json, ordered, all_images, nodes, problems, licenses
             )
 
-        commit_lock(
-            lock_path, text, write_db, previous=existing.text_sha256 if existing else None
-        )
+        commit_lock(lock_path, text, write_db, previous=existing.text_sha256 if existing else None)
         written = True
     return LockResult(
         lock_path=lock_path,
@@ -316,7 +297,7 @@ def _keep_existing(
 ) -> LockResult:
     """The spec is unchanged and no upgrade was asked: keep every pin, report what differs."""
     current = pin_series(selection.series, archive, series_only=True, workers=workers)
-    pending = _upstream_changes(existing.series.values(), selection, current.series_hashes)
+    pending = changes_upstream(existing.series.values(), selection.series, current.series_hashes)
     return LockResult(
         lock_path=lock_path,
         header=existing.header,
@@ -419,7 +400,7 @@ def check_lock(
     # it does not make the spec wrong (exit 2).
     selection: Selection = select_series(spec, archive, workers=workers, strict=False)
     current = pin_series(selection.series, archive, series_only=True, workers=workers)
-    changes = _upstream_changes(text.series, selection, current.series_hashes)
+    changes = changes_upstream(text.series, selection.series, current.series_hashes)
     return CheckResult(
         bool(changes), stale_reasons(changes), changes, selection.requests + current.requests
     )
