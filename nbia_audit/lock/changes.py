@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from nbia_audit.client.records import SeriesInfo
 from nbia_audit.lock.pin import locked_series
@@ -66,7 +66,8 @@ FIELD_LABELS = {f.name: f.label for f in FIELDS}
 
 @dataclass(frozen=True, slots=True)
 class SeriesMeta:
-    """The descriptive fields compared, as the lock records them (text, ISO dates)."""
+    """The descriptive fields compared, as the lock records them (text, ISO dates), in the
+    order of :data:`FIELDS`."""
 
     collection: str = ""
     patient_id: str = ""
@@ -83,20 +84,14 @@ class SeriesMeta:
 
     @classmethod
     def from_locked(cls, series: LockedSeries) -> SeriesMeta:
-        return cls(
-            collection=series.collection,
-            patient_id=series.patient_id,
-            study_uid=series.study_uid,
-            modality=series.modality,
-            body_part=series.body_part,
-            manufacturer=series.manufacturer,
-            description=series.description,
-            license=_license(series.license_name, series.license_url),
-            doi=series.doi,
-            released=series.released,
-            image_count=series.image_count,
-            bytes=series.bytes,
-        )
+        # Read through the table (the attributes are in its order, tests/lock/test_changes.py
+        # checks), so a field added to FIELDS is compared everywhere at once. The lock keeps
+        # a license as name and URL; both are compared, as one value.
+        license = _license(series.license_name, series.license_url)
+        values: list[Any] = [
+            license if f.name == "license" else getattr(series, f.name) for f in FIELDS
+        ]
+        return cls(*values)
 
     @classmethod
     def from_info(cls, info: SeriesInfo) -> SeriesMeta:

@@ -29,7 +29,7 @@ from nbia_audit.drift.diff import SeriesMeta, SeriesView, Upstream, diff, views_
 from nbia_audit.drift.run import check_drift
 from nbia_audit.emulator import CorpusSpec, Emulator
 from nbia_audit.findings import Finding
-from nbia_audit.lock.changes import changes_upstream, compare, states_of
+from nbia_audit.lock.changes import FIELDS, changes_upstream, compare, states_of
 from nbia_audit.lock.pin import locked_series
 from nbia_audit.lock.run import check_lock, lock_dataset, stale_reasons
 from nbia_audit.models import LockedSeries
@@ -201,6 +201,11 @@ def test_lock_check_relock_and_drift_report_the_same_changes(
     assert reason_facts(stale_reasons(check)) == facts
     assert drift_facts(found) == facts
     assert bool(check) == bool(facts) == bool(found)
+
+
+def test_the_compared_fields_are_the_field_table() -> None:
+    assert [f.name for f in dataclasses.fields(SeriesMeta)] == [f.name for f in FIELDS]
+    assert {f.label for f in FIELDS} == set(LABELS.values())
 
 
 SPEC = CorpusSpec(seed=11, collections=2, patients=3, studies=2, series=2, images=3)
