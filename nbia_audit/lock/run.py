@@ -253,7 +253,9 @@ def lock_dataset(
                 path, header, spec_json, ordered, all_images, nodes, problems, licenses
             )
 
-        commit_lock(lock_path, text, write_db, previous=existing.text_sha256 if existing else None)
+        commit_lock(
+            lock_path, text, write_db, previous=existing.text_sha256 if existing else None
+        )
         written = True
     return LockResult(
         lock_path=lock_path,
