@@ -13,11 +13,17 @@ Kinds (docs/drift.md): ``series-added``, ``series-removed``, ``series-hidden``,
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
-from nbia_audit.client.records import SeriesInfo
 from nbia_audit.findings import Finding, FindingKind
-from nbia_audit.lock.pin import locked_series
+from nbia_audit.lock.changes import (
+    FIELD_LABELS,
+    FIELDS,
+    FieldChange,
+    SeriesMeta,
+    compare,
+    field_changes,
+)
 from nbia_audit.merkle import normalise_archive_md5
 from nbia_audit.models import LockedSeries
 
@@ -39,74 +45,6 @@ __all__ = [
 # A DOI is not one of them: NBIA resolves it from the series' own DataDescriptionURI
 # (protocol §7), a field drift compares.
 EXTERNAL_SELECTOR_KINDS = frozenset({"cart", "search", "text"})
-
-
-@dataclass(frozen=True, slots=True)
-class SeriesMeta:
-    """The descriptive fields drift compares, as the lock records them (text, ISO dates)."""
-
-    collection: str = ""
-    patient_id: str = ""
-    study_uid: str = ""
-    modality: str = ""
-    body_part: str = ""
-    manufacturer: str = ""
-    description: str = ""
-    license: str = ""
-    doi: str = ""
-    released: str = ""
-    image_count: int = 0
-    bytes: int = 0
-
-    @classmethod
-    def from_locked(cls, series: LockedSeries) -> SeriesMeta:
-        return cls(
-            collection=series.collection,
-            patient_id=series.patient_id,
-            study_uid=series.study_uid,
-            modality=series.modality,
-            body_part=series.body_part,
-            manufacturer=series.manufacturer,
-            description=series.description,
-            license=_license(series.license_name, series.license_url),
-            doi=series.doi,
-            released=series.released,
-            image_count=series.image_count,
-            bytes=series.bytes,
-        )
-
-    @classmethod
-    def from_info(cls, info: SeriesInfo) -> SeriesMeta:
-        # The very mapping `lock` applies, so equal answers compare equal whichever listing
-        # endpoint gave them.
-        return cls.from_locked(locked_series(info, "", True))
-
-
-def _license(name: str, url: str) -> str:
-    return f"{name} <{url}>" if url else name
-
-
-FIELD_LABELS = {
-    "collection": "collection",
-    "patient_id": "patient",
-    "study_uid": "study",
-    "modality": "modality",
-    "body_part": "body part",
-    "manufacturer": "manufacturer",
-    "description": "description",
-    "license": "license",
-    "doi": "DOI",
-    "released": "release date",
-    "image_count": "image count",
-    "bytes": "size in bytes",
-}
-# Derived from the images: when the content changed, the image findings already say why.
-_CONTENT_DERIVED = frozenset({"image_count", "bytes"})
-# Fields a spec's filters and sources look at: a change here can take a series out.
-_SELECTING = frozenset(
-    {"collection", "patient_id", "study_uid", "modality", "body_part", "manufacturer"}
-    | {"doi", "released"}
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,16 +95,18 @@ class Upstream:
 
 
 def diff(locked: Mapping[str, SeriesView], upstream: Upstream) -> tuple[Finding, ...]:
-    """Every difference between the lock and upstream, sorted."""
-    found: list[Finding] = [
-        _added(view) for uid, view in upstream.selected.items() if uid not in locked
-    ]
+    """Every difference between the lock and upstream, sorted.
+
+    Series added and metadata changed come from :func:`nbia_audit.lock.changes.compare`,
+    the comparison ``lock --check`` makes; drift adds the images and the reasons a series
+    left (deselected, hidden, removed).
+    """
+    changes = compare(locked, upstream.selected)
+    found: list[Finding] = [_added(upstream.selected[uid]) for uid in changes.added]
+    found += [f for uid, fields in changes.fields for f in _metadata(uid, fields)]
     for uid, old in locked.items():
         if uid in upstream.selected:
-            new = upstream.selected[uid]
-            changed = new.series_hash is None or new.series_hash != old.series_hash
-            found += _content_findings(old, new)
-            found += metadata_findings(uid, old.meta, new.meta, content_changed=changed)
+            found += _content_findings(old, upstream.selected[uid])
         elif uid in upstream.deselected:
             new = upstream.deselected[uid]
             found.append(
@@ -308,22 +248,16 @@ def metadata_findings(
     Image count and size follow from the images, so they are reported only when the content
     is proven unchanged (otherwise the image findings explain them).
     """
-    found = []
-    for f in fields(SeriesMeta):
-        if content_changed and f.name in _CONTENT_DERIVED:
-            continue
-        before, after = getattr(old, f.name), getattr(new, f.name)
-        if before != after:
-            found.append(
-                Finding(
-                    FindingKind.METADATA_CHANGED,
-                    series_uid=series_uid,
-                    detail=FIELD_LABELS[f.name],
-                    old=str(before),
-                    new=str(after),
-                )
-            )
-    return found
+    return _metadata(series_uid, field_changes(old, new, content_changed=content_changed))
+
+
+def _metadata(series_uid: str, changes: Iterable[FieldChange]) -> list[Finding]:
+    return [
+        Finding(
+            FindingKind.METADATA_CHANGED, series_uid=series_uid, detail=c.label, old=c.old, new=c.new
+        )
+        for c in changes
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,7 +286,7 @@ def deselection_explained(old: SeriesMeta, new: SeriesMeta, reach: Reach) -> boo
     the series is reported as not checked, never as removed. Only a series that nothing but
     a cart, search or text selector could have selected may leave without a visible cause.
     """
-    if any(getattr(old, name) != getattr(new, name) for name in _SELECTING):
+    if any(f.selects and getattr(old, f.name) != getattr(new, f.name) for f in FIELDS):
         return True
     if reach.excluded:
         return True

@@ -49,6 +49,7 @@ from nbia_audit.drift.select import (
 from nbia_audit.drift.tree import Descent, Runner, build_probes, descend
 from nbia_audit.errors import ApiError, StoreError
 from nbia_audit.findings import AuditReport
+from nbia_audit.lock.changes import field_changes
 from nbia_audit.models import HashNode, LockedSeries, LockHeader
 from nbia_audit.progress import ProgressCallback
 from nbia_audit.spec.load import DatasetSpec, spec_from_normalised
@@ -216,20 +217,19 @@ def _read_feed(archive: DriftArchive, runner: Runner, header: LockHeader) -> Fee
 def _suspects(
     series: tuple[LockedSeries, ...], selection: CurrentSelection, feed: Feed
 ) -> frozenset[str]:
-    """Locked series with live evidence that their content may have changed (fast mode)."""
+    """Locked series with live evidence that their content may have changed (fast mode):
+    named by the change feed, submitted again, or listed with other content-hinting fields
+    (image count, size, release date) by the comparison ``lock --check`` makes."""
     out = set(feed.series) & {s.series_uid for s in series}
     for s in series:
         info = selection.series.get(s.series_uid)
         if info is None:
             continue
         submitted = info.max_submission.isoformat() if info.max_submission else ""
-        old, new = SeriesMeta.from_locked(s), SeriesMeta.from_info(info)
-        moved = (old.image_count, old.bytes, old.released) != (
-            new.image_count,
-            new.bytes,
-            new.released,
+        moved = field_changes(
+            SeriesMeta.from_locked(s), SeriesMeta.from_info(info), content_changed=False
         )
-        if moved or submitted != s.max_submission:
+        if submitted != s.max_submission or any(c.field.hints_content for c in moved):
             out.add(s.series_uid)
     return frozenset(out)
 

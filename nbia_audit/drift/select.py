@@ -24,6 +24,7 @@ from nbia_audit.drift.diff import EXTERNAL_SELECTOR_KINDS, Reach, SeriesMeta
 from nbia_audit.errors import SpecError
 from nbia_audit.lock.pin import HashArchive
 from nbia_audit.lock.select import Archive, select_series
+from nbia_audit.spec.filters import passes_filters
 from nbia_audit.spec.load import DatasetSpec, Selector
 
 __all__ = [
@@ -251,7 +252,7 @@ def reach_of(spec: DatasetSpec, series_uid: str, meta: SeriesMeta) -> Reach:
 
 
 def _could_match(selector: Selector, series_uid: str, meta: SeriesMeta) -> bool:
-    return _in_source(selector, series_uid, meta) and _passes_filters(selector, meta)
+    return _in_source(selector, series_uid, meta) and passes_filters(selector, meta)
 
 
 def _in_source(selector: Selector, series_uid: str, meta: SeriesMeta) -> bool:
@@ -265,33 +266,3 @@ def _in_source(selector: Selector, series_uid: str, meta: SeriesMeta) -> bool:
         # NBIA matches the DOI against the series' DataDescriptionURI exactly (protocol §7).
         return meta.doi == selector.doi
     return True  # cart, search, text: only the archive knows what they answer
-
-
-def _passes_filters(selector: Selector, meta: SeriesMeta) -> bool:
-    # The same filters as selection._passes_filters, on the lock's text fields.
-    checks = [
-        (selector.modality, meta.modality),
-        (selector.body_part, meta.body_part),
-        (selector.manufacturer, meta.manufacturer),
-    ]
-    for wanted, actual in checks:
-        if wanted and actual.upper() not in {w.upper() for w in wanted}:
-            return False
-    if selector.patients and meta.patient_id not in selector.patients:
-        return False
-    in_other_collection = selector.collection and meta.collection != selector.collection
-    if selector.kind != "collection" and in_other_collection:
-        return False
-    released = _date(meta.released)
-    if selector.released_after and (released is None or released < selector.released_after):
-        return False
-    return not (
-        selector.released_before and (released is None or released > selector.released_before)
-    )
-
-
-def _date(text: str) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(text[:10]) if text else None
-    except ValueError:
-        return None  # not a date the lock wrote: no date filter can be said to pass

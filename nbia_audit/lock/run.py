@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -20,6 +20,7 @@ from nbia_audit import __version__
 from nbia_audit.client.records import License
 from nbia_audit.errors import LockNotFound
 from nbia_audit.findings import ProblemKind
+from nbia_audit.lock.changes import LockChanges, changes_upstream, compare, states_of
 from nbia_audit.lock.pin import HashArchive, hash_nodes, image_problems, locked_series, pin_series
 from nbia_audit.lock.select import Archive, Selection, select_series
 from nbia_audit.models import (
@@ -43,6 +44,7 @@ __all__ = [
     "check_lock",
     "default_lock_path",
     "lock_dataset",
+    "stale_reasons",
 ]
 
 
@@ -53,20 +55,6 @@ class LockArchive(Archive, HashArchive, Protocol):
     def base_url(self) -> str: ...
 
     def licenses(self) -> list[License]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class LockChanges:
-    """How a fresh resolution differs from a lock, by SeriesInstanceUID."""
-
-    added: tuple[str, ...] = ()
-    removed: tuple[str, ...] = ()
-    changed: tuple[str, ...] = ()  # same series, different series hash
-    # Same series and hash, other metadata: (series UID, the fields that differ).
-    metadata: tuple[tuple[str, tuple[str, ...]], ...] = ()
-
-    def __bool__(self) -> bool:
-        return bool(self.added or self.removed or self.changed or self.metadata)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,14 +125,6 @@ def _read_existing(lock_path: Path) -> _Existing | None:
         images=dict(lock.images),
         problems=lock.problems,
         text_sha256=lock.text_sha256,
-    )
-
-
-def _diff(old: dict[str, str], new: dict[str, str]) -> LockChanges:
-    return LockChanges(
-        added=tuple(sorted(set(new) - set(old))),
-        removed=tuple(sorted(set(old) - set(new))),
-        changed=tuple(sorted(u for u in set(old) & set(new) if old[u] != new[u])),
     )
 
 
@@ -231,11 +211,8 @@ def lock_dataset(
             workers=workers,
         )
         requests += current.requests
-        kept_rows = {u: _text_row(s) for u, s in keep.items() if u in selection.series}
-        pending = _diff({u: str(r["hash"]) for u, r in kept_rows.items()}, current.series_hashes)
-        pending = dataclasses.replace(
-            pending, metadata=_metadata_changes(kept_rows, selection, current.series_hashes)
-        )
+        kept = (s for u, s in keep.items() if u in selection.series)
+        pending = changes_upstream(kept, selection.series, current.series_hashes)
 
     ordered = sorted(series.values(), key=lambda s: (s.collection, s.patient_id, s.series_uid))
     nodes, node_problems, node_requests = hash_nodes(
@@ -255,10 +232,7 @@ def lock_dataset(
     header = dataclasses.replace(
         header, metadata_digest=metadata_digest(ordered, nodes, problems, licenses)
     )
-    changes = _diff(
-        {u: s.series_hash for u, s in existing.series.items()} if existing else {},
-        {u: s.series_hash for u, s in series.items()},
-    )
+    changes = compare(states_of(existing.series.values()) if existing else {}, states_of(ordered))
     spec_json = json.dumps(spec.normalised(), sort_keys=True, separators=(",", ":"))
     if existing and _same_content(existing, header, spec_json):
         header = dataclasses.replace(header, resolved_at=existing.header.resolved_at)
@@ -318,15 +292,7 @@ def _keep_existing(
 ) -> LockResult:
     """The spec is unchanged and no upgrade was asked: keep every pin, report what differs."""
     current = pin_series(selection.series, archive, series_only=True, workers=workers)
-    pending = _diff({u: s.series_hash for u, s in existing.series.items()}, current.series_hashes)
-    pending = dataclasses.replace(
-        pending,
-        metadata=_metadata_changes(
-            {u: _text_row(x) for u, x in existing.series.items()},
-            selection,
-            current.series_hashes,
-        ),
-    )
+    pending = changes_upstream(existing.series.values(), selection.series, current.series_hashes)
     return LockResult(
         lock_path=lock_path,
         header=existing.header,
@@ -336,48 +302,6 @@ def _keep_existing(
         problems=existing.problems,
         requests=requests + current.requests,
     )
-
-
-# What the text lock shows of a series besides its hash, by LockedSeries field.
-_TEXT_FIELDS = {
-    "image_count": "images",
-    "bytes": "bytes",
-    "collection": "collection",
-    "patient_id": "patient",
-    "study_uid": "study",
-    "modality": "modality",
-    "released": "released",
-    "license_name": "license",
-    "doi": "doi",
-}
-
-
-def _metadata_changes(
-    locked: Mapping[str, Mapping[str, object]],
-    selection: Selection,
-    hashes: Mapping[str, str],
-) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """Series whose hash is unchanged but whose listed metadata differs from the lock's.
-
-    ``locked`` maps series UIDs to rows as the text lock writes them (``hash``, ``images``,
-    ``license`` ...; :func:`_text_row` makes one from a LockedSeries).
-    """
-    out = []
-    for uid, old in sorted(locked.items()):
-        info = selection.series.get(uid)
-        if info is None or hashes.get(uid) != old["hash"]:
-            continue  # added, removed or changed: reported as such
-        new = _text_row(locked_series(info, "", True))
-        fields = tuple(key for key in _TEXT_FIELDS.values() if str(old[key]) != str(new[key]))
-        if fields:
-            out.append((uid, fields))
-    return tuple(out)
-
-
-def _text_row(series: LockedSeries) -> dict[str, object]:
-    row: dict[str, object] = {label: getattr(series, a) for a, label in _TEXT_FIELDS.items()}
-    row["hash"] = series.series_hash
-    return row
 
 
 def _licenses(archive: LockArchive, series: Sequence[LockedSeries]) -> list[LockedLicense]:
@@ -471,18 +395,18 @@ def check_lock(
     # it does not make the spec wrong (exit 2).
     selection: Selection = select_series(spec, archive, workers=workers, strict=False)
     current = pin_series(selection.series, archive, series_only=True, workers=workers)
-    locked = {s.series_uid: s.series_hash for s in text.series}
-    changes = _diff(locked, current.series_hashes)
-    rows = {s.series_uid: _text_row(s) for s in text.series}
-    changes = dataclasses.replace(
-        changes, metadata=_metadata_changes(rows, selection, current.series_hashes)
+    changes = changes_upstream(text.series, selection.series, current.series_hashes)
+    return CheckResult(
+        bool(changes), stale_reasons(changes), changes, selection.requests + current.requests
     )
+
+
+def stale_reasons(changes: LockChanges) -> tuple[str, ...]:
+    """One line per change, as ``lock --check`` reports them."""
     reasons = [f"series added upstream: {u}" for u in changes.added]
     reasons += [f"series no longer selected or served: {u}" for u in changes.removed]
     reasons += [f"series changed upstream (hash differs): {u}" for u in changes.changed]
     reasons += [
         f"series metadata changed upstream ({', '.join(f)}): {u}" for u, f in changes.metadata
     ]
-    return CheckResult(
-        bool(changes), tuple(reasons), changes, selection.requests + current.requests
-    )
+    return tuple(reasons)

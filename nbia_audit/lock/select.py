@@ -10,7 +10,6 @@ selector's line, raised before anything is written.
 
 from __future__ import annotations
 
-import datetime as dt
 import difflib
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,8 @@ from typing import Protocol
 from nbia_audit.archive.calls import CallRunner
 from nbia_audit.client.records import SeriesInfo
 from nbia_audit.errors import SpecError
+from nbia_audit.lock.changes import SeriesMeta
+from nbia_audit.spec.filters import filters_series, passes_filters
 from nbia_audit.spec.load import DatasetSpec, Selector
 
 __all__ = ["Archive", "Selection", "select_series"]
@@ -158,16 +159,7 @@ def _whole_nodes(
     studies: set[str] = set()
     patients: set[tuple[str, str]] = set()
     for selector, found in zip(selectors, chosen, strict=True):
-        filtered = any(
-            (
-                selector.modality,
-                selector.body_part,
-                selector.manufacturer,
-                selector.released_after,
-                selector.released_before,
-            )
-        )
-        if filtered or selector.kind not in ("collection", "studies"):
+        if filters_series(selector) or selector.kind not in ("collection", "studies"):
             continue
         studies |= {info.study_uid or "" for info in found.values()}
         if selector.kind == "collection":
@@ -209,7 +201,11 @@ def _resolve_all(
     results = []
     for selector in selectors:
         found = _resolve_one(spec, selector, archive, counter, required, naming)
-        kept = {uid: info for uid, info in found.items() if _passes_filters(selector, info)}
+        kept = {
+            uid: info
+            for uid, info in found.items()
+            if passes_filters(selector, SeriesMeta.from_info(info))
+        }
         if required and not kept:
             raise SpecError(
                 "selects no series",
@@ -357,34 +353,6 @@ def _flatten(groups: Iterable[list[SeriesInfo]]) -> list[SeriesInfo]:
 
 def _by_uid(infos: Iterable[SeriesInfo]) -> dict[str, SeriesInfo]:
     return {info.series_uid: info for info in infos}
-
-
-def _released_on(info: SeriesInfo) -> dt.date | None:
-    return info.released.date() if info.released else None
-
-
-def _passes_filters(selector: Selector, info: SeriesInfo) -> bool:
-    # DICOM code strings (modality, body part) compare case-insensitively; IDs exactly.
-    checks: list[tuple[tuple[str, ...], str | None]] = [
-        (selector.modality, info.modality),
-        (selector.body_part, info.body_part),
-        (selector.manufacturer, info.manufacturer),
-    ]
-    for wanted, actual in checks:
-        if wanted and (actual is None or actual.upper() not in {w.upper() for w in wanted}):
-            return False
-    if selector.patients and info.patient_id not in selector.patients:
-        return False
-    # Beside explicit UIDs or a search, `collection` constrains what the source yields.
-    in_other_collection = selector.collection and info.collection != selector.collection
-    if selector.kind != "collection" and in_other_collection:
-        return False
-    released = _released_on(info)
-    if selector.released_after and (released is None or released < selector.released_after):
-        return False
-    return not (
-        selector.released_before and (released is None or released > selector.released_before)
-    )
 
 
 def describe(selection: Selection) -> str:
