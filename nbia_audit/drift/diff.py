@@ -254,7 +254,11 @@ def metadata_findings(
 def _metadata(series_uid: str, changes: Iterable[FieldChange]) -> list[Finding]:
     return [
         Finding(
-            FindingKind.METADATA_CHANGED, series_uid=series_uid, detail=c.label, old=c.old, new=c.new
+            FindingKind.METADATA_CHANGED,
+            series_uid=series_uid,
+            detail=c.label,
+            old=c.old,
+            new=c.new,
         )
         for c in changes
     ]
