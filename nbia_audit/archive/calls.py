@@ -1,7 +1,8 @@
-"""Archive calls run on a shared thread pool, counted, with progress per stage.
+"""Archive calls run on a shared thread pool, with progress per stage.
 
-Used by selection, pinning and drift: one way to fan calls out, count them and report
-``on_progress(stage, done, total)``.
+Used by selection, pinning and drift: one way to fan calls out and report
+``on_progress(stage, done, total)``. Counting them is the archive's job
+(:class:`~nbia_audit.archive.counting.CountingArchive`), which also sees calls made alone.
 """
 
 from __future__ import annotations
@@ -20,23 +21,12 @@ T = TypeVar("T")
 
 
 class CallRunner:
-    """Runs archive calls on ``pool``; ``count`` is how many were made."""
+    """Runs archive calls on ``pool``, reporting each stage's progress."""
 
     def __init__(self, pool: ThreadPoolExecutor, on_progress: ProgressCallback | None = None):
         self.pool = pool
         self.on_progress = on_progress
-        self.count = 0
         self._lock = threading.Lock()
-
-    def call(self, fn: Callable[[], T]) -> T:
-        """Make one call on this thread.
-
-        Raises:
-            ApiError: the call failed.
-        """
-        with self._lock:
-            self.count += 1
-        return fn()
 
     def run(self, stage: str, calls: Sequence[Callable[[], T]]) -> list[T]:
         """Make every call on the pool; results in order.
@@ -68,7 +58,6 @@ class CallRunner:
             except ApiError as exc:
                 result = exc
             with self._lock:
-                self.count += 1
                 done += 1
                 if self.on_progress:
                     self.on_progress(stage, done, total)

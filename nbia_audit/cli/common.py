@@ -24,7 +24,7 @@ from nbia_audit.report.render import FORMATS as REPORT_FORMATS
 from nbia_audit.units import human_bytes
 
 if TYPE_CHECKING:
-    from nbia_audit.archive.view import ArchiveView
+    from nbia_audit.archive.protocol import Archive
     from nbia_audit.client.servers import ApiFamily
 
 __all__ = [
@@ -246,14 +246,13 @@ class Progress:
             click.echo("", err=True)
 
 
-def make_archive(server: str, api: str) -> ArchiveView:
-    """Build the archive view for a spec's server and API family.
+def make_archive(server: str, api: str) -> Archive:
+    """Open the archive for a spec's server and API family (close it when done).
 
     Credentials come from ``NBIA_USER``/``NBIA_PASSWORD``, or a hidden prompt when only the
     user is set and a terminal is attached; never from a spec or a lock.
     """
-    from nbia_audit.archive.view import ArchiveView
-    from nbia_audit.client import NbiaClient
+    from nbia_audit.archive.resolve import open_archive
     from nbia_audit.client.auth import Credentials, credentials_from_env
 
     credentials = credentials_from_env()
@@ -266,7 +265,6 @@ def make_archive(server: str, api: str) -> ArchiveView:
         password = click.prompt(f"NBIA password for {user}", hide_input=True, err=True)
         credentials = Credentials(user, password)
     try:
-        client = NbiaClient(server, api=cast("ApiFamily", api), credentials=credentials)
+        return open_archive(server, api=cast("ApiFamily", api), credentials=credentials)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    return ArchiveView(client)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -103,11 +104,11 @@ def fetch(
     try:
         header = read_text_lock(lock_path).header
         archive = make_archive(server or header.server or header.base_url, header.api)
-        with archive.client as client:
+        with contextlib.closing(archive):
             report = fetch_dataset(
                 lock_path,
                 dest,
-                client,
+                archive,
                 layout=layout,
                 workers=workers,
                 series=series_uids or None,

@@ -168,7 +168,7 @@ class _Story:
         )
 
     def fetch_it(self) -> DemoStep:
-        report = fetch_dataset(self.lock, self.data, self.client)
+        report = fetch_dataset(self.lock, self.data, self.archive)
         return DemoStep(
             "Fetched the locked bytes, proving every image on the way in",
             f"{self.data}: {len(report.fetched)} series placed, {len(report.failed)} failed; "
@@ -206,7 +206,7 @@ class _Story:
         )
 
     def repair(self) -> DemoStep:
-        report = fetch_dataset(self.lock, self.data, self.client)
+        report = fetch_dataset(self.lock, self.data, self.archive)
         step = self.verify_clean("Re-ran fetch: it replaced the damaged file", "full")
         detail = f"{len(report.fetched)} series re-fetched; {step.detail}"
         return DemoStep(step.title, detail, step.ok and len(report.fetched) == 1)
@@ -221,7 +221,7 @@ class _Story:
         current = {lic.short_name for lic in self.emu.corpus.licenses}
         new_license = sorted(current - {self._license_short_name(other.collection)})[0]
         self.emu.set_license(other.collection, new_license)
-        report = check_drift(self.lock, self.client)
+        report = check_drift(self.lock, self.archive)
         expected = {
             (FindingKind.IMAGE_CHANGED, series[0], image.sop_uid),
             (FindingKind.SERIES_ADDED, added, ""),

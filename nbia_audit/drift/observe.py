@@ -19,26 +19,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol
 
+from nbia_audit.archive.calls import CallRunner
+from nbia_audit.archive.protocol import Archive
 from nbia_audit.client.records import SeriesInfo
-from nbia_audit.drift.tree import Proof, Runner
+from nbia_audit.drift.tree import Proof
 from nbia_audit.errors import ApiError
 from nbia_audit.merkle import series_hash
 
 __all__ = ["Absent", "ImageTarget", "Images", "observe_absent", "observe_images"]
 
 METADATA_BATCH = 1000  # UIDs per getSeriesMetadata call, as the client batches (protocol §8)
-
-
-class ObserveArchive(Protocol):
-    def series_metadata(self, series_uids: Sequence[str]) -> list[SeriesInfo]: ...
-
-    def md5_hierarchy(self, *, series_uid: str | None = None) -> str: ...
-
-    def sop_instance_uids(self, series_uid: str) -> list[str]: ...
-
-    def image_md5(self, sop_uid: str) -> str | None: ...
 
 
 @dataclass(slots=True)
@@ -53,8 +44,8 @@ class Absent:
 
 def observe_absent(
     uids: Sequence[str],
-    archive: ObserveArchive,
-    runner: Runner,
+    archive: Archive,
+    runner: CallRunner,
     *,
     series_answers: Mapping[str, str],
     proofs: Mapping[str, Proof],
@@ -85,8 +76,8 @@ def observe_absent(
 
 def _classify_unserved(
     uids: list[str],
-    archive: ObserveArchive,
-    runner: Runner,
+    archive: Archive,
+    runner: CallRunner,
     series_answers: Mapping[str, str],
     proofs: Mapping[str, Proof],
     result: Absent,
@@ -136,7 +127,7 @@ class Images:
 
 
 def observe_images(
-    targets: Mapping[str, ImageTarget], archive: ObserveArchive, runner: Runner
+    targets: Mapping[str, ImageTarget], archive: Archive, runner: CallRunner
 ) -> Images:
     """Find the current image list and MD5s of each target series, as cheaply as proven.
 
@@ -188,8 +179,8 @@ def _accept(uid: str, current: dict[str, str | None], target: ImageTarget, out: 
 
 def _ask_md5s(
     wanted: Mapping[str, list[str]],
-    archive: ObserveArchive,
-    runner: Runner,
+    archive: Archive,
+    runner: CallRunner,
     out: Images,
     stage: str,
 ) -> dict[str, str | None]:

@@ -25,8 +25,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from nbia_audit.archive.view import ArchiveView
-from nbia_audit.client import NbiaClient
+from nbia_audit.archive.calls import CallRunner
+from nbia_audit.archive.counting import CountingArchive
+from nbia_audit.archive.protocol import Archive
 from nbia_audit.drift.diff import (
     SeriesMeta,
     SeriesView,
@@ -38,15 +39,8 @@ from nbia_audit.drift.diff import (
 )
 from nbia_audit.drift.observe import Absent, Images, ImageTarget, observe_absent, observe_images
 from nbia_audit.drift.outcome import Evidence, Feed, build_report
-from nbia_audit.drift.select import (
-    CountingArchive,
-    CurrentSelection,
-    DriftArchive,
-    as_drift_archive,
-    reach_of,
-    resolve,
-)
-from nbia_audit.drift.tree import Descent, Runner, build_probes, descend
+from nbia_audit.drift.select import CurrentSelection, reach_of, resolve
+from nbia_audit.drift.tree import Descent, build_probes, descend
 from nbia_audit.errors import ApiError, StoreError
 from nbia_audit.findings import AuditReport
 from nbia_audit.lock.changes import field_changes
@@ -57,7 +51,8 @@ from nbia_audit.store.reader import read_lock as read_proven_lock
 
 __all__ = ["LockContents", "check_drift", "read_lock"]
 
-ArchiveSource = NbiaClient | ArchiveView | DriftArchive | Callable[[LockHeader], ArchiveView]
+# An archive, or a factory that opens one for the lock's server (closed after the run).
+ArchiveSource = Archive | Callable[[LockHeader], Archive]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +98,9 @@ def check_drift(
 ) -> AuditReport:
     """Compare the lock at ``lock_path`` with what the archive serves now.
 
-    ``archive`` is a client, an archive view, or a factory called with the lock's header
-    (the command line builds the client for the lock's server that way; a client made by the
+    ``archive`` is an :class:`~nbia_audit.archive.protocol.Archive` (see
+    :func:`~nbia_audit.archive.resolve.open_archive`), or a factory called with the lock's
+    header (the command line opens the lock's server that way; an archive made by the
     factory is closed afterwards). ``fast`` trusts the archive's nightly collection hashes
     where they match (the report states the staleness window), unless the change feed cannot
     be asked: then every covered patient is asked live, as without ``fast``.
@@ -118,18 +114,13 @@ def check_drift(
     clock = now or (lambda: dt.datetime.now(dt.UTC))
     started = clock()
     lock = read_lock(lock_path)
-    owned: ArchiveView | None = None
-    source: NbiaClient | ArchiveView | DriftArchive
-    if callable(archive):
-        owned = source = archive(lock.header)
-    else:
-        source = archive
-    view = as_drift_archive(source)
+    owned = callable(archive)
+    source = archive(lock.header) if callable(archive) else archive
     try:
-        evidence = _gather(lock, CountingArchive(view), fast, workers, on_progress, clock)
+        evidence = _gather(lock, CountingArchive(source), fast, workers, on_progress, clock)
     finally:
-        if owned is not None:
-            owned.client.close()
+        if owned:
+            source.close()
     return build_report(str(lock_path), lock.header, evidence, started=started, now=clock)
 
 
@@ -149,7 +140,7 @@ def _gather(
     selection = resolve(lock.spec, archive, workers=workers)
     listed_at = _iso(clock())
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        runner = Runner(pool, on_progress)
+        runner = CallRunner(pool, on_progress)
         feed = _read_feed(archive, runner, lock.header)
         # --fast lets the feed (with the listings) choose which patients below a matching
         # cached collection hash are re-checked live; without its answer that choice is
@@ -200,7 +191,7 @@ def _image_targets(
     return out
 
 
-def _read_feed(archive: DriftArchive, runner: Runner, header: LockHeader) -> Feed:
+def _read_feed(archive: Archive, runner: CallRunner, header: LockHeader) -> Feed:
     # v4 lists releases strictly after a *date*; start the day before the lock so that a
     # release later on the lock's own day is not missed (protocol §5).
     try:

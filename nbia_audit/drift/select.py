@@ -10,133 +10,21 @@ names it) and asks again, so the answer is the series the spec still reaches.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import re
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
-from nbia_audit.archive.view import ArchiveView
-from nbia_audit.client import NbiaClient
+from nbia_audit.archive.protocol import Archive
 from nbia_audit.client.records import SeriesInfo
 from nbia_audit.drift.diff import EXTERNAL_SELECTOR_KINDS, Reach, SeriesMeta
 from nbia_audit.errors import SpecError
-from nbia_audit.lock.pin import HashArchive
-from nbia_audit.lock.select import Archive, select_series
+from nbia_audit.lock.select import select_series
 from nbia_audit.spec.filters import passes_filters
 from nbia_audit.spec.load import DatasetSpec, Selector
 
-__all__ = [
-    "CountingArchive",
-    "CurrentSelection",
-    "DriftArchive",
-    "DriftArchiveView",
-    "as_drift_archive",
-    "reach_of",
-    "resolve",
-]
+__all__ = ["CurrentSelection", "reach_of", "resolve"]
 
 _KEY = re.compile(r"^(select|exclude)(?:\[(\d+)\])?(?:\.(\w+))?")
-
-
-class DriftArchive(Archive, HashArchive, Protocol):
-    """The archive as drift uses it (satisfied by :class:`DriftArchiveView`)."""
-
-    def updated_series(self, since: dt.date) -> list[SeriesInfo]: ...
-
-
-class DriftArchiveView(ArchiveView):
-    """:class:`ArchiveView` plus the change feed (``getUpdatedSeries``)."""
-
-    def updated_series(self, since: dt.date) -> list[SeriesInfo]:
-        return self.client.updated_series(since)
-
-
-def as_drift_archive(archive: NbiaClient | ArchiveView | DriftArchive) -> DriftArchive:
-    """Adapt a client or an :class:`ArchiveView` to what drift needs."""
-    if isinstance(archive, NbiaClient):
-        return DriftArchiveView(archive)
-    if isinstance(archive, ArchiveView) and not isinstance(archive, DriftArchiveView):
-        return DriftArchiveView(archive.client)
-    return archive
-
-
-class CountingArchive:
-    """Counts every archive call drift makes (selection included), thread-safely.
-
-    These are logical calls; the client's own retries and token renewals come on top.
-    """
-
-    def __init__(self, archive: DriftArchive) -> None:
-        self._archive = archive
-        self._lock = threading.Lock()
-        self.count = 0
-
-    def _tick(self) -> None:
-        with self._lock:
-            self.count += 1
-
-    def collections(self) -> list[str]:
-        self._tick()
-        return self._archive.collections()
-
-    def series(
-        self,
-        *,
-        collection: str | None = None,
-        patient_id: str | None = None,
-        study_uid: str | None = None,
-    ) -> list[SeriesInfo]:
-        self._tick()
-        return self._archive.series(
-            collection=collection, patient_id=patient_id, study_uid=study_uid
-        )
-
-    def series_metadata(self, series_uids: Sequence[str]) -> list[SeriesInfo]:
-        self._tick()
-        return self._archive.series_metadata(series_uids)
-
-    def series_for_doi(self, doi: str) -> list[str]:
-        self._tick()
-        return self._archive.series_for_doi(doi)
-
-    def cart_series(self, name: str) -> list[str]:
-        self._tick()
-        return self._archive.cart_series(name)
-
-    def simple_search_series(self, criteria: Sequence[tuple[str, str]]) -> list[str]:
-        self._tick()
-        return self._archive.simple_search_series(criteria)
-
-    def text_search_series(self, text: str) -> list[str]:
-        self._tick()
-        return self._archive.text_search_series(text)
-
-    def md5_hierarchy(
-        self,
-        *,
-        series_uid: str | None = None,
-        study_uid: str | None = None,
-        patient_id: str | None = None,
-        collection: str | None = None,
-    ) -> str:
-        self._tick()
-        return self._archive.md5_hierarchy(
-            series_uid=series_uid, study_uid=study_uid, patient_id=patient_id, collection=collection
-        )
-
-    def sop_instance_uids(self, series_uid: str) -> list[str]:
-        self._tick()
-        return self._archive.sop_instance_uids(series_uid)
-
-    def image_md5(self, sop_uid: str) -> str | None:
-        self._tick()
-        return self._archive.image_md5(sop_uid)
-
-    def updated_series(self, since: dt.date) -> list[SeriesInfo]:
-        self._tick()
-        return self._archive.updated_series(since)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,34 +19,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from nbia_audit.archive.calls import CallRunner
+from nbia_audit.archive.protocol import Archive, HashLevel
 from nbia_audit.errors import ApiError
 from nbia_audit.models import HashNode, LockedSeries
 
-__all__ = ["Descent", "LevelTally", "Probe", "Proof", "Runner", "build_probes", "descend"]
+__all__ = ["Descent", "LevelTally", "Probe", "Proof", "build_probes", "descend"]
 
 LEVELS = ("collection", "patient", "study", "series")
-
-
-class HashSource(Protocol):
-    """The one archive call the descent makes."""
-
-    def md5_hierarchy(
-        self,
-        *,
-        series_uid: str | None = None,
-        study_uid: str | None = None,
-        patient_id: str | None = None,
-        collection: str | None = None,
-    ) -> str: ...
-
-
-# Drift keeps failed calls as values (CallRunner.run_keeping_errors): one unreachable node
-# makes its series "not checked" instead of ending the run. Counting is the archive
-# wrapper's job (drift_select.CountingArchive), which also sees the selection's calls.
-Runner = CallRunner
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +37,7 @@ class Probe:
     level: str  # collection | patient | study | series
     key: str  # collection, "<collection>/<patient id>", study UID or series UID
     expected: str
-    ask: Mapping[str, str]  # keyword arguments of md5_hierarchy
+    ask: HashLevel  # which node md5_hierarchy is asked for
     series: tuple[str, ...]
     children: tuple[Probe, ...] = ()
 
@@ -78,7 +59,7 @@ def build_probes(
         if expected is None:
             by_collection[collection] += children
         else:
-            ask = {"collection": collection, "patient_id": patient}
+            ask = HashLevel(collection=collection, patient_id=patient)
             by_collection[collection].append(_parent("patient", key, expected, ask, children))
     roots: list[Probe] = []
     for collection, children in by_collection.items():
@@ -86,7 +67,7 @@ def build_probes(
         if expected is None:
             roots += children
         else:
-            ask = {"collection": collection}
+            ask = HashLevel(collection=collection)
             roots.append(_parent("collection", collection, expected, ask, children))
     return tuple(roots)
 
@@ -102,7 +83,11 @@ def _study_probes(
     for study_uid, members in by_study.items():
         leaves = [
             Probe(
-                "series", s.series_uid, s.series_hash, {"series_uid": s.series_uid}, (s.series_uid,)
+                "series",
+                s.series_uid,
+                s.series_hash,
+                HashLevel(series_uid=s.series_uid),
+                (s.series_uid,),
             )
             for s in members
         ]
@@ -111,13 +96,13 @@ def _study_probes(
         if expected is None:
             patients[place] += leaves
         else:
-            ask = {"study_uid": study_uid}
+            ask = HashLevel(study_uid=study_uid)
             patients[place].append(_parent("study", study_uid, expected, ask, leaves))
     return dict(patients)
 
 
 def _parent(
-    level: str, key: str, expected: str, ask: Mapping[str, str], children: Sequence[Probe]
+    level: str, key: str, expected: str, ask: HashLevel, children: Sequence[Probe]
 ) -> Probe:
     below = tuple(uid for child in children for uid in child.series)
     return Probe(level, key, expected, ask, below, tuple(children))
@@ -160,8 +145,8 @@ class Descent:
 
 def descend(
     roots: Sequence[Probe],
-    archive: HashSource,
-    runner: Runner,
+    archive: Archive,
+    runner: CallRunner,
     *,
     now: Callable[[], str],
     suspects: frozenset[str] = frozenset(),
@@ -187,8 +172,8 @@ def descend(
     return result
 
 
-def _asker(archive: HashSource, probe: Probe) -> Callable[[], str]:
-    ask = dict(probe.ask)
+def _asker(archive: Archive, probe: Probe) -> Callable[[], str]:
+    ask = probe.ask
     return lambda: archive.md5_hierarchy(**ask)
 
 

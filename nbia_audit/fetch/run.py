@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nbia_audit.archive.protocol import Archive
 from nbia_audit.client.download import StreamLimits
 from nbia_audit.errors import SpecError
 from nbia_audit.fetch.diskspace import check_free_space, space_needed
@@ -27,7 +28,6 @@ from nbia_audit.fetch.layouts import Layout, image_paths, parse_layout
 from nbia_audit.fetch.placement import Workspace
 from nbia_audit.fetch.resume import PathClaims, check_placed, records_by_sop
 from nbia_audit.fetch.series import (
-    FetchArchive,
     FetchInterrupted,
     ProgressTracker,
     SeriesOutcome,
@@ -42,7 +42,6 @@ from nbia_audit.store.localstate import FileRecord, LocalState
 from nbia_audit.store.reader import read_lock
 
 __all__ = [
-    "FetchArchive",
     "FetchReport",
     "SeriesOutcome",
     "SeriesRetry",
@@ -98,7 +97,7 @@ class _Plan:
 def fetch_dataset(
     lock_path: Path,
     dest: Path,
-    client: FetchArchive,
+    archive: Archive,
     *,
     layout: str | Layout = "classic",
     workers: int = 2,
@@ -109,7 +108,7 @@ def fetch_dataset(
     on_series: Callable[[SeriesOutcome], None] | None = None,
     now: Callable[[], dt.datetime] | None = None,
 ) -> FetchReport:
-    """Fetch the series of the lock at ``lock_path`` into ``dest``, verified.
+    """Fetch the series of the lock at ``lock_path`` into ``dest``, verified, from ``archive``.
 
     ``series`` limits the fetch to these SeriesInstanceUIDs. ``on_progress(stage, done,
     total)`` receives ``check`` (series examined for resume), ``series`` and ``bytes``;
@@ -137,7 +136,7 @@ def fetch_dataset(
         check_free_space(dest, space_needed([s.bytes for s in todo], workers), len(todo))
         stop = threading.Event()
         run = SeriesRun(
-            client=client,
+            archive=archive,
             lock_path=lock_path,
             lock_root=plan.header.root_digest,
             layout=chosen,

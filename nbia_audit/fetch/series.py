@@ -17,10 +17,10 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
 
+from nbia_audit.archive.protocol import Archive
 from nbia_audit.client.download import StreamLimits
-from nbia_audit.client.records import SeriesDownload, SeriesSize
+from nbia_audit.client.records import SeriesSize
 from nbia_audit.crashpoints import crashpoint
 from nbia_audit.errors import (
     ApiBadRequest,
@@ -42,7 +42,6 @@ from nbia_audit.store.localstate import FileRecord, LocalState, StatKey
 from nbia_audit.store.textlock import database_path
 
 __all__ = [
-    "FetchArchive",
     "FetchInterrupted",
     "ProgressTracker",
     "SeriesOutcome",
@@ -52,21 +51,6 @@ __all__ = [
 ]
 
 _ZIP_SLACK = 256 * 1024 * 1024  # extracted bytes allowed beyond the lock's size
-
-
-class FetchArchive(Protocol):
-    """What fetch needs from the archive (``NbiaClient`` provides it)."""
-
-    def series_size(self, series_uid: str) -> SeriesSize | None: ...
-
-    def download_series(
-        self,
-        series_uid: str,
-        dest: str | Path,
-        *,
-        on_bytes: BytesCallback | None = None,
-        limits: StreamLimits | None = None,
-    ) -> SeriesDownload: ...
 
 
 class FetchInterrupted(Exception):
@@ -185,7 +169,7 @@ class ProgressTracker:
 class SeriesRun:
     """Everything the series jobs of one fetch share."""
 
-    client: FetchArchive
+    archive: Archive
     lock_path: Path
     lock_root: str
     layout: Layout
@@ -271,12 +255,12 @@ def _attempt(
 ) -> SeriesOutcome | _Failure:
     workdir = run.workspace.workdir("series")
     try:
-        size = run.client.series_size(series.series_uid)
+        size = run.archive.series_size(series.series_uid)
         zip_path = workdir / "series.zip"
         expectation = _expectation(series, images, size)
         on_bytes = _capped(run.progress.counter(series.series_uid), series, expectation)
         try:
-            run.client.download_series(
+            run.archive.download_series(
                 series.series_uid, zip_path, on_bytes=on_bytes, limits=run.limits
             )
         except _TooLarge as exc:

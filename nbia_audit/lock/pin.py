@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from nbia_audit.archive.calls import CallRunner
+from nbia_audit.archive.protocol import Archive
 from nbia_audit.client.records import SeriesInfo
 from nbia_audit.errors import ApiError
 from nbia_audit.findings import ProblemKind
@@ -30,30 +31,12 @@ T = TypeVar("T")
 
 __all__ = [
     "SETTLE_ROUNDS",
-    "HashArchive",
     "Pins",
     "hash_nodes",
     "image_problems",
     "locked_series",
     "pin_series",
 ]
-
-
-class HashArchive(Protocol):
-    """What pinning needs from the archive (satisfied by ``NbiaClient``)."""
-
-    def md5_hierarchy(
-        self,
-        *,
-        series_uid: str | None = None,
-        study_uid: str | None = None,
-        patient_id: str | None = None,
-        collection: str | None = None,
-    ) -> str: ...
-
-    def sop_instance_uids(self, series_uid: str) -> list[str]: ...
-
-    def image_md5(self, sop_uid: str) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +51,6 @@ class Pins:
     series_hashes: dict[str, str]
     images: dict[str, tuple[LockedImage, ...]]  # empty for series-only pins
     problems: tuple[Problem, ...]
-    requests: int
     unsettled: tuple[str, ...] = ()
     not_visible: tuple[str, ...] = ()  # images listed, none with an MD5: the lock must not
     # be written with them (see _not_visible)
@@ -82,7 +64,7 @@ SETTLE_ROUNDS = 3
 
 def pin_series(
     selected: dict[str, SeriesInfo],
-    archive: HashArchive,
+    archive: Archive,
     *,
     series_only: bool = False,
     workers: int = 8,
@@ -129,7 +111,6 @@ def pin_series(
         series_hashes=settled,
         images={u: i for u, i in images.items() if u not in unsettled},
         problems=tuple(problems),
-        requests=calls.count,
         unsettled=tuple(sorted(unsettled)),
         not_visible=tuple(sorted(invisible)),
     )
@@ -157,7 +138,7 @@ def _invisible_problem(uid: str, listed: int) -> Problem:
     )
 
 
-def _ask_hashes(uids: Sequence[str], archive: HashArchive, calls: CallRunner) -> dict[str, str]:
+def _ask_hashes(uids: Sequence[str], archive: Archive, calls: CallRunner) -> dict[str, str]:
     hashes = _run_per_series(
         calls, "series hashes", uids, [partial(archive.md5_hierarchy, series_uid=u) for u in uids]
     )
@@ -203,7 +184,7 @@ def _disagreeing(
 
 
 def _pin_images(
-    uids: Sequence[str], archive: HashArchive, calls: CallRunner
+    uids: Sequence[str], archive: Archive, calls: CallRunner
 ) -> dict[str, tuple[LockedImage, ...]]:
     sop_lists = _run_per_series(
         calls, "image lists", uids, [partial(archive.sop_instance_uids, u) for u in uids]
@@ -271,7 +252,7 @@ def image_problems(
 
 def hash_nodes(
     series: Sequence[LockedSeries],
-    archive: HashArchive,
+    archive: Archive,
     *,
     whole_collections: Iterable[str] = (),
     whole_studies: Iterable[str] = (),
@@ -279,14 +260,14 @@ def hash_nodes(
     fresh: Iterable[str] | None = None,
     workers: int = 8,
     on_progress: ProgressCallback | None = None,
-) -> tuple[list[HashNode], list[Problem], int]:
+) -> tuple[list[HashNode], list[Problem]]:
     """Compute study, patient and whole-collection hashes and ask the archive for each.
 
     A node covers the whole of the archive's node when the spec selects it whole (by a
     collection or study UIDs, unfiltered) or when the archive's hash agrees. A node selected
     whole whose hash disagrees although every series under it was pinned just now
     (``fresh``; None: all) is the archive contradicting itself: a problem. Returns the
-    nodes, those problems, and the number of archive calls made.
+    nodes and those problems.
 
     Raises:
         ApiError: the archive could not answer.
@@ -346,7 +327,7 @@ def hash_nodes(
         HashNode("collection", c, collections[c], a, True)
         for c, a in zip(collection_keys, archive_collections, strict=True)
     ]
-    return nodes, problems, calls.count
+    return nodes, problems
 
 
 def _all_fresh(members: Sequence[LockedSeries], fresh: set[str] | None) -> bool:

@@ -14,15 +14,15 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from nbia_audit import __version__
-from nbia_audit.client.records import License
+from nbia_audit.archive.counting import CountingArchive
+from nbia_audit.archive.protocol import Archive
 from nbia_audit.errors import LockNotFound
 from nbia_audit.findings import ProblemKind
 from nbia_audit.lock.changes import LockChanges, changes_upstream, compare, states_of
-from nbia_audit.lock.pin import HashArchive, hash_nodes, image_problems, locked_series, pin_series
-from nbia_audit.lock.select import Archive, Selection, select_series
+from nbia_audit.lock.pin import hash_nodes, image_problems, locked_series, pin_series
+from nbia_audit.lock.select import Selection, select_series
 from nbia_audit.models import (
     LOCK_FORMAT,
     LockedImage,
@@ -48,15 +48,6 @@ __all__ = [
 ]
 
 
-class LockArchive(Archive, HashArchive, Protocol):
-    """The archive as the lock verb uses it."""
-
-    @property
-    def base_url(self) -> str: ...
-
-    def licenses(self) -> list[License]: ...
-
-
 @dataclass(frozen=True, slots=True)
 class LockResult:
     """What ``lock`` did."""
@@ -67,7 +58,7 @@ class LockResult:
     changes: LockChanges  # what this run changed relative to the previous lock
     pending: LockChanges  # upstream changes kept back because upgrade was not asked for
     problems: tuple[Problem, ...]
-    requests: int
+    requests: int  # archive calls made (archive.counting)
     # Series whose hash and image MD5s never agreed while asked: nothing was written.
     unsettled: tuple[str, ...] = ()
     # Series whose listed images have no MD5 for this account (hidden or not accessible):
@@ -130,7 +121,7 @@ def _read_existing(lock_path: Path) -> _Existing | None:
 
 def lock_dataset(
     spec_path: Path,
-    archive: LockArchive,
+    archive: Archive,
     *,
     lock_path: Path | None = None,
     upgrade: bool = False,
@@ -149,10 +140,10 @@ def lock_dataset(
     spec = load_spec(spec_path)
     lock_path = lock_path or default_lock_path(spec_path)
     existing = _read_existing(lock_path)
+    archive = CountingArchive(archive)  # every call from here on is in LockResult.requests
     selection = select_series(spec, archive, workers=workers)
-    requests = selection.requests
     if existing and existing.header.spec_digest == spec.digest() and not upgrade:
-        return _keep_existing(lock_path, existing, selection, archive, workers, requests)
+        return _keep_existing(lock_path, existing, selection, archive, workers)
 
     # Pins are kept only when they came from the same archive and API family: hashes seen
     # on another server say nothing about this one.
@@ -165,15 +156,14 @@ def lock_dataset(
     pins = pin_series(
         fresh, archive, series_only=series_only, workers=workers, on_progress=on_progress
     )
-    requests += pins.requests
     if pins.unsettled:
         # The archive kept changing these series while they were asked: no provable pins.
         # The pair on disk (if any) stays exactly as it was.
-        return _unsettled(lock_path, existing, spec, archive, pins.unsettled, requests)
+        return _unsettled(lock_path, existing, spec, archive, pins.unsettled)
     if pins.not_visible:
         # Images listed that the archive will not give MD5s for: they cannot be pinned, and
         # pinning the rest would be a lock of less than was asked. Nothing is written.
-        refused = _unsettled(lock_path, existing, spec, archive, (), requests)
+        refused = _unsettled(lock_path, existing, spec, archive, ())
         return dataclasses.replace(
             refused,
             problems=tuple(p for p in pins.problems if p.series_uid in pins.not_visible),
@@ -210,12 +200,11 @@ def lock_dataset(
             series_only=True,
             workers=workers,
         )
-        requests += current.requests
         kept = (s for u, s in keep.items() if u in selection.series)
         pending = changes_upstream(kept, selection.series, current.series_hashes)
 
     ordered = sorted(series.values(), key=lambda s: (s.collection, s.patient_id, s.series_uid))
-    nodes, node_problems, node_requests = hash_nodes(
+    nodes, node_problems = hash_nodes(
         ordered,
         archive,
         whole_collections=selection.whole_collections,
@@ -225,9 +214,7 @@ def lock_dataset(
         workers=workers,
     )
     problems = tuple(sorted((*problems, *node_problems), key=lambda p: (p.series_uid, p.kind)))
-    requests += node_requests
     licenses = _licenses(archive, ordered)
-    requests += 1
     header = _header(spec, archive.base_url, ordered, series_only, now)
     header = dataclasses.replace(
         header, metadata_digest=metadata_digest(ordered, nodes, problems, licenses)
@@ -257,7 +244,7 @@ def lock_dataset(
         changes=changes,
         pending=pending,
         problems=problems,
-        requests=requests,
+        requests=archive.count,
     )
 
 
@@ -265,9 +252,8 @@ def _unsettled(
     lock_path: Path,
     existing: _Existing | None,
     spec: DatasetSpec,
-    archive: LockArchive,
+    archive: CountingArchive,
     unsettled: tuple[str, ...],
-    requests: int,
 ) -> LockResult:
     header = existing.header if existing else _header(spec, archive.base_url, (), False, None)
     return LockResult(
@@ -277,7 +263,7 @@ def _unsettled(
         changes=LockChanges(),
         pending=LockChanges(),
         problems=(),
-        requests=requests,
+        requests=archive.count,
         unsettled=unsettled,
     )
 
@@ -286,9 +272,8 @@ def _keep_existing(
     lock_path: Path,
     existing: _Existing,
     selection: Selection,
-    archive: LockArchive,
+    archive: CountingArchive,
     workers: int,
-    requests: int,
 ) -> LockResult:
     """The spec is unchanged and no upgrade was asked: keep every pin, report what differs."""
     current = pin_series(selection.series, archive, series_only=True, workers=workers)
@@ -300,11 +285,11 @@ def _keep_existing(
         changes=LockChanges(),
         pending=pending,
         problems=existing.problems,
-        requests=requests + current.requests,
+        requests=archive.count,
     )
 
 
-def _licenses(archive: LockArchive, series: Sequence[LockedSeries]) -> list[LockedLicense]:
+def _licenses(archive: Archive, series: Sequence[LockedSeries]) -> list[LockedLicense]:
     """The archive's description of every license the locked series carry.
 
     Series name their license by long name and URL (getSeries); getLicenses adds the short
@@ -358,7 +343,7 @@ def _header(
 
 def check_lock(
     spec_path: Path,
-    archive: LockArchive | None,
+    archive: Archive | None,
     *,
     lock_path: Path | None = None,
     workers: int = 8,
@@ -391,14 +376,13 @@ def check_lock(
         return CheckResult(True, (reason,), LockChanges(), 0)
     if archive is None:
         return CheckResult(False, (), LockChanges(), 0)
+    archive = CountingArchive(archive)  # every call from here on is in CheckResult.requests
     # Not strict: a locked series the archive no longer serves makes the lock stale (exit 1),
     # it does not make the spec wrong (exit 2).
     selection: Selection = select_series(spec, archive, workers=workers, strict=False)
     current = pin_series(selection.series, archive, series_only=True, workers=workers)
     changes = changes_upstream(text.series, selection.series, current.series_hashes)
-    return CheckResult(
-        bool(changes), stale_reasons(changes), changes, selection.requests + current.requests
-    )
+    return CheckResult(bool(changes), stale_reasons(changes), changes, archive.count)
 
 
 def stale_reasons(changes: LockChanges) -> tuple[str, ...]:

@@ -15,16 +15,16 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
 
 from nbia_audit.archive.calls import CallRunner
+from nbia_audit.archive.protocol import Archive
 from nbia_audit.client.records import SeriesInfo
 from nbia_audit.errors import SpecError
 from nbia_audit.lock.changes import SeriesMeta
 from nbia_audit.spec.filters import filters_series, passes_filters
 from nbia_audit.spec.load import DatasetSpec, Selector
 
-__all__ = ["Archive", "Selection", "select_series"]
+__all__ = ["Selection", "select_series"]
 
 # Above this many patients, one getSeries for the whole collection is cheaper than one per
 # patient.
@@ -50,30 +50,6 @@ SEARCH_CRITERIA = {
 }
 
 
-class Archive(Protocol):
-    """What resolution needs from the archive (satisfied by ``NbiaClient``)."""
-
-    def collections(self) -> list[str]: ...
-
-    def series(
-        self,
-        *,
-        collection: str | None = None,
-        patient_id: str | None = None,
-        study_uid: str | None = None,
-    ) -> list[SeriesInfo]: ...
-
-    def series_metadata(self, series_uids: Sequence[str]) -> list[SeriesInfo]: ...
-
-    def series_for_doi(self, doi: str) -> list[str]: ...
-
-    def cart_series(self, name: str) -> list[str]: ...
-
-    def simple_search_series(self, criteria: Sequence[tuple[str, str]]) -> list[str]: ...
-
-    def text_search_series(self, text: str) -> list[str]: ...
-
-
 @dataclass(frozen=True, slots=True)
 class Selection:
     """The series a spec selects, by UID, and which whole collections it covers."""
@@ -84,7 +60,6 @@ class Selection:
     # visible series of them, nothing filtered or excluded.
     whole_studies: frozenset[str]
     whole_patients: frozenset[tuple[str, str]]
-    requests: int  # archive calls made, for the progress line and benchmarks
 
 
 def select_series(
@@ -108,13 +83,13 @@ def select_series(
         ApiError: the archive could not answer.
     """
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        counter = CallRunner(pool)
-        known = counter.call(archive.collections)
+        runner = CallRunner(pool)
+        known = archive.collections()
         for selector in (*spec.select, *spec.exclude):
             _check_collections(spec, selector, known)
         naming = {"series"} if lists_may_shrink else set(_NAMING_KINDS)
-        chosen = _resolve_all(spec, spec.select, archive, counter, strict, naming)
-        excluded = _resolve_all(spec, spec.exclude, archive, counter, False, naming)
+        chosen = _resolve_all(spec, spec.select, archive, runner, strict, naming)
+        excluded = _resolve_all(spec, spec.exclude, archive, runner, False, naming)
     selected: dict[str, SeriesInfo] = {}
     for found in chosen:
         selected.update(found)
@@ -145,7 +120,6 @@ def select_series(
         whole_collections=whole,
         whole_studies=studies,
         whole_patients=patients,
-        requests=counter.count,
     )
 
 
@@ -194,13 +168,13 @@ def _resolve_all(
     spec: DatasetSpec,
     selectors: Sequence[Selector],
     archive: Archive,
-    counter: CallRunner,
+    runner: CallRunner,
     required: bool,
     naming: set[str],
 ) -> list[dict[str, SeriesInfo]]:
     results = []
     for selector in selectors:
-        found = _resolve_one(spec, selector, archive, counter, required, naming)
+        found = _resolve_one(spec, selector, archive, runner, required, naming)
         kept = {
             uid: info
             for uid, info in found.items()
@@ -222,7 +196,7 @@ def _resolve_one(
     spec: DatasetSpec,
     selector: Selector,
     archive: Archive,
-    counter: CallRunner,
+    runner: CallRunner,
     strict: bool,
     naming: set[str],
 ) -> dict[str, SeriesInfo]:
@@ -236,17 +210,17 @@ def _resolve_one(
             ]
         else:
             calls = [partial(archive.series, collection=collection)]
-        return _by_uid(_flatten(counter.run("selection", calls)))
+        return _by_uid(_flatten(runner.run("selection", calls)))
     if selector.kind == "studies":
         calls = [partial(archive.series, study_uid=s) for s in selector.studies]
-        found = _by_uid(_flatten(counter.run("selection", calls)))
+        found = _by_uid(_flatten(runner.run("selection", calls)))
         seen = {info.study_uid for info in found.values()}
         if strict:
             missing_studies = [s for s in selector.studies if s not in seen]
             _require_known(spec, selector, "studies", missing_studies)
         return found
-    uids = _source_uids(selector, archive, counter)
-    found = _metadata(uids, archive, counter)
+    uids = _source_uids(selector, archive)
+    found = _metadata(uids, archive, runner)
     if selector.kind in naming and strict:
         # A UID the spec's source names (directly, in a manifest, a cart or a DOI) that the
         # archive does not serve is never dropped silently: the lock would pin less than
@@ -267,17 +241,15 @@ def _explicitly_excluded(spec: DatasetSpec) -> frozenset[str]:
     )
 
 
-def _source_uids(selector: Selector, archive: Archive, counter: CallRunner) -> list[str]:
+def _source_uids(selector: Selector, archive: Archive) -> list[str]:
     if selector.kind in ("series", "manifest"):
         return list(selector.series)
     if selector.kind == "doi":
         assert selector.doi is not None
-        doi = selector.doi
-        return counter.call(lambda: archive.series_for_doi(doi))
+        return archive.series_for_doi(selector.doi)
     if selector.kind == "cart":
         assert selector.cart is not None
-        cart = selector.cart
-        return counter.call(lambda: archive.cart_series(cart))
+        return archive.cart_series(selector.cart)
     if selector.kind == "search":
         criteria = [
             (SEARCH_CRITERIA[key], value)
@@ -286,24 +258,23 @@ def _source_uids(selector: Selector, archive: Archive, counter: CallRunner) -> l
         ]
         if selector.collection and "collection" not in selector.search:
             criteria.insert(0, (SEARCH_CRITERIA["collection"], selector.collection))
-        return counter.call(lambda: archive.simple_search_series(criteria))
+        return archive.simple_search_series(criteria)
     if selector.kind == "text":
         assert selector.text is not None
-        text = selector.text
-        return counter.call(lambda: archive.text_search_series(text))
+        return archive.text_search_series(selector.text)
     raise AssertionError(f"unknown selector kind {selector.kind}")
 
 
 METADATA_BATCH = 500
 
 
-def _metadata(uids: Sequence[str], archive: Archive, counter: CallRunner) -> dict[str, SeriesInfo]:
+def _metadata(uids: Sequence[str], archive: Archive, runner: CallRunner) -> dict[str, SeriesInfo]:
     unique = sorted(set(uids))
     batches = [unique[i : i + METADATA_BATCH] for i in range(0, len(unique), METADATA_BATCH)]
     calls = [partial(archive.series_metadata, b) for b in batches]
     # getSeriesMetadata lists only visible series; a UID a manifest or DOI names but the
     # archive no longer serves simply does not come back (drift reports it as hidden).
-    return _by_uid(_flatten(counter.run("selection", calls)))
+    return _by_uid(_flatten(runner.run("selection", calls)))
 
 
 def _require_known(spec: DatasetSpec, selector: Selector, key: str, missing: list[str]) -> None:

@@ -13,7 +13,7 @@ from nbia_audit.client import NbiaClient
 from nbia_audit.client.records import SeriesInfo
 from nbia_audit.drift.diff import Reach, SeriesMeta
 from nbia_audit.drift.run import check_drift, read_lock
-from nbia_audit.drift.select import DriftArchiveView, prepare, reach_of
+from nbia_audit.drift.select import prepare, reach_of
 from nbia_audit.emulator import Emulator
 from nbia_audit.errors import SpecError
 from nbia_audit.findings import AuditReport
@@ -185,7 +185,7 @@ def test_fast_mode_without_a_whole_collection_asks_the_patients_live(
     assert "no whole collection" in str(report.facts["mode"])
 
 
-class ShortListing(DriftArchiveView):
+class ShortListing(ArchiveView):
     """The real archive, except that its ``getSeries`` listings lack one series that it
     still serves (``getSeriesMetadata`` returns it): an incomplete listing (protocol §4.3)."""
 
@@ -259,7 +259,7 @@ def test_a_series_leaving_a_doi_selector_without_a_doi_change_is_not_believed(
     lock = lock_with(emu, tmp_path, f"  - doi: {collection_doi(emu, PARTIAL)}\n")
     target = Place(emu).series_in(PARTIAL)[0].series_uid
 
-    class ShortDoiAnswer(DriftArchiveView):
+    class ShortDoiAnswer(ArchiveView):
         def series_for_doi(self, doi: str) -> list[str]:
             return [uid for uid in super().series_for_doi(doi) if uid != target]
 

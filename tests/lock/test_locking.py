@@ -409,12 +409,12 @@ def test_a_whole_study_the_archive_contradicts_is_a_problem_unless_pins_were_kep
         True,
     )
     archive = _SelfContradictingArchive()
-    nodes, problems, _ = hash_nodes([row], archive, whole_studies={"9.9"}, fresh={"1.1"})
+    nodes, problems = hash_nodes([row], archive, whole_studies={"9.9"}, fresh={"1.1"})
     assert [p.kind for p in problems] == ["study-hash-mismatch"]
     assert next(n for n in nodes if n.level == "study").covers_whole_node  # selected whole
-    _, kept, _ = hash_nodes([row], archive, whole_studies={"9.9"}, fresh=set())
+    _, kept = hash_nodes([row], archive, whole_studies={"9.9"}, fresh=set())
     assert kept == []  # a kept (old) pin disagreeing with today's archive is drift, not this
-    nodes, problems, _ = hash_nodes([row], archive, fresh={"1.1"})
+    nodes, problems = hash_nodes([row], archive, fresh={"1.1"})
     assert problems == [] and not next(n for n in nodes if n.level == "study").covers_whole_node
 
 
