@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from nbia_audit import __version__
 from nbia_audit.client.records import License
 from nbia_audit.errors import LockNotFound
 from nbia_audit.lock.pin import HashArchive, hash_nodes, image_problems, locked_series, pin_series
@@ -33,6 +32,7 @@ from nbia_audit.spec.load import DatasetSpec, load_spec
 from nbia_audit.store.database import metadata_digest, write_lock_database
 from nbia_audit.store.reader import SOURCE_DATABASE, LockProofError, read_lock
 from nbia_audit.store.textlock import commit_lock, database_path, render_text_lock, root_digest
+from nbia_audit.version import __version__
 
 __all__ = [
     "SERIOUS_PROBLEMS",

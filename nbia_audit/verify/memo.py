@@ -22,11 +22,11 @@ from pathlib import Path
 
 import xxhash
 
-from nbia_audit import __version__
 from nbia_audit.findings import AuditReport, SeriesStatus
 from nbia_audit.store.textlock import database_path
 from nbia_audit.verify.sidecars import STATE_DIR_NAME
 from nbia_audit.verify.walk import Blocked, FileEntry
+from nbia_audit.version import __version__
 
 __all__ = ["MEMO_NAME", "fingerprint", "forget", "recall", "remember", "setting", "settled"]
 
