@@ -194,6 +194,7 @@ def test_the_layer_rule_refuses_what_the_table_forbids() -> None:
     assert not may_import("emulator", "merkle") and may_import("emulator", "errors")
     assert may_import("errors", "errors") and not may_import("lock", "cli")
     assert may_import("manifest", "boundedinput")  # leaves may use leaves
+    assert not may_import("lock", "emulator") and may_import("demo", "emulator")
 
 
 # --- cycles and imports inside functions -------------------------------------------------------
