@@ -378,6 +378,6 @@ def test_docs_do_not_name_retired_flat_modules(doc: Path) -> None:
     stale = sorted(
         old
         for old in _retired_module_names()
-        if re.search(rf"`{old}(?:\.\w+)*(?:\(\))?`|\b{old}\.py\b|`nbia_audit\.{old}\b", text)
+        if re.search(rf"`{old}(?:\.\w+)*(?:\(|`)|\b{old}\.py\b|`nbia_audit\.{old}\b|\({old}:", text)
     )
     assert not stale, f"{doc.name} still names the flat modules {stale}: use the new paths"
