@@ -324,6 +324,12 @@ def _architecture_module_names(text: str) -> set[str]:
     return {n for n in named if n != "__init__.py" and not n.startswith(("tests/", "scripts/"))}
 
 
+def _summary(path: Path) -> str:
+    """The first sentence of a module's docstring: a draft of its row in the module table."""
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    return " ".join(doc.split("\n\n")[0].split()).replace("``", "`")
+
+
 def test_architecture_names_every_module_and_only_modules_that_exist() -> None:
     named = _architecture_module_names(ARCHITECTURE.read_text(encoding="utf-8"))
     on_disk = {
@@ -332,7 +338,8 @@ def test_architecture_names_every_module_and_only_modules_that_exist() -> None:
         if m.path.name != "__init__.py"
     }
     unnamed, phantoms = sorted(on_disk - named), sorted(named - on_disk)
-    assert not unnamed, f"docs/architecture.md does not name {unnamed}: add one line each"
+    rows = "\n".join(f"| `{name}` | {_summary(PACKAGE / name)} |" for name in unnamed)
+    assert not unnamed, f"docs/architecture.md does not name {unnamed}; add a row each:\n{rows}"
     assert not phantoms, f"docs/architecture.md names modules that do not exist: {phantoms}"
 
 
