@@ -86,11 +86,30 @@ def _function_nodes(tree: ast.AST) -> set[int]:
     return inside
 
 
+def _run_starts(tree: ast.AST) -> dict[int, int]:
+    """For each import statement, the line where its run of consecutive imports starts."""
+    starts: dict[int, int] = {}
+    for node in ast.walk(tree):
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            statements = getattr(node, field, None)
+            if not isinstance(statements, list):
+                continue  # a lambda's or an if-expression's body is one expression
+            start = None
+            for statement in statements:
+                if isinstance(statement, ast.Import | ast.ImportFrom):
+                    start = start or statement.lineno
+                    starts[id(statement)] = start
+                else:
+                    start = None
+    return starts
+
+
 def imports_of(module: Module) -> list[Import]:
     source = module.path.read_text(encoding="utf-8")
     lines = source.splitlines()
     tree = ast.parse(source)
     inside = _function_nodes(tree)
+    run_starts = _run_starts(tree)
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -107,7 +126,9 @@ def imports_of(module: Module) -> list[Import]:
             ]
         else:
             continue
-        nearby = " ".join(lines[max(node.lineno - 2, 0) : node.end_lineno or node.lineno])
+        # A `# lazy:` comment on the line above a run of imports covers the whole run.
+        first = run_starts.get(id(node), node.lineno)
+        nearby = " ".join(lines[max(first - 2, 0) : node.end_lineno or node.lineno])
         for target in targets:
             internal = target == "nbia_audit" or target.startswith("nbia_audit.")
             found.append(
