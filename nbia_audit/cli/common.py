@@ -17,14 +17,18 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import click
 
-from nbia_audit.errors import NbiaAuditError, SpecError
+from nbia_audit.archive.protocol import Archive
+from nbia_audit.archive.resolve import open_archive
+from nbia_audit.client.auth import Credentials, credentials_from_env
+from nbia_audit.errors import NbiaAuditError, SpecError, StoreError
 from nbia_audit.findings import AuditReport
 from nbia_audit.report.escaping import for_terminal
+from nbia_audit.report.file import write_report
 from nbia_audit.report.render import FORMATS as REPORT_FORMATS
+from nbia_audit.store.textlock import database_path
 from nbia_audit.units import human_bytes
 
 if TYPE_CHECKING:
-    from nbia_audit.archive.protocol import Archive
     from nbia_audit.client.servers import ApiFamily
 
 __all__ = [
@@ -168,8 +172,6 @@ def guard_output(output: Path | None, lock: Path) -> None:
     """
     if output is None:
         return
-    from nbia_audit.store.textlock import database_path
-
     protected = (lock, database_path(lock), lock.with_suffix(".yaml"), lock.with_suffix(".yml"))
     target = os.path.realpath(output)
     for path in protected:
@@ -188,9 +190,6 @@ def deliver(text: str, output: Path | None, *, findings: bool) -> None:
     line and exit by the one rule: the findings stand (1); otherwise the check's result was
     not delivered (3). Never a traceback.
     """
-    from nbia_audit.errors import StoreError
-    from nbia_audit.report.file import write_report
-
     try:
         if output is None:
             click.echo(text, nl=False)
@@ -252,9 +251,6 @@ def make_archive(server: str, api: str) -> Archive:
     Credentials come from ``NBIA_USER``/``NBIA_PASSWORD``, or a hidden prompt when only the
     user is set and a terminal is attached; never from a spec or a lock.
     """
-    from nbia_audit.archive.resolve import open_archive
-    from nbia_audit.client.auth import Credentials, credentials_from_env
-
     credentials = credentials_from_env()
     user = os.environ.get("NBIA_USER", "").strip()
     if credentials is None and user:

@@ -48,6 +48,7 @@ def doctor(server: str, series_uid: str | None, record_dir: Path | None, fmt: st
     the token flow. Prints what was expected, what the archive answered, and pass or fail, and
     the number of requests; exits 1 when any row fails. See docs/doctor.md.
     """
+    # lazy: only this command needs the doctor's modules (about a tenth of the CLI's start-up)
     from nbia_audit.client.auth import credentials_from_env
     from nbia_audit.doctor.record import write_record
     from nbia_audit.doctor.run import record_path_hint, run_doctor, write_text_report

@@ -19,6 +19,7 @@ from nbia_audit.cli.common import (
     report_options,
 )
 from nbia_audit.cli.signals import interruptible
+from nbia_audit.drift.run import check_drift
 from nbia_audit.errors import NbiaAuditError
 from nbia_audit.findings import AuditReport
 from nbia_audit.report.escaping import for_terminal
@@ -47,8 +48,6 @@ def drift(lock: Path, fast: bool, fmt: str, output: Path | None, workers: int, q
     when. Drift found by a check that could not finish still exits 1 (the report says
     INCOMPLETE); an unfinished check that found nothing exits 3, never 0.
     """
-    from nbia_audit.drift.run import check_drift
-
     guard_output(output, lock)
 
     try:

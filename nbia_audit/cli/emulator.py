@@ -138,10 +138,8 @@ def build(out: Path, **options: Any) -> None:
 
 
 def _mutation_help() -> str:
-    from nbia_audit.emulator.emulator import Emulator as _Emulator
-
     lines = ["\b", "Actions and their --arg names ([optional]):"]
-    lines += [f"  {a}: {args or '-'}" for a, args in mutation_signatures(_Emulator).items()]
+    lines += [f"  {a}: {args or '-'}" for a, args in mutation_signatures(Emulator).items()]
     return "\n".join(lines)
 
 

@@ -8,7 +8,6 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
@@ -23,12 +22,17 @@ from nbia_audit.cli.common import (
 )
 from nbia_audit.cli.signals import interruptible
 from nbia_audit.errors import NbiaAuditError
+from nbia_audit.fetch.run import (
+    FetchReport,
+    SeriesOutcome,
+    SeriesRetry,
+    StreamLimits,
+    fetch_dataset,
+)
 from nbia_audit.findings import FetchStatus
 from nbia_audit.report.escaping import for_terminal
+from nbia_audit.store.textlock import read_text_lock
 from nbia_audit.units import human_bytes
-
-if TYPE_CHECKING:
-    from nbia_audit.fetch.run import FetchReport, SeriesOutcome
 
 _SHOWN_REASONS = 8
 _BAR = 24
@@ -97,9 +101,6 @@ def fetch(
 
     Re-running skips what is already in place and verified, and finishes an interrupted run.
     """
-    from nbia_audit.fetch.run import SeriesRetry, StreamLimits, fetch_dataset
-    from nbia_audit.store.textlock import read_text_lock
-
     display = FetchDisplay(live=not quiet and sys.stderr.isatty() and not os.environ.get("CI"))
     try:
         header = read_text_lock(lock_path).header

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import click
 
-from nbia_audit import __version__
 from nbia_audit.cli.common import CONTEXT_SETTINGS, EXIT_CODE_HELP
 from nbia_audit.cli.demo import demo
 from nbia_audit.cli.doctor import doctor
@@ -18,6 +17,7 @@ from nbia_audit.cli.fetch import fetch
 from nbia_audit.cli.lock import lock
 from nbia_audit.cli.report import report
 from nbia_audit.cli.verify import verify
+from nbia_audit.version import __version__
 
 __all__ = ["cli", "main"]
 

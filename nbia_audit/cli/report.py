@@ -22,7 +22,9 @@ from nbia_audit.cli.signals import interruptible
 from nbia_audit.errors import NbiaAuditError
 from nbia_audit.findings import AuditReport
 from nbia_audit.report.escaping import for_terminal
-from nbia_audit.report.supplement import DEFAULT_INSTALL
+from nbia_audit.report.supplement import DEFAULT_INSTALL, build_supplement
+from nbia_audit.report.supplement_render import render_supplement
+from nbia_audit.verify.run import verify_copy
 
 
 @command()
@@ -58,9 +60,6 @@ def report(
     output: Path | None,
 ) -> None:
     """Write the publication supplement of LOCK: what, where from, licenses, how to check."""
-    from nbia_audit.report.supplement import build_supplement
-    from nbia_audit.report.supplement_render import render_supplement
-
     guard_output(output, lock_path)
 
     try:
@@ -79,6 +78,4 @@ def report(
 
 
 def _verify(lock_path: Path, root: Path, level: str) -> AuditReport:
-    from nbia_audit.verify.run import verify_copy
-
     return verify_copy(lock_path, root, level=level)

@@ -22,6 +22,8 @@ from nbia_audit.cli.common import (
 from nbia_audit.cli.signals import interruptible
 from nbia_audit.errors import NbiaAuditError
 from nbia_audit.report.escaping import for_terminal
+from nbia_audit.report.render import render, render_text
+from nbia_audit.verify.run import verify_copy
 
 __all__ = ["verify"]
 
@@ -89,9 +91,6 @@ def verify(
     quiet: bool,
 ) -> None:
     """Check that DIRECTORY holds exactly the dataset pinned by LOCK (dataset.lock)."""
-    from nbia_audit.report.render import render, render_text
-    from nbia_audit.verify.run import verify_copy
-
     guard_output(output, lock)
 
     if seed is not None and sample is None:

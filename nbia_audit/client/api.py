@@ -10,7 +10,6 @@ from types import TracebackType
 
 import requests
 
-from nbia_audit import __version__
 from nbia_audit.client.auth import Credentials, TokenManager
 from nbia_audit.client.core import Caller
 from nbia_audit.client.download import DEFAULT_CHUNK_SIZE
@@ -20,6 +19,7 @@ from nbia_audit.client.queries import MetadataQueries
 from nbia_audit.client.servers import API_FAMILIES, ApiFamily, ServerUrls, resolve_server
 from nbia_audit.client.transport import RetryPolicy, Timeouts, Transport
 from nbia_audit.errors import ApiError
+from nbia_audit.version import __version__
 
 __all__ = ["DEFAULT_METADATA_BATCH_SIZE", "NbiaClient"]
 

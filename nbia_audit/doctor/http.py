@@ -14,8 +14,8 @@ from urllib.parse import urlencode, urlsplit
 
 import requests
 
-from nbia_audit import __version__
 from nbia_audit.client.servers import ServerUrls
+from nbia_audit.version import __version__
 
 __all__ = ["REQUEST_BUDGET", "Answer", "Exchange", "Prober", "Unreachable"]
 

@@ -26,12 +26,11 @@ from __future__ import annotations
 import base64
 import inspect
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from nbia_audit.emulator.backend import RequestRecord
+from nbia_audit.emulator.corpus import Corpus
 from nbia_audit.emulator.faults import Fault
-
-if TYPE_CHECKING:
-    from nbia_audit.emulator.emulator import Emulator
 
 MUTATIONS = (
     "replace_image",
@@ -67,7 +66,31 @@ def mutation_signatures(emu_class: type) -> dict[str, str]:
 Result = tuple[int, object]
 
 
-def make_control(emulator: Emulator) -> Any:
+class Controlled(Protocol):
+    """What the control API reads and calls on a running emulator (``Emulator`` is one).
+
+    The mutations in :data:`MUTATIONS` are looked up by name; the emulator builds this
+    dispatcher for itself, so naming it here rather than importing it keeps the two apart.
+    """
+
+    corpus: Corpus
+
+    @property
+    def base_url(self) -> str: ...
+    @property
+    def faults(self) -> tuple[Fault, ...]: ...
+    @property
+    def requests(self) -> list[RequestRecord]: ...
+    @property
+    def request_count(self) -> int: ...
+    def add_fault(self, fault: Fault) -> None: ...
+    def clear_faults(self) -> None: ...
+    def reset_request_log(self) -> None: ...
+    def run_nightly_job(self) -> dict[str, str]: ...
+    def expire_tokens(self) -> None: ...
+
+
+def make_control(emulator: Controlled) -> Any:
     """The control dispatcher ``(method, path, payload) -> (status, JSON result)``."""
 
     def control(method: str, path: str, payload: dict[str, Any]) -> Result:
@@ -81,7 +104,7 @@ def make_control(emulator: Emulator) -> Any:
     return control
 
 
-def _dispatch(emu: Emulator, method: str, path: str, payload: dict[str, Any]) -> Result:
+def _dispatch(emu: Controlled, method: str, path: str, payload: dict[str, Any]) -> Result:
     if (method, path) == ("GET", "state"):
         return 200, _state(emu)
     if (method, path) == ("GET", "series"):
@@ -107,7 +130,7 @@ def _dispatch(emu: Emulator, method: str, path: str, payload: dict[str, Any]) ->
     return 404, {"error": f"no control endpoint {method} /_emulator/{path}"}
 
 
-def _state(emu: Emulator) -> dict[str, Any]:
+def _state(emu: Controlled) -> dict[str, Any]:
     corpus = emu.corpus
     return {
         "base_url": emu.base_url,
@@ -119,7 +142,7 @@ def _state(emu: Emulator) -> dict[str, Any]:
     }
 
 
-def _series(emu: Emulator) -> list[dict[str, Any]]:
+def _series(emu: Controlled) -> list[dict[str, Any]]:
     return [
         {
             "series_uid": s.series_uid,
@@ -136,7 +159,7 @@ def _series(emu: Emulator) -> list[dict[str, Any]]:
     ]
 
 
-def _mutate(emu: Emulator, payload: dict[str, Any]) -> object:
+def _mutate(emu: Controlled, payload: dict[str, Any]) -> object:
     arguments = dict(payload)
     action = arguments.pop("action", None)
     if action not in MUTATIONS:

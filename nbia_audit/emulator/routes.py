@@ -17,12 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
+from nbia_audit.emulator.backend import Backend
 from nbia_audit.emulator.wire import Response
-
-if TYPE_CHECKING:
-    from nbia_audit.emulator.backend import Backend
 
 AuthMode = Literal["guest", "public", "direct", "swallow"]
 Family = Literal["v1", "v2", "v4", "adv", "auth"]
@@ -51,7 +49,7 @@ class Request:
         return list(self.params.get(name, ()))
 
 
-Handler = Callable[["Backend", Request], Response]
+Handler = Callable[[Backend, Request], Response]
 
 
 @dataclass(frozen=True, slots=True)

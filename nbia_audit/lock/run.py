@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nbia_audit import __version__
 from nbia_audit.archive.counting import CountingArchive
 from nbia_audit.archive.protocol import Archive
 from nbia_audit.errors import LockNotFound
@@ -36,6 +35,7 @@ from nbia_audit.spec.load import DatasetSpec, load_spec
 from nbia_audit.store.database import metadata_digest, write_lock_database
 from nbia_audit.store.reader import SOURCE_DATABASE, LockProofError, read_lock
 from nbia_audit.store.textlock import commit_lock, database_path, render_text_lock, root_digest
+from nbia_audit.version import __version__
 
 __all__ = [
     "CheckResult",

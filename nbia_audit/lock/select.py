@@ -15,12 +15,14 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 from nbia_audit.archive.calls import CallRunner
 from nbia_audit.archive.protocol import Archive
 from nbia_audit.client.records import SeriesInfo
 from nbia_audit.errors import SpecError
 from nbia_audit.lock.changes import SeriesMeta
+from nbia_audit.manifest import read_manifest
 from nbia_audit.spec.filters import filters_series, passes_filters
 from nbia_audit.spec.load import DatasetSpec, Selector
 
@@ -304,10 +306,6 @@ def _require_known(spec: DatasetSpec, selector: Selector, key: str, missing: lis
 def _manifest_place(spec: DatasetSpec, selector: Selector, uid: str) -> str:
     """``file:line`` of the manifest line that names ``uid`` (the file name alone when the
     manifest can no longer be read: a spec embedded in a lock keeps only the UIDs)."""
-    from pathlib import Path
-
-    from nbia_audit.manifest import read_manifest
-
     name = selector.manifest or "?"
     if selector.manifest is None:
         return name

@@ -6,6 +6,7 @@ Built from the lock alone (text lock and database), plus, optionally, the report
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,8 +95,6 @@ def build_supplement(
     Raises:
         LockNotFound, StoreError: the lock cannot be read.
     """
-    import json
-
     lock = read_lock(lock_path, load_images=False)
     series, licenses = lock.series, lock.licenses
     try:

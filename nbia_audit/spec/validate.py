@@ -1,7 +1,7 @@
 """Validation of a parsed spec: every key, type and value, with the line it came from.
 
 The YAML has already been parsed with line numbers (yamlmarks.py); this walks it and builds
-the records of spec.py, raising a SpecError that names the file, line and key (and the
+the records of spec/model.py, raising a SpecError that names the file, line and key (and the
 closest valid key or value) on the first problem.
 """
 
@@ -16,7 +16,8 @@ from typing import Any
 
 from nbia_audit.boundedinput import excerpt
 from nbia_audit.errors import SpecError
-from nbia_audit.spec.load import (
+from nbia_audit.manifest import read_manifest
+from nbia_audit.spec.model import (
     API_FAMILIES,
     DATE_KEYS,
     FILTER_LIST_KEYS,
@@ -30,7 +31,7 @@ from nbia_audit.spec.load import (
     Selector,
     SpecOptions,
 )
-from nbia_audit.spec.yamlmarks import MarkedDict, MarkedList, type_name
+from nbia_audit.spec.yamlmarks import MarkedDict, MarkedList, key_text, type_name
 
 __all__ = ["Validator"]
 
@@ -64,7 +65,7 @@ class Validator:
                 close = _closest(str(key), allowed)
                 hint = f"did you mean `{close}`?" if close else "allowed: " + ", ".join(allowed)
                 raise self.error(
-                    "unknown key", mapping.key_lines[key], _join(where, _key_text(key)), hint
+                    "unknown key", mapping.key_lines[key], _join(where, key_text(key)), hint
                 )
 
     def spec(self, data: MarkedDict) -> DatasetSpec:
@@ -378,8 +379,6 @@ class Validator:
         return {k: self.string_list(criteria, k, key, uid=False) for k in sorted(criteria)}
 
     def manifest(self, data: MarkedDict, where: str) -> tuple[str, tuple[str, ...]]:
-        from nbia_audit.manifest import read_manifest
-
         relative = self.string(data, "manifest", where)
         line = data.key_lines["manifest"]
         key = _join(where, "manifest")
@@ -400,12 +399,6 @@ class Validator:
         if not uids:
             raise self.error(f"the manifest {relative} lists no series", line, key)
         return Path(relative).as_posix(), tuple(sorted(set(uids)))
-
-
-def _key_text(key: object) -> str:
-    """A key as an error names it: itself if short and plain, else a bounded excerpt."""
-    text = str(key) if isinstance(key, str) else excerpt(key)
-    return text if len(text) <= 40 else excerpt(text)
 
 
 def _join(where: str, key: str) -> str:

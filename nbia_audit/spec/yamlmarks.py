@@ -18,6 +18,8 @@ from yaml.constructor import ConstructorError
 from yaml.events import AliasEvent
 from yaml.nodes import CollectionNode, MappingNode, Node, ScalarNode, SequenceNode
 
+from nbia_audit.boundedinput import excerpt
+
 __all__ = [
     "MAX_DEPTH",
     "MAX_VALUES",
@@ -25,6 +27,7 @@ __all__ = [
     "MarkedDict",
     "MarkedList",
     "YamlTooBigError",
+    "key_text",
     "load_marked",
     "type_name",
 ]
@@ -212,3 +215,9 @@ def type_name(value: object) -> str:
     if isinstance(value, dt.date):
         return "date"
     return "null" if value is None else type(value).__name__
+
+
+def key_text(key: object) -> str:
+    """A key as an error names it: itself if short and plain, else a bounded excerpt."""
+    text = str(key) if isinstance(key, str) else excerpt(key)
+    return text if len(text) <= 40 else excerpt(text)

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import xxhash
 
-from nbia_audit import __version__
 from nbia_audit.findings import AuditReport, SeriesStatus
 from nbia_audit.store.statefolder import StateFolder
 from nbia_audit.store.statkey import epoch_ns, racily_clean, stat_key
 from nbia_audit.store.textlock import database_path
 from nbia_audit.verify.walk import Blocked, FileEntry
+from nbia_audit.version import __version__
 
 __all__ = ["forget", "recall", "remember", "setting", "settled", "tree_stat_digest"]
 

@@ -20,7 +20,7 @@ def test_readme_names_every_command_and_exit_code() -> None:
     for command in ("lock", "fetch", "verify", "drift", "report", "demo", "emulator"):
         assert f"nbia-audit {command}" in readme
     for code, meaning in EXIT_CODE_MEANINGS.items():
-        assert f"| {int(code)} | {meaning} |" in readme  # the table is the one in cli_common
+        assert f"| {int(code)} | {meaning} |" in readme  # the table is the one in cli/common.py
     assert EXIT_CODE_RULE in readme
     assert ".venv/bin/nbia-audit demo" in readme and ".venv/bin/python -m pytest" in readme
 
@@ -30,7 +30,7 @@ def test_docs_state_the_one_exit_code_rule() -> None:
     # variant of its own: an incomplete check with findings exits 1, without findings 3.
     for page in ("docs/verify.md", "docs/drift.md"):
         text = (ROOT / page).read_text(encoding="utf-8")
-        assert "one rule every verb shares (`cli_common.exit_code`)" in text, page
+        assert "one rule every verb shares (`nbia_audit.cli.common.exit_code`)" in text, page
         assert "exits 3 even" not in text and "exit 3 even" not in text, page
     cli_md = (ROOT / "docs/cli.md").read_text(encoding="utf-8")
     assert cli_md.count(EXIT_CODE_RULE.split(";")[0]) >= 6  # in every verb's --help
