@@ -5,9 +5,9 @@ The public API (docs/api.md): one function per verb, each returning a typed repo
     lock_spec(spec, archive=None)           -> LockResult     nbia-audit lock
     check_lock_staleness(spec, archive=None) -> CheckResult   nbia-audit lock --check
     fetch_copy(lock, dest, archive=None)    -> FetchReport    nbia-audit fetch
-    verify_folder(lock, directory)          -> AuditReport    nbia-audit verify
+    verify_copy(lock, directory)            -> AuditReport    nbia-audit verify
     detect_drift(lock, archive=None)        -> AuditReport    nbia-audit drift
-    make_supplement(lock)                   -> Supplement     nbia-audit report
+    build_supplement(lock)                  -> Supplement     nbia-audit report
 
 ``archive`` is a server alias (``public``, ``nlst``), a URL, an ``NbiaClient`` or an
 ``ArchiveView``; None means the spec's or the lock's own server. Findings are values in
@@ -27,9 +27,9 @@ _HOMES = {
     "lock_spec": "nbia_audit.lock.api",
     "check_lock_staleness": "nbia_audit.lock.api",
     "fetch_copy": "nbia_audit.fetch.api",
-    "verify_folder": "nbia_audit.verify.api",
+    "verify_copy": "nbia_audit.verify.run",
     "detect_drift": "nbia_audit.drift.api",
-    "make_supplement": "nbia_audit.report.api",
+    "build_supplement": "nbia_audit.report.supplement",
     "render_supplement": "nbia_audit.report.supplement_render",
     "LockResult": "nbia_audit.lock.run",
     "LockChanges": "nbia_audit.lock.run",
@@ -62,9 +62,9 @@ __all__ = [
     "lock_spec",
     "check_lock_staleness",
     "fetch_copy",
-    "verify_folder",
+    "verify_copy",
     "detect_drift",
-    "make_supplement",
+    "build_supplement",
     "render_supplement",
     "LockResult",
     "LockChanges",
@@ -111,12 +111,11 @@ if TYPE_CHECKING:
     from nbia_audit.findings import AuditReport, Finding, SeriesStatus
     from nbia_audit.lock.api import check_lock_staleness, lock_spec
     from nbia_audit.lock.run import CheckResult, LockChanges, LockResult
-    from nbia_audit.report.api import make_supplement
-    from nbia_audit.report.supplement import Supplement
+    from nbia_audit.report.supplement import Supplement, build_supplement
     from nbia_audit.report.supplement_render import render_supplement
     from nbia_audit.spec.load import DatasetSpec, load_spec
     from nbia_audit.store.reader import LockContents, read_lock
-    from nbia_audit.verify.api import verify_folder
+    from nbia_audit.verify.run import verify_copy
 
 
 def __getattr__(name: str) -> object:

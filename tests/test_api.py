@@ -49,9 +49,9 @@ VERBS = (
     "lock_spec",
     "check_lock_staleness",
     "fetch_copy",
-    "verify_folder",
+    "verify_copy",
     "detect_drift",
-    "make_supplement",
+    "build_supplement",
 )
 
 
@@ -109,7 +109,7 @@ def test_the_public_names_are_exactly_all_and_nothing_else_resolves() -> None:
 def test_a_verb_is_the_function_its_package_exports() -> None:
     assert nbia_audit.lock_spec is importlib.import_module("nbia_audit.lock").lock_spec
     assert nbia_audit.fetch_copy is importlib.import_module("nbia_audit.fetch").fetch_copy
-    assert nbia_audit.verify_folder is importlib.import_module("nbia_audit.verify").verify_folder
+    assert nbia_audit.verify_copy is importlib.import_module("nbia_audit.verify").verify_copy
     assert nbia_audit.detect_drift is importlib.import_module("nbia_audit.drift").detect_drift
 
 
@@ -138,7 +138,7 @@ def test_importing_nbia_audit_loads_no_verb_no_client_and_no_pydicom() -> None:
 
 
 def test_a_verb_loads_what_it_needs_and_not_the_emulator() -> None:
-    loaded = _modules_after("from nbia_audit import verify_folder, lock_spec")
+    loaded = _modules_after("from nbia_audit import verify_copy, lock_spec")
     assert "nbia_audit.verify.run" in loaded
     assert "nbia_audit.emulator" not in loaded
 

@@ -1,7 +1,9 @@
 """The ``lock`` verb: resolve a spec into a lock, keep pins, check staleness.
 
-``lock_spec`` and ``check_lock_staleness`` are the public verbs (any archive form);
-``lock_dataset`` and ``check_lock`` are the engines under them and under the command line.
+``lock_spec`` and ``check_lock_staleness`` are the public verbs (any archive form, or the
+spec's own server); ``lock_dataset`` and ``check_lock`` are the engines under them and under
+the command line, given an archive view. A problem whose kind is in ``SERIOUS_PROBLEMS``
+is a finding.
 """
 
 from nbia_audit.lock.api import check_lock_staleness, lock_spec
@@ -11,18 +13,16 @@ from nbia_audit.lock.run import (
     LockChanges,
     LockResult,
     check_lock,
-    default_lock_path,
     lock_dataset,
 )
 
 __all__ = [
-    "SERIOUS_PROBLEMS",
+    "check_lock_staleness",
+    "lock_spec",
     "CheckResult",
     "LockChanges",
     "LockResult",
+    "SERIOUS_PROBLEMS",
     "check_lock",
-    "check_lock_staleness",
-    "default_lock_path",
     "lock_dataset",
-    "lock_spec",
 ]

@@ -1,11 +1,10 @@
 """Rendering reports (text, JSON, JUnit) and the publication supplement.
 
-``make_supplement`` is the public verb; ``build_supplement`` is the engine under it and
-under the command line; ``render_supplement`` turns a ``Supplement`` into Markdown, HTML or
-JSON; ``render_text``, ``render_json`` and ``render_junit`` render a verify or drift report.
+``build_supplement`` collects what a paper's data supplement states from a lock (and a
+verify report); ``render_supplement`` turns that ``Supplement`` into Markdown, HTML or JSON;
+``render_text``, ``render_json`` and ``render_junit`` render a verify or drift report.
 """
 
-from nbia_audit.report.api import make_supplement
 from nbia_audit.report.render import render_json, render_junit, render_text
 from nbia_audit.report.supplement import (
     CollectionSummary,
@@ -20,7 +19,6 @@ __all__ = [
     "Supplement",
     "Verification",
     "build_supplement",
-    "make_supplement",
     "render_json",
     "render_junit",
     "render_supplement",

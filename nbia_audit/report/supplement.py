@@ -6,6 +6,7 @@ Built from the lock alone (text lock and database), plus, optionally, the report
 
 from __future__ import annotations
 
+import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,7 +85,7 @@ class Supplement:
 
 
 def build_supplement(
-    lock_path: Path,
+    lock_path: str | os.PathLike[str],
     verification: AuditReport | None = None,
     *,
     install_command: str = DEFAULT_INSTALL,
@@ -96,6 +97,7 @@ def build_supplement(
     """
     import json
 
+    lock_path = Path(lock_path)
     lock = read_lock(lock_path, load_images=False)
     series, licenses = lock.series, lock.licenses
     try:
