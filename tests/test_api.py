@@ -106,6 +106,15 @@ def test_the_public_names_are_exactly_all_and_nothing_else_resolves() -> None:
         _ = nbia_audit.no_such_name
 
 
+def test_no_public_name_is_also_a_subpackage() -> None:
+    # Importing nbia_audit.lock binds the package over a function nbia_audit.lock: the name
+    # would change meaning the moment any verb ran.
+    root = Path(nbia_audit.__file__).parent
+    packages = {p.parent.name for p in root.glob("*/__init__.py")}
+    modules = {p.stem for p in root.glob("*.py")}
+    assert not (packages | modules) & set(nbia_audit.__all__)
+
+
 def test_a_verb_is_the_function_its_package_exports() -> None:
     assert nbia_audit.lock_spec is importlib.import_module("nbia_audit.lock").lock_spec
     assert nbia_audit.fetch_copy is importlib.import_module("nbia_audit.fetch").fetch_copy
@@ -213,14 +222,26 @@ def test_every_archive_form_reaches_the_same_archive(
             assert nbia_audit.detect_drift(lock, form).clean, form
 
 
-def test_open_archive_names_a_bad_server_as_a_spec_error() -> None:
-    with pytest.raises(SpecError, match="unknown NBIA server 'nowhere'"):
+def test_open_archive_refuses_a_bad_server_and_options_it_would_ignore() -> None:
+    with pytest.raises(ValueError, match="unknown NBIA server 'nowhere'"):
         open_archive("nowhere")
-    with pytest.raises(SpecError, match="API family"):
-        open_archive("public", api="v9")
+    with pytest.raises(ValueError, match="API family"):
+        open_archive("public", api="v9")  # type: ignore[arg-type]
     view = open_archive("public")  # nothing is sent until the first call
     assert view.base_url.startswith("https://") and view.client.api == "v4"
+    with pytest.raises(ValueError, match="give them to the NbiaClient"):
+        open_archive(view.client, credentials=Credentials("alice", "secret"))
+    assert open_archive(view) is view
     view.client.close()
+
+
+def test_a_verb_names_a_bad_archive_argument_as_a_spec_error(
+    emu_with_alice: Emulator, locked: Path
+) -> None:
+    with pytest.raises(SpecError, match="^archive: unknown NBIA server 'nowhere'"):
+        nbia_audit.detect_drift(locked.with_suffix(".lock"), "nowhere")
+    with NbiaClient(emu_with_alice.base_url) as client, pytest.raises(SpecError, match="give"):
+        nbia_audit.check_lock_staleness(locked, client, credentials=Credentials("a", "b"))
 
 
 def test_a_bad_archive_argument_is_refused_before_anything_is_written(

@@ -1,68 +1,43 @@
-"""One way to turn what a caller names as "the archive" into the view the verbs use.
+"""The one way to get an archive view: from a server URL, a server name, a client, or a view.
 
-A caller of the public API names the archive as a server alias (``public``, ``nlst``), a
-URL, an ``NbiaClient`` it configured itself, or an ``ArchiveView`` over one. The verbs all
-accept any of these; this module is where the forms meet.
+(A stand-in with the signature and behaviour of h-archive's ``open_archive``, which returns
+its one ``Archive`` protocol; the public verbs use it through :mod:`archive.session`.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import cast
-
 from nbia_audit.archive.view import ArchiveView
-from nbia_audit.client import NbiaClient
-from nbia_audit.client.auth import Credentials
+from nbia_audit.client import Credentials, NbiaClient
 from nbia_audit.client.servers import ApiFamily
-from nbia_audit.errors import SpecError
 
-__all__ = ["ArchiveTarget", "archive_session", "open_archive"]
-
-ArchiveTarget = str | NbiaClient | ArchiveView
+__all__ = ["open_archive"]
 
 
 def open_archive(
-    target: ArchiveTarget, *, api: str | None = None, credentials: Credentials | None = None
+    target: str | NbiaClient | ArchiveView,
+    *,
+    api: ApiFamily | None = None,
+    credentials: Credentials | None = None,
 ) -> ArchiveView:
-    """The archive view for ``target``: a server alias or URL, a client, or a view.
+    """The archive ``target`` names, ready for any verb.
 
-    A client or view is used as given (``api`` and ``credentials`` are then its own); for
-    an alias or URL a new client is made with ``api`` (default ``v4``) and ``credentials``
-    (default: the guest account). The caller closes a client made here
-    (``view.client.close()``), or uses :func:`archive_session`, which does.
+    ``target`` is a server as a spec's ``server:`` names it (``public``, ``nlst`` or an
+    http(s) URL of ``…/nbia-api/services``), an ``NbiaClient``, or a view already (returned
+    as it is). ``api`` (default ``v4``) and ``credentials`` (default: anonymous) apply only
+    when a client is made here; the caller closes a client made here (``view.client``).
 
     Raises:
-        SpecError: an unknown server alias, a URL that is not an NBIA server's, or an
-            unknown API family.
+        ValueError: an unknown server name or API family, or ``api``/``credentials`` given
+            with a client or view made elsewhere.
     """
-    if isinstance(target, ArchiveView):
-        return target
+    if isinstance(target, str):
+        return ArchiveView(NbiaClient(target, api=api or "v4", credentials=credentials))
+    if api is not None or credentials is not None:
+        # Silently ignoring them would run as another account or API family than asked.
+        raise ValueError(
+            "api and credentials apply only when the archive is opened by server name or URL;"
+            " give them to the NbiaClient instead"
+        )
     if isinstance(target, NbiaClient):
         return ArchiveView(target)
-    try:
-        client = NbiaClient(target, api=cast("ApiFamily", api or "v4"), credentials=credentials)
-    except ValueError as exc:
-        raise SpecError(str(exc), path="<archive>", key="server") from None
-    return ArchiveView(client)
-
-
-@contextmanager
-def archive_session(
-    target: ArchiveTarget, *, api: str | None = None, credentials: Credentials | None = None
-) -> Iterator[ArchiveView]:
-    """:func:`open_archive` for the length of a ``with`` block.
-
-    A client made here is closed (logged out) when the block ends; a client or view the
-    caller passed in is left open, since the caller may go on using it.
-
-    Raises:
-        SpecError: as for :func:`open_archive`.
-    """
-    view = open_archive(target, api=api, credentials=credentials)
-    made_here = isinstance(target, str)
-    try:
-        yield view
-    finally:
-        if made_here:
-            view.client.close()
+    return target

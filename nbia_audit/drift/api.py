@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from nbia_audit.archive.calls import ProgressCallback
-from nbia_audit.archive.resolve import ArchiveTarget, archive_session
+from nbia_audit.archive.session import ArchiveTarget, archive_session
 from nbia_audit.client.auth import Credentials
 from nbia_audit.drift.run import check_drift
 from nbia_audit.findings import AuditReport

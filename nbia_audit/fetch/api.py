@@ -7,9 +7,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from nbia_audit.archive.calls import ProgressCallback
-from nbia_audit.archive.resolve import ArchiveTarget, archive_session
+from nbia_audit.archive.session import ArchiveTarget, archive_session
 from nbia_audit.client.auth import Credentials
 from nbia_audit.client.download import StreamLimits
+from nbia_audit.fetch.layouts import Layout
 from nbia_audit.fetch.run import FetchReport, SeriesOutcome, SeriesRetry, fetch_dataset
 from nbia_audit.store.textlock import read_text_lock
 
@@ -21,7 +22,7 @@ def fetch_copy(
     dest: str | os.PathLike[str],
     archive: ArchiveTarget | None = None,
     *,
-    layout: str = "classic",
+    layout: str | Layout = "classic",
     workers: int = 2,
     series: Iterable[str] | None = None,
     retry: SeriesRetry | None = None,

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 from nbia_audit.archive.calls import ProgressCallback
-from nbia_audit.archive.resolve import ArchiveTarget, archive_session
+from nbia_audit.archive.session import ArchiveTarget, archive_session
 from nbia_audit.client.auth import Credentials
 from nbia_audit.lock.run import CheckResult, LockResult, check_lock, lock_dataset
 from nbia_audit.spec.load import load_spec
