@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nbia_audit.archive.calls import ProgressCallback
 from nbia_audit.archive.session import ArchiveTarget, archive_session
 from nbia_audit.client.auth import Credentials
 from nbia_audit.drift.run import check_drift
 from nbia_audit.findings import AuditReport
+from nbia_audit.progress import ProgressCallback
 from nbia_audit.store.textlock import read_text_lock
 
 __all__ = ["detect_drift"]

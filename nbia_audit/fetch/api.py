@@ -6,12 +6,11 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from nbia_audit.archive.calls import ProgressCallback
 from nbia_audit.archive.session import ArchiveTarget, archive_session
 from nbia_audit.client.auth import Credentials
 from nbia_audit.client.download import StreamLimits
-from nbia_audit.fetch.layouts import Layout
 from nbia_audit.fetch.run import FetchReport, SeriesOutcome, SeriesRetry, fetch_dataset
+from nbia_audit.progress import ProgressCallback
 from nbia_audit.store.textlock import read_text_lock
 
 __all__ = ["fetch_copy"]
@@ -22,7 +21,7 @@ def fetch_copy(
     dest: str | os.PathLike[str],
     archive: ArchiveTarget | None = None,
     *,
-    layout: str | Layout = "classic",
+    layout: str = "classic",
     workers: int = 2,
     series: Iterable[str] | None = None,
     retry: SeriesRetry | None = None,

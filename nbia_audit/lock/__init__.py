@@ -2,13 +2,11 @@
 
 ``lock_spec`` and ``check_lock_staleness`` are the public verbs (any archive form, or the
 spec's own server); ``lock_dataset`` and ``check_lock`` are the engines under them and under
-the command line, given an archive view. A problem whose kind is in ``SERIOUS_PROBLEMS``
-is a finding.
+the command line, given an archive view.
 """
 
 from nbia_audit.lock.api import check_lock_staleness, lock_spec
 from nbia_audit.lock.run import (
-    SERIOUS_PROBLEMS,
     CheckResult,
     LockChanges,
     LockResult,
@@ -22,7 +20,6 @@ __all__ = [
     "CheckResult",
     "LockChanges",
     "LockResult",
-    "SERIOUS_PROBLEMS",
     "check_lock",
     "lock_dataset",
 ]

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nbia_audit.archive.calls import ProgressCallback
 from nbia_audit.archive.session import ArchiveTarget, archive_session
 from nbia_audit.client.auth import Credentials
 from nbia_audit.lock.run import CheckResult, LockResult, check_lock, lock_dataset
+from nbia_audit.progress import ProgressCallback
 from nbia_audit.spec.load import load_spec
 
 __all__ = ["check_lock_staleness", "lock_spec"]
