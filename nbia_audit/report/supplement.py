@@ -7,6 +7,7 @@ Built from the lock alone (text lock and database), plus, optionally, the report
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +86,7 @@ class Supplement:
 
 
 def build_supplement(
-    lock_path: Path,
+    lock_path: str | os.PathLike[str],
     verification: AuditReport | None = None,
     *,
     install_command: str = DEFAULT_INSTALL,
@@ -95,6 +96,7 @@ def build_supplement(
     Raises:
         LockNotFound, StoreError: the lock cannot be read.
     """
+    lock_path = Path(lock_path)
     lock = read_lock(lock_path, load_images=False)
     series, licenses = lock.series, lock.licenses
     try:

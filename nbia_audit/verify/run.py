@@ -50,8 +50,8 @@ def _utc_now() -> datetime:
 
 
 def verify_copy(
-    lock_path: Path,
-    root: Path,
+    lock_path: str | os.PathLike[str],
+    root: str | os.PathLike[str],
     *,
     level: str = "full",
     sample: float | None = None,
@@ -74,6 +74,7 @@ def verify_copy(
         StoreError: the lock cannot be read, or ``root`` is not a readable directory.
     """
     _check_arguments(level, sample, workers)
+    lock_path, root = Path(lock_path), Path(root)
     clock = now or _utc_now
     started = clock()
     exp = load_expectation(lock_path)

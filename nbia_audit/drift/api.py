@@ -1,0 +1,44 @@
+"""The ``drift`` verb as the public API offers it: a lock path and any archive form."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from nbia_audit.archive.session import ArchiveTarget, archive_session
+from nbia_audit.client.auth import Credentials
+from nbia_audit.drift.run import check_drift
+from nbia_audit.findings import AuditReport
+from nbia_audit.progress import ProgressCallback
+from nbia_audit.store.textlock import read_text_lock
+
+__all__ = ["detect_drift"]
+
+
+def detect_drift(
+    lock: str | os.PathLike[str],
+    archive: ArchiveTarget | None = None,
+    *,
+    fast: bool = False,
+    workers: int = 8,
+    credentials: Credentials | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> AuditReport:
+    """What changed upstream since the lock at ``lock`` was made? As ``nbia-audit drift``.
+
+    ``archive`` is a server alias, a URL, an ``NbiaClient`` or an ``ArchiveView``; None
+    means the server the lock was made from (with its API family). ``fast`` trusts the
+    archive's nightly collection hashes where they match. ``report.findings`` are the
+    changes; ``report.complete`` is False when a series could not be checked (never
+    clean then); ``report.clean`` is True only when complete and without findings.
+
+    Raises:
+        SpecError: the lock's embedded spec is unusable, or an unknown server.
+        LockNotFound, StoreError: the lock cannot be read.
+        ApiError: the archive could not answer the spec's resolution.
+    """
+    lock_path = Path(lock)
+    header = read_text_lock(lock_path).header
+    target = (header.server or header.base_url) if archive is None else archive
+    with archive_session(target, api=header.api, credentials=credentials) as view:
+        return check_drift(lock_path, view, fast=fast, workers=workers, on_progress=on_progress)
