@@ -7,12 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from nbia_audit.cli.common import EXIT_CODE_HELP, ExitCode
-from nbia_audit.cli.main import cli
 from nbia_audit.emulator import CorpusSpec, Emulator
 from tests.spec.test_spec import BAD_SPECS
+from tests.support.cli import run_cli
 
 SPEC = CorpusSpec(seed=5, collections=1, patients=2, studies=1, series=2, images=2)
 
@@ -24,8 +23,7 @@ def emu() -> Iterator[Emulator]:
 
 
 def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args))
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    result = run_cli(*args)
     return result.exit_code, result.stdout, result.stderr
 
 
