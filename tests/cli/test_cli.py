@@ -10,8 +10,8 @@ import pytest
 
 from nbia_audit.cli.common import EXIT_CODE_HELP, ExitCode
 from nbia_audit.emulator import CorpusSpec, Emulator
-from tests.spec.test_spec import BAD_SPECS
 from tests.support.cli import run_cli
+from tests.support.spec import BAD_SPECS
 
 SPEC = CorpusSpec(seed=5, collections=1, patients=2, studies=1, series=2, images=2)
 
