@@ -389,6 +389,29 @@ def test_lock_refuses_to_write_when_listed_images_have_no_md5s(
     assert not (tmp_path / "dataset.lock").exists()
 
 
+def test_lock_refuses_to_write_while_a_series_hash_keeps_disagreeing_with_its_images(
+    tmp_path: Path, emu: Emulator
+) -> None:
+    """An archive whose series hash never agrees with the image MD5s it lists (a series being
+    rewritten while asked): every round asks again, then nothing is written, exit 1, and the
+    series is named as unsettled; a lock that was there is left as it was."""
+    victim = _a_series(emu)
+    collection = next(s.collection for s in emu.corpus.series if s.series_uid == victim)
+    spec = tmp_path / "dataset.yaml"
+    spec.write_text(f"name: t\nserver: {emu.base_url}\nselect:\n  - collection: {collection}\n")
+    assert run_cli("lock", spec, "--quiet").exit_code == ExitCode.CLEAN
+    before = (tmp_path / "dataset.lock").read_bytes()
+    moving = first_times(-1, b"0" * 32, where=_on("getMD5Hierarchy", victim))
+    with tampering(emu.base_url, moving) as (url, _plan):
+        spec.write_text(f"name: t\nserver: {url}\nselect:\n  - collection: {collection}\n")
+        result = run_cli("lock", spec, "--quiet")
+    assert result.exit_code == ExitCode.FINDINGS, result.output
+    assert f"Not written ({tmp_path / 'dataset.lock'} is left as it was)" in result.stderr
+    assert "times running, so their hash and image MD5s never agreed" in result.stderr
+    assert f"  unsettled series {victim}" in result.stderr
+    assert (tmp_path / "dataset.lock").read_bytes() == before
+
+
 # -- any bytes at all ------------------------------------------------------------------------------
 
 _CSVISH = st.text(alphabet=st.sampled_from('ab,"\r\n\x00 f0.dcmFilename,MD5Hash'), max_size=300)
