@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,12 +13,6 @@ from tests.support.cli import run_cli
 from tests.support.spec import BAD_SPECS
 
 SPEC = CorpusSpec(seed=5, collections=1, patients=2, studies=1, series=2, images=2)
-
-
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    with Emulator.from_spec(SPEC) as running:
-        yield running
 
 
 def run(*args: str) -> tuple[int, str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,6 @@ from tests.support.cli import run_cli
 from tests.support.fetch import classic_paths, make_lock, tree
 
 SPEC = CorpusSpec(seed=13, collections=1, patients=2, studies=1, series=2, images=2)
-
-
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    with Emulator.from_spec(SPEC) as running:
-        yield running
 
 
 def run(*args: str) -> tuple[int, str, str]:
