@@ -17,7 +17,6 @@ settings.register_profile("nbia", deadline=None, derandomize=False, print_blob=T
 settings.load_profile("nbia")
 
 
-
 @pytest.fixture
 def emulator() -> Iterator[Emulator]:
     """A fresh emulator per test (mutations and faults never leak between tests).
@@ -26,6 +25,16 @@ def emulator() -> Iterator[Emulator]:
     """
     with Emulator.from_spec(SMALL_SPEC, users=USERS) as emu:
         yield emu
+
+
+@pytest.fixture
+def emu(request: pytest.FixtureRequest) -> Iterator[Emulator]:
+    """A fresh emulator per test over the corpus the test module names in ``SPEC``.
+
+    (Folders whose tests share one emulator per module, or one corpus, define their own.)
+    """
+    with Emulator.from_spec(request.module.SPEC) as running:
+        yield running
 
 
 @pytest.fixture(autouse=True, scope="session")

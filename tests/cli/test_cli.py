@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from nbia_audit.cli.common import EXIT_CODE_HELP, ExitCode
-from nbia_audit.cli.main import cli
 from nbia_audit.emulator import CorpusSpec, Emulator
-from tests.spec.test_spec import BAD_SPECS
+from tests.support.cli import run_cli
+from tests.support.spec import BAD_SPECS
 
 SPEC = CorpusSpec(seed=5, collections=1, patients=2, studies=1, series=2, images=2)
 
 
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    with Emulator.from_spec(SPEC) as running:
-        yield running
-
-
 def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args))
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    result = run_cli(*args)
     return result.exit_code, result.stdout, result.stderr
 
 

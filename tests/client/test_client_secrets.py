@@ -22,6 +22,7 @@ import pytest
 
 from nbia_audit.client import Credentials, NbiaClient, RetryPolicy
 from nbia_audit.errors import ApiError
+from tests.support.cli import run_cli
 
 MASK = "***"
 
@@ -189,16 +190,12 @@ def test_redaction_covers_every_encoding_and_excerpts_are_printable() -> None:
 def test_the_lock_verb_never_prints_a_secret_the_server_echoes(
     echo: _EchoServer, tmp_path: Path
 ) -> None:
-    from click.testing import CliRunner
-
-    from nbia_audit.cli.main import cli
-
     echo.status = 400  # not retried: one echo, no backoff
     url = f"http://127.0.0.1:{echo.server_address[1]}/nbia-api/services"
     spec = tmp_path / "dataset.yaml"
     spec.write_text(f"name: t\nserver: {url}\nselect:\n  - collection: C\n", encoding="utf-8")
     env = {"NBIA_USER": USER, "NBIA_PASSWORD": PASSWORD}
-    result = CliRunner().invoke(cli, ["lock", str(spec), "--quiet"], env=env)
+    result = run_cli("lock", spec, "--quiet", env=env)
     assert result.exit_code == 3, result.output
     assert "Basic " + MASK in result.stderr and "Traceback" not in result.stderr
     _assert_clean(result.output + result.stderr)

@@ -19,16 +19,15 @@ from pathlib import Path
 
 import pytest
 import requests
-from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nbia_audit.cli.common import ExitCode
-from nbia_audit.cli.main import cli
 from nbia_audit.client import NbiaClient
 from nbia_audit.emulator import Emulator
 from nbia_audit.errors import ApiError, ApiProtocolError
 from nbia_audit.fetch.run import fetch_dataset
+from tests.support.cli import run_cli
 from tests.support.client import ALICE, Sleeps, make_client, running_emulator
 from tests.support.fetch import FAST_SERIES, classic_paths, client_for, make_lock, proxy, tree
 
@@ -322,8 +321,7 @@ def test_lock_with_a_maintenance_page_for_one_series_hash_exits_3_naming_it(
     with tampering(emu.base_url, tamper) as (url, _plan):
         spec = tmp_path / "dataset.yaml"
         spec.write_text(f"name: t\nserver: {url}\nselect:\n  - collection: {collection}\n")
-        result = CliRunner().invoke(cli, ["lock", str(spec), "--quiet"])
-    assert isinstance(result.exception, SystemExit) or result.exception is None, result.output
+        result = run_cli("lock", spec, "--quiet")
     assert result.exit_code == ExitCode.ENVIRONMENT
     assert "Traceback" not in result.stderr
     assert "v4/getMD5Hierarchy" in result.stderr and victim in result.stderr
@@ -383,12 +381,35 @@ def test_lock_refuses_to_write_when_listed_images_have_no_md5s(
     with tampering(emu.base_url, tamper) as (url, _plan):
         spec = tmp_path / "dataset.yaml"
         spec.write_text(f"name: t\nserver: {url}\nselect:\n  - collection: {collection}\n")
-        result = CliRunner().invoke(cli, ["lock", str(spec), "--quiet"])
+        result = run_cli("lock", spec, "--quiet")
     assert result.exit_code == ExitCode.FINDINGS, result.output
     assert "Not written (no lock)" in result.stderr and "not removed" in result.stderr
     assert f"series {victim}: getSOPInstanceUIDs listed 3 image(s)" in result.stderr
     assert "unsettled" not in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "dataset.lock").exists()
+
+
+def test_lock_refuses_to_write_while_a_series_hash_keeps_disagreeing_with_its_images(
+    tmp_path: Path, emu: Emulator
+) -> None:
+    """An archive whose series hash never agrees with the image MD5s it lists (a series being
+    rewritten while asked): every round asks again, then nothing is written, exit 1, and the
+    series is named as unsettled; a lock that was there is left as it was."""
+    victim = _a_series(emu)
+    collection = next(s.collection for s in emu.corpus.series if s.series_uid == victim)
+    spec = tmp_path / "dataset.yaml"
+    spec.write_text(f"name: t\nserver: {emu.base_url}\nselect:\n  - collection: {collection}\n")
+    assert run_cli("lock", spec, "--quiet").exit_code == ExitCode.CLEAN
+    before = (tmp_path / "dataset.lock").read_bytes()
+    moving = first_times(-1, b"0" * 32, where=_on("getMD5Hierarchy", victim))
+    with tampering(emu.base_url, moving) as (url, _plan):
+        spec.write_text(f"name: t\nserver: {url}\nselect:\n  - collection: {collection}\n")
+        result = run_cli("lock", spec, "--quiet")
+    assert result.exit_code == ExitCode.FINDINGS, result.output
+    assert f"Not written ({tmp_path / 'dataset.lock'} is left as it was)" in result.stderr
+    assert "times running, so their hash and image MD5s never agreed" in result.stderr
+    assert f"  unsettled series {victim}" in result.stderr
+    assert (tmp_path / "dataset.lock").read_bytes() == before
 
 
 # -- any bytes at all ------------------------------------------------------------------------------
@@ -444,7 +465,7 @@ def test_lock_names_every_series_whose_answers_were_bad(tmp_path: Path, emu: Emu
     with tampering(emu.base_url, tamper) as (url, _plan):
         spec = tmp_path / "dataset.yaml"
         spec.write_text(f"name: t\nserver: {url}\nselect:\n  - collection: {collection}\n")
-        result = CliRunner().invoke(cli, ["lock", str(spec), "--quiet"])
+        result = run_cli("lock", spec, "--quiet")
     assert result.exit_code == ExitCode.ENVIRONMENT, result.output
     assert "could not pin 2 series (image lists)" in result.stderr
     assert all(v in result.stderr for v in victims) and "Traceback" not in result.stderr

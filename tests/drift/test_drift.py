@@ -15,7 +15,7 @@ from nbia_audit.drift.run import check_drift
 from nbia_audit.emulator import Emulator
 from nbia_audit.findings import AuditReport
 from nbia_audit.store.textlock import read_text_lock
-from tests.support.drift import (  # noqa: F401 - shared fixtures
+from tests.support.drift import (
     CORPUS,
     PARTIAL,
     PARTIAL_PATIENT,
@@ -24,11 +24,7 @@ from tests.support.drift import (  # noqa: F401 - shared fixtures
     Place,
     assert_exactly,
     client_for,
-    copy_lock,
-    emu,
-    lock,
     make_lock,
-    template,
 )
 
 

@@ -12,14 +12,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from nbia_audit.cli.drift import drift
 from nbia_audit.emulator import Emulator, Fault
+from tests.support.cli import run_cli
 from tests.support.drift import (
     WHOLE,
     Place,
-    emu,  # noqa: F401 - shared fixtures
     make_lock,
 )
 
@@ -30,7 +28,7 @@ def lock(emu: Emulator, tmp_path: Path) -> Path:
 
 
 def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(drift, list(args), catch_exceptions=False)
+    result = run_cli("drift", *args)
     return result.exit_code, result.stdout, result.stderr
 
 

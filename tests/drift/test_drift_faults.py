@@ -14,8 +14,7 @@ from nbia_audit.client.transport import RetryPolicy, Timeouts
 from nbia_audit.drift.run import check_drift
 from nbia_audit.emulator import Emulator, Fault
 from nbia_audit.errors import ApiError
-from tests.support.drift import (  # noqa: F401 - shared fixtures
-    CORPUS,
+from tests.support.drift import (
     PARTIAL,
     PARTIAL_PATIENT,
     WHOLE,
@@ -23,12 +22,7 @@ from tests.support.drift import (  # noqa: F401 - shared fixtures
     Place,
     assert_exactly,
     client_for,
-    copy_lock,
-    emu,
     keys,
-    lock,
-    make_lock,
-    template,
 )
 
 # Only an injected delay (1.5 s) exceeds the read timeout; a normal answer on a loaded machine

@@ -26,7 +26,6 @@ from tests.support.drift import (
     Place,
     assert_exactly,
     client_for,
-    emu,  # noqa: F401 - shared fixtures
     make_lock,
 )
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 import requests
 
 from nbia_audit.emulator import CorpusSpec, Emulator
@@ -15,12 +12,6 @@ KEYCLOAK_KEYS = [
     "access_token", "expires_in", "refresh_expires_in", "refresh_token", "token_type",
     "id_token", "not-before-policy", "session_state", "scope",
 ]  # fmt: skip
-
-
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
 
 
 def login(

@@ -8,10 +8,9 @@ import sys
 from pathlib import Path
 
 import requests
-from click.testing import CliRunner
 
-from nbia_audit.cli.emulator import emulator as emulator_group
 from nbia_audit.emulator import Emulator
+from tests.support.cli import run_cli
 
 ENTRY = "from nbia_audit.cli.emulator import emulator; emulator()"
 
@@ -38,9 +37,8 @@ def test_serve_prints_the_base_url_first_and_stops_on_sigterm(tmp_path: Path) ->
 
 
 def test_serve_a_folder_corpus(tmp_path: Path) -> None:
-    runner = CliRunner()
-    built = runner.invoke(
-        emulator_group, ["build", "--out", str(tmp_path), "--collections", "1", "--images", "2"]
+    built = run_cli(
+        "emulator", "build", "--out", str(tmp_path), "--collections", "1", "--images", "2"
     )
     assert built.exit_code == 0, built.output
     assert "wrote 8 DICOM files" in built.output
@@ -66,70 +64,58 @@ def test_serve_a_folder_corpus(tmp_path: Path) -> None:
 
 
 def test_mutate_and_fault_a_running_emulator(emulator: Emulator) -> None:
-    runner = CliRunner()
     uid = emulator.corpus.series[0].series_uid
-    result = runner.invoke(
-        emulator_group, ["mutate", emulator.base_url, "hide_series", "--arg", f"series_uid={uid}"]
+    result = run_cli(
+        "emulator", "mutate", emulator.base_url, "hide_series", "--arg", f"series_uid={uid}"
     )
     assert result.exit_code == 0, result.output
     assert emulator.corpus.series_by_uid(uid).visibility == "0"  # type: ignore[union-attr]
-    added = runner.invoke(
-        emulator_group,
-        [
-            "mutate",
-            emulator.base_url,
-            "add_series",
-            "--arg",
-            "collection=EMU-LUNG",
-            "--arg",
-            "images=2",
-        ],
+    added = run_cli(
+        "emulator",
+        "mutate",
+        emulator.base_url,
+        "add_series",
+        "--arg",
+        "collection=EMU-LUNG",
+        "--arg",
+        "images=2",
     )
     assert added.exit_code == 0 and emulator.corpus.series_by_uid(added.output.strip())
-    bad = runner.invoke(emulator_group, ["mutate", emulator.base_url, "explode"])
+    bad = run_cli("emulator", "mutate", emulator.base_url, "explode")
     assert bad.exit_code == 2 and "'explode' is not one of" in bad.output
-    fault = runner.invoke(
-        emulator_group,
-        [
-            "fault",
-            emulator.base_url,
-            "status",
-            "--status",
-            "502",
-            "--endpoint",
-            "getSeries",
-            "--times",
-            "1",
-        ],
+    fault = run_cli(
+        "emulator",
+        "fault",
+        emulator.base_url,
+        "status",
+        "--status",
+        "502",
+        "--endpoint",
+        "getSeries",
+        "--times",
+        "1",
     )
     assert fault.exit_code == 0 and "1 fault(s) active" in fault.output
     assert requests.get(f"{emulator.base_url}/v4/getSeries").status_code == 502
-    runner.invoke(emulator_group, ["fault", emulator.base_url, "latency", "--delay", "0.01"])
-    cleared = runner.invoke(emulator_group, ["fault", emulator.base_url, "clear"])
+    run_cli("emulator", "fault", emulator.base_url, "latency", "--delay", "0.01")
+    cleared = run_cli("emulator", "fault", emulator.base_url, "clear")
     assert cleared.exit_code == 0 and emulator.faults == ()
 
 
 def test_bad_arguments() -> None:
-    runner = CliRunner()
-    assert (
-        runner.invoke(
-            emulator_group, ["mutate", "http://x", "hide_series", "--arg", "nokey"]
-        ).exit_code
-        == 2
-    )
-    assert runner.invoke(emulator_group, ["serve", "--user", "nopassword"]).exit_code == 2
-    assert runner.invoke(emulator_group, ["fault", "http://x", "meteor"]).exit_code == 2
+    assert run_cli("emulator", "mutate", "http://x", "hide_series", "--arg", "nokey").exit_code == 2
+    assert run_cli("emulator", "serve", "--user", "nopassword").exit_code == 2
+    assert run_cli("emulator", "fault", "http://x", "meteor").exit_code == 2
 
 
 def test_mutate_runs_the_nightly_job_and_rejects_bad_arguments_with_exit_2(
     emulator: Emulator,
 ) -> None:
-    runner = CliRunner()
     series = emulator.corpus.series[0]
     emulator.replace_image(emulator.corpus.images_of(series.series_uid)[0].sop_uid)
-    done = runner.invoke(emulator_group, ["mutate", emulator.base_url, "run_nightly_job"])
+    done = run_cli("emulator", "mutate", emulator.base_url, "run_nightly_job")
     assert done.exit_code == 0 and series.collection in done.output  # its hash was rewritten
-    wrong = runner.invoke(emulator_group, ["mutate", emulator.base_url, "hide_series"])
+    wrong = run_cli("emulator", "mutate", emulator.base_url, "hide_series")
     assert wrong.exit_code == 2 and "hide_series takes: series_uid" in wrong.output
-    helped = runner.invoke(emulator_group, ["mutate", "--help"])
+    helped = run_cli("emulator", "mutate", "--help")
     assert "set_release_date: target, when" in helped.output

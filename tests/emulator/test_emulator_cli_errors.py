@@ -10,13 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from nbia_audit.cli.emulator import emulator as emulator_group
+from tests.support.cli import run_cli
 
 
 def invoke(*args: str) -> Result:
-    return CliRunner().invoke(emulator_group, list(args))
+    return run_cli("emulator", *args)
 
 
 def assert_clean_error(result: Result, code: int, *words: str) -> None:

@@ -7,11 +7,9 @@ import hashlib
 import io
 import re
 import zipfile
-from collections.abc import Iterator
 from typing import Any
 
 import pydicom
-import pytest
 import requests
 
 from nbia_audit.emulator import CorpusSpec, Emulator
@@ -21,12 +19,6 @@ GRANTED = (
     "The user has not been granted the access to image with given SeriesInstanceUID,{}. "
     "Please contact System Admin to resolve this issue."
 )
-
-
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
 
 
 def guest(emu: Emulator, http: requests.Session) -> dict[str, str]:

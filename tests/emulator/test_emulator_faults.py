@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import time
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,6 @@ from nbia_audit.emulator.folder import write_corpus
 from nbia_audit.emulator.model import FileSource
 
 SMALL = CorpusSpec(seed=1, collections=1, patients=1, series=1, images=1)
-
-
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
 
 
 def series_url(

@@ -26,12 +26,6 @@ def emu() -> Iterator[Emulator]:
         yield emulator
 
 
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
-
-
 def token(emu: Emulator, http: requests.Session, user: str = "nbia_guest") -> dict[str, str]:
     password = USERS.get(user, "")
     body = http.post(

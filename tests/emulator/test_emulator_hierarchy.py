@@ -7,9 +7,7 @@ import csv
 import hashlib
 import io
 import zipfile
-from collections.abc import Iterator
 
-import pytest
 import requests
 
 from nbia_audit.emulator import CorpusSpec, Emulator
@@ -34,10 +32,6 @@ def reference_series_hash(image_md5s: list[str | None]) -> str:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
 
 
 def hierarchy(emu: Emulator, http: requests.Session, **form: str) -> str:

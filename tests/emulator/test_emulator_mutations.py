@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
-from collections.abc import Iterator
 
 import pydicom
 import pytest
@@ -13,12 +12,6 @@ import requests
 
 from nbia_audit.emulator import Emulator, Fault
 from nbia_audit.emulator.remote import ControlError, RemoteEmulator
-
-
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
 
 
 def series_hash(emu: Emulator, http: requests.Session, uid: str) -> str:

@@ -184,6 +184,23 @@ def test_value_lists(emu: Emulator, auth: dict[str, str]) -> None:
     )
 
 
+def test_manufacturer_values_are_the_distinct_manufacturers_of_visible_series(
+    emu: Emulator, auth: dict[str, str]
+) -> None:
+    """getManufacturerValues (protocol §5): one ``Manufacturer`` key per row, distinct and
+    sorted, narrowed by the collection like the other value lists."""
+    rows = get(emu, "v2/getManufacturerValues", auth)
+    assert all(list(r) in (["Manufacturer"], []) for r in rows)
+    every = {s.manufacturer for s in emu.corpus.series if s.manufacturer}
+    assert {r["Manufacturer"] for r in rows if r} == every
+    lung = get(emu, "v2/getManufacturerValues", auth, Collection="EMU-LUNG")
+    named = [r["Manufacturer"] for r in lung if r]
+    assert named == sorted(set(named))
+    assert set(named) == {
+        s.manufacturer for s in emu.corpus.series if s.collection == "EMU-LUNG" and s.manufacturer
+    }
+
+
 def test_unversioned_counts_are_strings(emu: Emulator, auth: dict[str, str]) -> None:
     ours = get(emu, "getBodyPartValuesAndCounts", auth) + get(
         emu, "getCollectionValuesAndCounts", auth

@@ -22,12 +22,6 @@ def emu() -> Iterator[Emulator]:
         yield emulator
 
 
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
-
-
 def guest(emu: Emulator, http: requests.Session) -> dict[str, str]:
     body = http.post(
         f"{emu.root_url}/oauth/token",

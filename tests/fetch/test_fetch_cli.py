@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from nbia_audit.cli.common import ExitCode
-from nbia_audit.cli.fetch import FetchDisplay, fetch
+from nbia_audit.cli.fetch import FetchDisplay
 from nbia_audit.emulator import CorpusSpec, Emulator
 from nbia_audit.fetch.series import SeriesOutcome
 from nbia_audit.store.textlock import database_path
+from tests.support.cli import run_cli
 from tests.support.fetch import classic_paths, make_lock, tree
 
 SPEC = CorpusSpec(seed=13, collections=1, patients=2, studies=1, series=2, images=2)
 
 
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    with Emulator.from_spec(SPEC) as running:
-        yield running
-
-
 def run(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(fetch, list(args))
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    result = run_cli("fetch", *args)
     return result.exit_code, result.stdout, result.stderr
 
 

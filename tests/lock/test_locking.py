@@ -28,12 +28,6 @@ SPEC = CorpusSpec(seed=11, collections=2, patients=3, studies=2, series=2, image
 
 
 @pytest.fixture
-def emu() -> Iterator[Emulator]:
-    with Emulator.from_spec(SPEC) as running:
-        yield running
-
-
-@pytest.fixture
 def archive(emu: Emulator) -> Iterator[ArchiveView]:
     fast = RetryPolicy(attempts=3, base=0.001, cap=0.01)
     with NbiaClient(emu.base_url, retry=fast) as client:

@@ -4,31 +4,19 @@ exactly like ``series:`` (issue 10 #4). Real emulator over loopback, real CLI.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from click.testing import CliRunner
-
 from nbia_audit.cli.common import ExitCode
-from nbia_audit.cli.main import cli
 from nbia_audit.emulator import CorpusSpec, Emulator
 from nbia_audit.store.textlock import read_text_lock
+from tests.support.cli import run_cli
 
 SPEC = CorpusSpec(seed=23, collections=1, patients=2, studies=1, series=2, images=2)
 UNKNOWN = "1.2.826.0.1.3680043.99.424242"
 
 
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    with Emulator.from_spec(SPEC) as running:
-        yield running
-
-
 def lock(spec: Path) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["lock", str(spec), "--quiet"])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    assert "Traceback" not in result.output
+    result = run_cli("lock", spec, "--quiet")
     return result.exit_code, result.stderr
 
 

@@ -7,10 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from nbia_audit.cli.main import cli
 from nbia_audit.emulator import CorpusSpec, Emulator
+from tests.support.cli import run_cli
 from tests.support.lock_tools import lock_and_fetch
 
 SPEC = CorpusSpec(seed=31, collections=1, patients=2, studies=1, series=2, images=2)
@@ -22,7 +21,7 @@ def fetched(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
 
 
 def invoke(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, list(args))
+    result = run_cli(*args)
     return result.exit_code, result.output
 
 

@@ -8,7 +8,6 @@ real client and only adds that step.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,6 @@ from nbia_audit.store.reader import read_lock
 from tests.support.verify import client_for
 
 SPEC = CorpusSpec(seed=31, collections=1, patients=2, studies=1, series=2, images=3)
-
-
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    with Emulator.from_spec(SPEC) as running:
-        yield running
 
 
 class MovingArchive:

@@ -20,15 +20,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from nbia_audit.archive.view import ArchiveView
-from nbia_audit.cli.main import cli
 from nbia_audit.emulator import CorpusSpec, Emulator
 from nbia_audit.errors import LockNotFound, StoreError
 from nbia_audit.lock.run import lock_dataset
 from nbia_audit.store.reader import LockProofError, read_lock
 from nbia_audit.store.textlock import database_path, read_text_lock
+from tests.support.cli import run_cli
 from tests.support.verify import client_for
 
 SPEC = CorpusSpec(seed=23, collections=2, patients=2, studies=1, series=2, images=3)
@@ -65,20 +64,9 @@ def other(emu: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def copy(original: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("copy") / "data"
-    result = run("fetch", str(original), "--dest", str(dest), "-q")
+    result = run_cli("fetch", str(original), "--dest", str(dest), "-q")
     assert result.exit_code == 0, result.output
     return dest
-
-
-def run(*args: str) -> CliResult:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return CliResult(result.exit_code, result.output)
-
-
-class CliResult:
-    def __init__(self, exit_code: int, output: str) -> None:
-        self.exit_code = exit_code
-        self.output = output
 
 
 def pair_in(src_lock: Path, dest: Path) -> Path:
@@ -246,11 +234,11 @@ def test_no_single_edit_of_a_lock_pair_reads_clean(
     lock = pair_in(original, tmp_path / "pair")
     # A clean stat pass first, so a memo of it exists for this very lock path: the edit must
     # not hide behind it.
-    assert run("verify", str(lock), str(copy), "--level", "stat", "-q").exit_code == 0
+    assert run_cli("verify", str(lock), str(copy), "--level", "stat", "-q").exit_code == 0
     EDITS[case](lock, other)
 
     for level in ("stat", "quick", "full"):  # stat first: a full pass forgets the memo
-        result = run("verify", str(lock), str(copy), "--level", level, "--format", "json")
+        result = run_cli("verify", str(lock), str(copy), "--level", level, "--format", "json")
         assert result.exit_code in (1, 3), (case, level, result.output)
         if result.exit_code == 1:
             document = json.loads(result.output)
@@ -258,16 +246,14 @@ def test_no_single_edit_of_a_lock_pair_reads_clean(
             assert any(f["kind"] == "lock-database-rejected" for f in document["findings"]) or (
                 case.startswith("text")
             ), (case, level)
-    result = run("report", str(lock), "--verify", str(copy), "--format", "json")
+    result = run_cli("report", str(lock), "--verify", str(copy), "--format", "json")
     assert result.exit_code in (1, 3), (case, result.output)
     assert '"clean": true' not in result.output
-    assert run("drift", str(lock), "-q").exit_code == 3, case
-    assert run("lock", "--check", "--offline", str(lock.with_name("dataset.yaml"))).exit_code in (
-        1,
-        3,
-    ), case
+    assert run_cli("drift", str(lock), "-q").exit_code == 3, case
+    spec = lock.with_name("dataset.yaml")
+    assert run_cli("lock", "--check", "--offline", spec).exit_code in (1, 3), case
     dest = tmp_path / "fetched"
-    assert run("fetch", str(lock), "--dest", str(dest), "-q").exit_code == 3, case
+    assert run_cli("fetch", str(lock), "--dest", str(dest), "-q").exit_code == 3, case
     assert not [p for p in dest.rglob("*.dcm")] if dest.exists() else True
 
 
@@ -295,7 +281,7 @@ def test_the_issue_case_appended_bytes_with_a_matching_database_md5(
         conn.execute("UPDATE images SET archive_md5 = ? WHERE sop_uid = ?", (new_md5, target))
     conn.close()
     for level in ("full", "quick", "stat"):
-        result = run("verify", str(lock), str(data), "--level", level, "--format", "json")
+        result = run_cli("verify", str(lock), str(data), "--level", level, "--format", "json")
         assert result.exit_code == 1, (level, result.output)
         document = json.loads(result.output)
         assert document["clean"] is False
@@ -318,7 +304,7 @@ def test_a_database_that_fails_names_the_series_and_both_hashes(
     pinned = next(s.series_hash for s in read_text_lock(lock).series if s.series_uid == series)
     assert str(database_path(lock)) in message and f"series {series}" in message
     assert "image MD5s give" in message and pinned[:8] in message
-    result = run("drift", str(lock))
+    result = run_cli("drift", str(lock))
     assert result.exit_code == 3 and f"series {series}" in result.output
     assert "Traceback" not in result.output
 
@@ -355,7 +341,7 @@ def test_an_image_md5_and_its_series_hash_edited_together_are_caught(
     sql(lock, "UPDATE series SET series_hash = ? WHERE series_uid = ?", series_hash(md5s), series)
     with pytest.raises(LockProofError, match=f"series {re.escape(series)}: series_hash is"):
         read_lock(lock)
-    result = run("verify", str(lock), str(copy), "--format", "json")
+    result = run_cli("verify", str(lock), str(copy), "--format", "json")
     assert result.exit_code == 1 and json.loads(result.output)["clean"] is False
 
 
@@ -365,7 +351,7 @@ def test_verify_falls_back_to_the_text_lock_and_says_so_in_every_format(
     lock = pair_in(original, tmp_path / "pair")
     sql(lock, "UPDATE meta SET value = 'garbage' WHERE key = 'text_sha256'")
     for fmt in ("text", "json", "junit"):
-        result = run("verify", str(lock), str(copy), "--format", fmt)
+        result = run_cli("verify", str(lock), str(copy), "--format", fmt)
         assert result.exit_code == 1, (fmt, result.output)
         assert "lock-database-rejected" in result.output, fmt
         assert "text lock" in result.output, fmt
@@ -377,9 +363,9 @@ def test_a_clean_pair_still_reads_and_verifies(original: Path, copy: Path, tmp_p
     assert contents.source == "database" and contents.image_count == SPEC_IMAGES
     assert sum(len(v) for v in contents.images.values()) == SPEC_IMAGES
     for level in ("full", "quick", "stat"):
-        assert run("verify", str(lock), str(copy), "--level", level).exit_code == 0, level
-    assert run("drift", str(lock), "-q").exit_code == 0
-    assert run("lock", "--check", "--offline", str(lock.with_name("dataset.yaml"))).exit_code == 0
+        assert run_cli("verify", str(lock), str(copy), "--level", level).exit_code == 0, level
+    assert run_cli("drift", str(lock), "-q").exit_code == 0
+    assert run_cli("lock", "--check", "--offline", lock.with_name("dataset.yaml")).exit_code == 0
 
 
 SPEC_IMAGES = SPEC.collections * SPEC.patients * SPEC.studies * SPEC.series * SPEC.images
@@ -394,9 +380,9 @@ def test_a_missing_database_is_named_and_verify_uses_the_text_lock(
         read_lock(lock)
     contents = read_lock(lock, text_only_fallback=True)
     assert contents.source == "text lock" and contents.database_rejected == ""
-    result = run("verify", str(lock), str(copy), "--level", "full")
+    result = run_cli("verify", str(lock), str(copy), "--level", "full")
     assert result.exit_code == 0, result.output  # a reader with the cited text lock alone
-    assert run("drift", str(lock)).exit_code == 3
+    assert run_cli("drift", str(lock)).exit_code == 3
 
 
 def test_an_empty_series_pinned_without_images_proves(tmp_path: Path) -> None:
@@ -454,7 +440,7 @@ def test_a_text_lock_alone_with_an_edited_series_hash_is_refused(
     )
     with pytest.raises(StoreError, match="root digest"):
         read_text_lock(lock)
-    result = run("verify", str(lock), str(copy))
+    result = run_cli("verify", str(lock), str(copy))
     assert result.exit_code == 3 and "root digest" in result.output
 
 
@@ -552,11 +538,11 @@ def test_lock_check_refuses_a_text_lock_without_its_database(
     """Every other verb refuses such a pair (exit 3); `lock --check` said "up to date"."""
     lock = pair_in(original, tmp_path / "pair")
     database_path(lock).unlink()
-    result = run("lock", "--check", "--offline", str(lock.with_name("dataset.yaml")))
+    result = run_cli("lock", "--check", "--offline", str(lock.with_name("dataset.yaml")))
     assert result.exit_code == 3 and "lock database not found" in result.output, result.output
 
 
 def test_lock_offline_without_check_is_a_usage_error(original: Path, tmp_path: Path) -> None:
     lock = pair_in(original, tmp_path / "pair")
-    result = run("lock", "--offline", str(lock.with_name("dataset.yaml")))
+    result = run_cli("lock", "--offline", str(lock.with_name("dataset.yaml")))
     assert result.exit_code == 2 and "--offline needs --check" in result.output, result.output

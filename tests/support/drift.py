@@ -11,8 +11,6 @@ import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import pytest
-
 from nbia_audit.archive.view import ArchiveView
 from nbia_audit.client import NbiaClient
 from nbia_audit.client.auth import Credentials
@@ -143,25 +141,3 @@ def assert_exactly(report: AuditReport, expected: set[Key]) -> None:
 
 def iter_statuses(report: AuditReport, status: str) -> Iterator[str]:
     return (s.series_uid for s in report.series if s.status == status)
-
-
-# Fixtures shared by the drift test modules (imported by name).
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A lock of CORPUS, made once per module; each test gets its own copy (``lock``)."""
-    with Emulator.from_spec(CORPUS) as emu:
-        return make_lock(emu, tmp_path_factory.mktemp("drift-lock"))
-
-
-@pytest.fixture
-def emu() -> Iterator[Emulator]:
-    """A fresh emulator of CORPUS per test: mutations never leak between tests."""
-    with Emulator.from_spec(CORPUS) as running:
-        yield running
-
-
-@pytest.fixture
-def lock(template: Path, tmp_path: Path) -> Path:
-    return copy_lock(template, tmp_path)

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pydicom
 import pydicom.data
-import pytest
 
 from nbia_audit.archive.view import ArchiveView
 from nbia_audit.client import NbiaClient
@@ -272,33 +271,3 @@ def kinds(report: AuditReport) -> set[tuple[str, str, str]]:
 
 def rel(root: Path, path: Path) -> str:
     return path.relative_to(root).as_posix()
-
-
-# Fixtures shared by the verify test modules; each module sets SPEC (its corpus) and imports
-# the fixtures it uses by name.
-
-
-@pytest.fixture(scope="module")
-def emu(request: pytest.FixtureRequest) -> Iterator[Emulator]:
-    with Emulator.from_spec(request.module.SPEC) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def lock(emu: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_lock(tmp_path_factory.mktemp("lock"), emu)
-
-
-@pytest.fixture(scope="module")
-def downloads(emu: Emulator, tmp_path_factory: pytest.TempPathFactory) -> list[Download]:
-    return download_all(emu, tmp_path_factory.mktemp("zips"))
-
-
-@pytest.fixture(scope="module")
-def pristine(
-    emu: Emulator, downloads: list[Download], tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    root = tmp_path_factory.mktemp("pristine") / "copy"
-    materialise(emu, downloads, root, "ours")
-    backdate(root)
-    return root

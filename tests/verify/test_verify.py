@@ -23,21 +23,12 @@ from nbia_audit.emulator import CorpusSpec
 from nbia_audit.report.render import render_json
 from nbia_audit.store.localstate import LocalState, stat_key
 from nbia_audit.verify.run import verify_copy
-from tests.support.verify import (  # noqa: F401 - shared fixtures
-    Download,
-    backdate,
+from tests.support.verify import (
     clone,
-    download_all,
-    downloads,
-    emu,
     flip_bit_keep_mtime,
     foreign_dicom,
     image_files,
     kinds,
-    lock,
-    make_lock,
-    materialise,
-    pristine,
     rel,
     sop_of,
     truncate_half,

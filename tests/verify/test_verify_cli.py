@@ -9,11 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from nbia_audit.cli.common import ExitCode
-from nbia_audit.cli.verify import verify
 from nbia_audit.emulator import CorpusSpec, Emulator
+from tests.support.cli import run_cli
 from tests.support.verify import (
     backdate,
     download_all,
@@ -38,9 +37,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]
 
 
 def run(*args: object) -> tuple[int, str, str]:
-    result = CliRunner().invoke(verify, [str(a) for a in args])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    assert "Traceback" not in result.output
+    result = run_cli("verify", *args)
     return result.exit_code, result.stdout, result.stderr
 
 

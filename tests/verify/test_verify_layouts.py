@@ -17,16 +17,11 @@ import pytest
 from nbia_audit.emulator import CorpusSpec, Emulator
 from nbia_audit.verify.run import verify_copy
 from nbia_audit.verify.sidecars import has_dicom_marker, sidecar_of, sidecar_tool
-from tests.support.verify import (  # noqa: F401 - shared fixtures
+from tests.support.verify import (
     LAYOUTS,
     Download,
-    download_all,
-    downloads,
-    emu,
     foreign_dicom,
     image_files,
-    lock,
-    make_lock,
     materialise,
 )
 

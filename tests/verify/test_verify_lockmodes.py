@@ -16,12 +16,10 @@ import pytest
 from nbia_audit.emulator import CorpusSpec, Emulator
 from nbia_audit.errors import LockNotFound, StoreError
 from nbia_audit.verify.run import verify_copy
-from tests.support.verify import (  # noqa: F401 - shared fixtures
+from tests.support.verify import (
     Download,
     client_for,
     download_all,
-    downloads,
-    emu,
     flip_bit_keep_mtime,
     image_files,
     kinds,

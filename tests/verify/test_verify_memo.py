@@ -10,14 +10,10 @@ import pytest
 from nbia_audit.emulator import CorpusSpec
 from nbia_audit.store.statefolder import StateFolder
 from nbia_audit.verify.run import verify_copy
-from tests.support.verify import (  # noqa: F401 - shared fixtures
+from tests.support.verify import (
     clone,
-    downloads,
-    emu,
     flip_bit_keep_mtime,
     image_files,
-    lock,
-    pristine,
     sop_of,
 )
 

@@ -23,10 +23,9 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from click.testing import CliRunner
 
-from nbia_audit.cli.main import cli
 from nbia_audit.emulator import CorpusSpec
+from tests.support.cli import run_cli
 from tests.support.lock_tools import lock_and_fetch
 
 SPEC = CorpusSpec(seed=31, collections=1, patients=2, studies=1, series=2, images=2)
@@ -49,8 +48,7 @@ def age(data: Path) -> None:
 
 
 def invoke(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, list(args))
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    result = run_cli(*args)
     return result.exit_code, result.stdout
 
 
