@@ -38,6 +38,7 @@ Drift is not measured: it needs an emulator serving the same synthetic corpus.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -94,6 +95,7 @@ class Corpus:
     series: int
     database_bytes: int
     text_bytes: int
+    database_objects: dict[str, int]  # table or index name -> bytes of its pages
 
 
 def child_environment(scratch: Path) -> dict[str, str]:
@@ -141,7 +143,7 @@ def make_corpus(folder: Path, images: int, placeholders: bool, env: dict[str, st
         raise SystemExit(f"writing the {images:,}-image lock pair failed:\n{done.stderr}")
     facts = json.loads(done.stdout)
     return Corpus(lock, files, facts["images"], facts["series"], facts["database_bytes"],
-                  facts["text_bytes"])  # fmt: skip
+                  facts["text_bytes"], facts.get("objects", {}))  # fmt: skip
 
 
 def run_steps(corpus: Corpus, scratch: Path, env: dict[str, str]) -> dict[str, Measured]:
@@ -201,6 +203,18 @@ def print_tables(
         print(md_row(f"{c.images:,}", f"{c.series:,}", f"{c.database_bytes / 1e6:.1f}",
                      f"{c.database_bytes / c.images:.0f}", f"{c.text_bytes / 1e3:.0f}",
                      f"{c.text_bytes / c.series:.0f}"))  # fmt: skip
+    largest = corpora[-1]
+    print()
+    print(md_row(f"lock database at {largest.images:,} images: table or index", "MB",
+                 "bytes per image"))  # fmt: skip
+    print(md_row("---", "---:", "---:"))
+    rest = 0
+    for name, size in sorted(largest.database_objects.items(), key=lambda item: -item[1]):
+        if size < largest.database_bytes / 100:
+            rest += size
+        else:
+            print(md_row(f"`{name}`", f"{size / 1e6:.1f}", f"{size / largest.images:.0f}"))
+    print(md_row("everything else", f"{rest / 1e6:.1f}", f"{rest / largest.images:.0f}"))
 
 
 def check_exits(reference: dict[str, Measured], results: list[dict[str, Measured]]) -> list[str]:
@@ -326,7 +340,17 @@ def child_make(lock: Path, images: int, files: Path | None) -> None:
         "series": len(contents.series),
         "database_bytes": contents.database_path.stat().st_size,
         "text_bytes": lock.stat().st_size,
+        "objects": database_objects(contents.database_path),
     }))  # fmt: skip
+
+
+def database_objects(path: Path) -> dict[str, int]:
+    """Bytes of pages per table and index (SQLite's ``dbstat``): where the database's size is."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+        rows = db.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name").fetchall()
+    return {str(name): int(size) for name, size in rows}
 
 
 def child_warm() -> None:
