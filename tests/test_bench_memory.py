@@ -1,0 +1,72 @@
+"""The memory benchmark (bench/bench_memory.py) runs end to end and measures each child alone."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench_memory.py"
+
+# Every step issue 14 needs a baseline for, and the exit code that says it ran to the end
+# (verify finds everything missing or wrong: 1).
+STEPS = {
+    "read_lock(load_images=False)": "0",
+    "read_lock(load_images=True)": "0",
+    "verify stat, empty folder": "1",
+    "verify quick, empty folder": "1",
+    "verify stat, placeholders, 1st pass": "1",
+    "verify stat, placeholders, 2nd pass": "1",
+    "report (supplement, md)": "0",
+}
+
+
+def _bench_module() -> ModuleType:
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import bench_memory
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    return bench_memory
+
+
+@pytest.mark.slow  # about 15 child interpreters: 15 s alone, 45 s on a loaded 2-core machine
+def test_quick_run_prints_a_row_per_step_and_the_sizes(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--images", "400", "--dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in done.stdout.splitlines()
+        if line.startswith("| ")
+    ]
+    # 400 images are 3 whole series of 126.
+    measured = {cells[0]: cells for cells in rows if len(cells) == 8 and cells[1] == "378"}
+    assert set(measured) == set(STEPS), done.stdout
+    for label, cells in measured.items():
+        assert cells[2] == STEPS[label], cells
+        assert float(cells[4]) > 0 and cells[5] and cells[6], cells  # peak, growth, per 100 k
+    sizes = [cells for cells in rows if len(cells) == 6 and cells[0] == "378"]
+    assert len(sizes) == 1 and sizes[0][1] == "3" and int(sizes[0][3]) > 0, done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_each_child_is_measured_alone_not_by_the_largest_before_it(tmp_path: Path) -> None:
+    """A small child measured after a large one reports its own peak (RUSAGE_CHILDREN would
+    report the largest child so far)."""
+    bench = _bench_module()
+    env = bench.child_environment(tmp_path)
+    touch_200_mb = "b = bytearray(200_000_000); b[::4096] = b'x' * len(b[::4096])"
+    big = bench.measure([sys.executable, "-c", touch_200_mb], env)
+    small = bench.measure([sys.executable, "-c", "pass"], env)
+    assert big.exit_code == 0 and small.exit_code == 0
+    assert big.peak_mb > 200
+    assert small.peak_mb < 100, small
