@@ -8,7 +8,7 @@ caller's to close (they may go on using it), one made from a name or URL is logg
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import cast
 
@@ -17,15 +17,16 @@ from nbia_audit.archive.resolve import open_archive
 from nbia_audit.client import Credentials, NbiaClient
 from nbia_audit.client.servers import ApiFamily
 from nbia_audit.errors import SpecError
+from nbia_audit.models import LockHeader
 
-__all__ = ["ArchiveTarget", "archive_session"]
+__all__ = ["ArchiveTarget", "archive_session", "opener_for_lock"]
 
 ArchiveTarget = str | NbiaClient | Archive
 
 
 @contextmanager
 def archive_session(
-    target: ArchiveTarget, *, api: str, credentials: Credentials | None = None
+    target: ArchiveTarget, *, api: str | None = None, credentials: Credentials | None = None
 ) -> Iterator[Archive]:
     """The archive ``target`` names, for a ``with`` block.
 
@@ -36,16 +37,32 @@ def archive_session(
         SpecError: an unknown server name or API family, or credentials given with a client
             made elsewhere (give them to that client).
     """
-    made_here = isinstance(target, str)
-    try:
-        if isinstance(target, str):
-            archive = open_archive(target, api=cast("ApiFamily", api), credentials=credentials)
-        else:
-            archive = open_archive(target, credentials=credentials)
-    except ValueError as exc:
-        raise SpecError(str(exc), path="archive") from None
+    archive = _open(target, api=api, credentials=credentials)
     try:
         yield archive
     finally:
-        if made_here:
+        if isinstance(target, str):  # made here from a name or URL: ours to close
             archive.close()
+
+
+def opener_for_lock(
+    target: str | None, *, credentials: Credentials | None = None
+) -> Callable[[LockHeader], Archive]:
+    """A factory for verbs that read the lock first (``check_drift``): it opens the server
+    ``target`` names, or by default the lock's own, with the lock's API family. The verb
+    closes what the factory opened; the lock is read once, by the verb."""
+
+    def opened(header: LockHeader) -> Archive:
+        server = target or header.server or header.base_url
+        return _open(server, api=header.api, credentials=credentials)
+
+    return opened
+
+
+def _open(target: ArchiveTarget, *, api: str | None, credentials: Credentials | None) -> Archive:
+    try:
+        if isinstance(target, str):
+            return open_archive(target, api=cast("ApiFamily", api), credentials=credentials)
+        return open_archive(target, credentials=credentials)
+    except ValueError as exc:
+        raise SpecError(str(exc), path="archive") from None

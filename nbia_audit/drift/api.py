@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from nbia_audit.archive.session import ArchiveTarget, archive_session
+from nbia_audit.archive.session import ArchiveTarget, archive_session, opener_for_lock
 from nbia_audit.client.auth import Credentials
 from nbia_audit.drift.run import check_drift
 from nbia_audit.findings import AuditReport
 from nbia_audit.progress import ProgressCallback
-from nbia_audit.store.textlock import read_text_lock
 
 __all__ = ["detect_drift"]
 
@@ -26,7 +25,7 @@ def detect_drift(
 ) -> AuditReport:
     """What changed upstream since the lock at ``lock`` was made? As ``nbia-audit drift``.
 
-    ``archive`` is a server alias, a URL, an ``NbiaClient`` or an ``ArchiveView``; None
+    ``archive`` is a server alias, a URL, an ``NbiaClient`` or an ``Archive``; None
     means the server the lock was made from (with its API family). ``fast`` trusts the
     archive's nightly collection hashes where they match. ``report.findings`` are the
     changes; ``report.complete`` is False when a series could not be checked (never
@@ -38,7 +37,10 @@ def detect_drift(
         ApiError: the archive could not answer the spec's resolution.
     """
     lock_path = Path(lock)
-    header = read_text_lock(lock_path).header
-    target = (header.server or header.base_url) if archive is None else archive
-    with archive_session(target, api=header.api, credentials=credentials) as view:
+    if archive is None or isinstance(archive, str):
+        # Opened once check_drift has read the lock (its server, its API family), so the
+        # lock is read once; check_drift closes what the opener made.
+        opener = opener_for_lock(archive, credentials=credentials)
+        return check_drift(lock_path, opener, fast=fast, workers=workers, on_progress=on_progress)
+    with archive_session(archive, credentials=credentials) as view:
         return check_drift(lock_path, view, fast=fast, workers=workers, on_progress=on_progress)

@@ -33,7 +33,7 @@ def fetch_copy(
     """Download the series the lock at ``lock`` pins into ``dest``, proving every image on
     the way in, as ``nbia-audit fetch`` does. Running it again resumes.
 
-    ``archive`` is a server alias, a URL, an ``NbiaClient`` or an ``ArchiveView``; None
+    ``archive`` is a server alias, a URL, an ``NbiaClient`` or an ``Archive``; None
     means the server the lock was made from (with its API family). ``layout`` is
     ``classic``, ``flat``, ``bids-ish`` or a template; ``series`` limits the fetch to these
     SeriesInstanceUIDs. ``report.ok`` is True when every selected series is in place and

@@ -32,7 +32,7 @@ def lock_spec(
     """Resolve the spec at ``spec`` into a lock pair (``dataset.yaml`` -> ``dataset.lock``
     and ``dataset.lock.db``, or ``lock_path``), as ``nbia-audit lock`` does.
 
-    ``archive`` is a server alias, a URL, an ``NbiaClient`` or an ``ArchiveView``; None
+    ``archive`` is a server alias, a URL, an ``NbiaClient`` or an ``Archive``; None
     means the spec's own ``server`` (with its ``api`` family). ``credentials`` are used
     only when a client is made here. Pins of an existing lock are kept unless ``upgrade``.
 
