@@ -5,6 +5,8 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -15,25 +17,29 @@ from tests.support.cli import run_cli
 ENTRY = "from nbia_audit.cli.emulator import emulator; emulator()"
 
 
-def test_serve_prints_the_base_url_first_and_stops_on_sigterm(tmp_path: Path) -> None:
+@contextmanager
+def served(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """``emulator serve ARGS`` as a child process, with the base URL it prints first."""
     process = subprocess.Popen(
-        [sys.executable, "-c", ENTRY, "serve", "--seed", "3", "--series", "1", "--images", "2"],
-        stdout=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-c", ENTRY, "serve", *args], stdout=subprocess.PIPE, text=True
     )
     try:
         assert process.stdout is not None
-        url = process.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:") and url.endswith("/nbia-api/services")
-        assert requests.get(f"{url}/v4/getCollectionValues", timeout=60).json()
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=60) == 0
+        yield process, process.stdout.readline().strip()
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
         if process.stdout is not None:
             process.stdout.close()
+
+
+def test_serve_prints_the_base_url_first_and_stops_on_sigterm(tmp_path: Path) -> None:
+    with served("--seed", "3", "--series", "1", "--images", "2") as (process, url):
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/nbia-api/services")
+        assert requests.get(f"{url}/v4/getCollectionValues", timeout=60).json()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
 
 
 def test_serve_a_folder_corpus(tmp_path: Path) -> None:
@@ -43,24 +49,11 @@ def test_serve_a_folder_corpus(tmp_path: Path) -> None:
     assert built.exit_code == 0, built.output
     assert "wrote 8 DICOM files" in built.output
     assert len(list(tmp_path.rglob("*.dcm"))) == 8
-    process = subprocess.Popen(
-        [sys.executable, "-c", ENTRY, "serve", "--corpus", str(tmp_path), "--user", "bob:pw"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().strip()
+    with served("--corpus", str(tmp_path), "--user", "bob:pw") as (process, url):
         series = requests.get(f"{url}/v4/getSeries", timeout=60).json()
         assert len(series) == 4 and {s["Collection"] for s in series} == {"EMU-LUNG"}
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 def test_mutate_and_fault_a_running_emulator(emulator: Emulator) -> None:
