@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol, TypedDict, Unpack
+from typing import Protocol, TypedDict, Unpack, runtime_checkable
 
 from nbia_audit.client.download import StreamLimits
 from nbia_audit.client.records import License, SeriesDownload, SeriesInfo, SeriesSize
@@ -44,6 +44,7 @@ class DownloadOptions(TypedDict, total=False):
     limits: StreamLimits | None
 
 
+@runtime_checkable  # so open_archive can refuse what is not one, by its methods
 class Archive(Protocol):
     """The archive as every verb sees it (``ArchiveView`` provides it over ``NbiaClient``)."""
 

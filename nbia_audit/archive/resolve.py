@@ -25,8 +25,9 @@ def open_archive(
     ``close()`` it when done.
 
     Raises:
-        ValueError: an unknown server name or API family, a URL that embeds credentials, or
-            ``api``/``credentials`` given with a client or archive made elsewhere.
+        ValueError: an unknown server name or API family, a URL that embeds credentials,
+            ``api``/``credentials`` given with a client or archive made elsewhere, or a
+            ``target`` that is none of these.
     """
     if isinstance(target, str):
         return ArchiveView(NbiaClient(target, api=api or "v4", credentials=credentials))
@@ -38,4 +39,9 @@ def open_archive(
         )
     if isinstance(target, NbiaClient):
         return ArchiveView(target)
+    if not isinstance(target, Archive):
+        raise ValueError(
+            f"not an archive: {type(target).__name__}; give a server name (public, nlst), an"
+            " http(s) URL of .../nbia-api/services, an NbiaClient or an Archive"
+        )
     return target

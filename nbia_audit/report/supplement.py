@@ -95,9 +95,13 @@ def build_supplement(
 
     Raises:
         LockNotFound, StoreError: the lock cannot be read.
+        ValueError: ``verification`` is not a ``verify`` report of this lock (a drift
+            report, or another lock's copy), which the supplement would misstate as proof.
     """
     lock_path = Path(lock_path)
     lock = read_lock(lock_path, load_images=False)
+    if verification is not None:
+        _check_verification_is_of(lock.header.root_digest, verification)
     series, licenses = lock.series, lock.licenses
     try:
         spec = json.loads(lock.spec_json)
@@ -144,6 +148,19 @@ def _collections(series: tuple[LockedSeries, ...]) -> tuple[CollectionSummary, .
             )
         )
     return tuple(out)
+
+
+def _check_verification_is_of(root_digest: str, report: AuditReport) -> None:
+    if report.command != "verify":
+        raise ValueError(
+            f"the verification must be a verify report, not a {report.command!r} report:"
+            " pass what verify_copy returned for this lock"
+        )
+    if report.root_digest != root_digest:
+        raise ValueError(
+            f"the verification is of another lock (root {report.root_digest}, this lock's"
+            f" is {root_digest}): verify this lock's copy and pass that report"
+        )
 
 
 def _verification(report: AuditReport) -> Verification:

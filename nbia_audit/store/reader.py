@@ -21,6 +21,7 @@ file and the first disagreement, except where the caller accepts the text lock a
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -100,7 +101,10 @@ class LockContents:
 
 
 def read_lock(
-    lock_path: Path, *, load_images: bool = True, text_only_fallback: bool = False
+    lock_path: str | os.PathLike[str],
+    *,
+    load_images: bool = True,
+    text_only_fallback: bool = False,
 ) -> LockContents:
     """Read and prove the lock pair at ``lock_path`` (finishing an interrupted commit first).
 
@@ -114,6 +118,7 @@ def read_lock(
         LockProofError: the pair does not prove itself.
         StoreError: the files cannot be read.
     """
+    lock_path = Path(lock_path)
     recover_interrupted(lock_path)
     text = read_text_lock(lock_path)
     db_path = database_path(lock_path)

@@ -16,6 +16,7 @@ from nbia_audit.findings import AuditReport, Finding, SeriesStatus
 from nbia_audit.lock.run import lock_dataset
 from nbia_audit.report.supplement import build_supplement
 from nbia_audit.report.supplement_render import render_supplement
+from nbia_audit.store.reader import read_lock
 
 SPEC = CorpusSpec(seed=21, collections=2, patients=2, studies=1, series=2, images=2)
 
@@ -33,12 +34,13 @@ def lock_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return lock_dataset(spec, ArchiveView(client)).lock_path
 
 
-def verification(clean: bool) -> AuditReport:
+def verification(clean: bool, lock_path: Path) -> AuditReport:
+    """A verify report of the lock at ``lock_path`` (a supplement takes no other)."""
     findings = () if clean else (Finding("missing", series_uid="1.2", sop_uid="1.2.3"),)
     return AuditReport(
         command="verify",
         lock_path="study.lock",
-        root_digest="sha256:x",
+        root_digest=read_lock(lock_path, load_images=False).header.root_digest,
         started_at="2026-11-25T06:00:00Z",
         finished_at="2026-11-25T06:00:05Z",
         findings=findings,
@@ -59,7 +61,7 @@ def test_supplement_states_the_dataset(lock_path: Path) -> None:
 
 
 def test_markdown_and_json(lock_path: Path) -> None:
-    s = build_supplement(lock_path, verification(clean=True))
+    s = build_supplement(lock_path, verification(True, lock_path))
     md = render_supplement(s, "md")
     assert md.startswith("# Data supplement: paper-2026")
     assert s.header.root_digest in md and "nbia-audit verify study.lock data/" in md
@@ -71,7 +73,7 @@ def test_markdown_and_json(lock_path: Path) -> None:
 
 
 def test_html_is_self_contained_and_escaped(lock_path: Path) -> None:
-    page = render_supplement(build_supplement(lock_path, verification(False)), "html")
+    page = render_supplement(build_supplement(lock_path, verification(False, lock_path)), "html")
     assert "CT &amp; MR &lt;cohort&gt;" in page  # the spec's description, escaped
     assert "<script" not in page and "src=" not in page and "<link" not in page
     assert "FINDINGS: 1 missing" in page
@@ -79,7 +81,7 @@ def test_html_is_self_contained_and_escaped(lock_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
 def test_html_renders_in_headless_chromium(lock_path: Path, tmp_path: Path) -> None:
-    s = build_supplement(lock_path, verification(True))
+    s = build_supplement(lock_path, verification(True, lock_path))
     page = tmp_path / "supplement.html"
     page.write_text(render_supplement(s, "html"), encoding="utf-8")
     flags = [
