@@ -31,6 +31,7 @@ from nbia_audit.store.storable import from_storable, to_storable
 
 __all__ = [
     "LockDatabase",
+    "image_rows_query",
     "connect_read_only",
     "metadata_digest",
     "storable_row",
@@ -91,6 +92,12 @@ def m001_initial(db: sqlite_utils.Database) -> None:
 
 
 KNOWN_MIGRATIONS = frozenset({"m001_initial"})
+
+
+def image_rows_query(layout: int) -> str:
+    """SQL for one series' images (``?``: its UID) as (sop_uid, archive_md5, size), by SOP UID."""
+    del layout  # one layout so far
+    return "SELECT sop_uid, archive_md5, size FROM images WHERE series_uid = ? ORDER BY sop_uid"
 _HEADER_FIELDS = {f.name: f.type for f in dataclasses.fields(LockHeader)}
 
 

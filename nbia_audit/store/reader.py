@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -50,6 +49,7 @@ from nbia_audit.store.database import (
     node_from_row,
     series_from_row,
 )
+from nbia_audit.store.lockimages import LockProofError, ProvenImages, refusal
 from nbia_audit.store.sqlshape import first_difference
 from nbia_audit.store.storable import from_storable
 from nbia_audit.store.textlock import TextLock, database_path, read_text_lock, recover_interrupted
@@ -60,11 +60,6 @@ __all__ = ["LockContents", "LockProofError", "read_lock"]
 
 SOURCE_DATABASE = "database"
 SOURCE_TEXT = "text lock"
-
-
-class LockProofError(StoreError):
-    """The lock database does not prove itself against its text lock (or the text lock
-    against itself): it is not used."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +103,9 @@ def read_lock(
 ) -> LockContents:
     """Read and prove the lock pair at ``lock_path`` (finishing an interrupted commit first).
 
-    ``load_images``: keep every pinned image in the result (the proof reads them anyway).
+    The result's ``images`` are read lazily, one series per access, each proven again as it
+    is read (:class:`store.lockimages.ProvenImages`); nothing holds every image.
+    ``load_images``: accepted for compatibility; it changes nothing.
     ``text_only_fallback``: instead of raising when the database is missing or fails its
     proof, return the text lock's series alone and say why.
 
@@ -118,6 +115,7 @@ def read_lock(
         LockProofError: the pair does not prove itself.
         StoreError: the files cannot be read.
     """
+    del load_images  # images are always read lazily now
     lock_path = Path(lock_path)
     recover_interrupted(lock_path)
     text = read_text_lock(lock_path)
@@ -131,14 +129,14 @@ def read_lock(
         )
     try:
         try:
-            return _prove(lock_path, db_path, text, load_images)
+            return _prove(lock_path, db_path, text)
         except LockProofError as first:
             # The pair may have been replaced between reading the text and the database
             # (another `lock` committed): read both once more before judging.
             again = read_text_lock(lock_path)
             if again.sha256 == text.sha256:
                 raise first from None
-            return _prove(lock_path, db_path, again, load_images)
+            return _prove(lock_path, db_path, again)
     except LockProofError as error:
         if text_only_fallback:
             return _text_only(lock_path, read_text_lock(lock_path), str(error))
@@ -161,7 +159,7 @@ def _text_only(lock_path: Path, text: TextLock, rejected: str) -> LockContents:
     )
 
 
-def _prove(lock_path: Path, db_path: Path, text: TextLock, load_images: bool) -> LockContents:
+def _prove(lock_path: Path, db_path: Path, text: TextLock) -> LockContents:
     try:
         conn = connect_read_only(db_path)
     except sqlite3.Error as exc:
@@ -169,7 +167,7 @@ def _prove(lock_path: Path, db_path: Path, text: TextLock, load_images: bool) ->
     try:
         conn.execute("BEGIN")  # one snapshot: a concurrent fetch filling images waits
         proof = _Proof(db_path, lock_path.name, conn, text)
-        return proof.run(lock_path, load_images)
+        return proof.run(lock_path)
     except (sqlite3.DatabaseError, UnicodeDecodeError, ValueError, TypeError) as exc:
         # A damaged file can hold text that is not UTF-8 or a value of the wrong type in any
         # row: whatever it holds, a database that cannot be read whole proves nothing.
@@ -193,16 +191,13 @@ class _Proof:
         self.seen: set[str] = set()  # series whose images recomputed to the pinned hash
 
     def fail(self, what: str) -> LockProofError:
-        return LockProofError(
-            f"{self.db_path}: {what}; the database is not used (restore the pair from version"
-            f" control, or re-run `nbia-audit lock` to rebuild it)"
-        )
+        return refusal(self.db_path, what)
 
-    def run(self, lock_path: Path, load_images: bool) -> LockContents:
+    def run(self, lock_path: Path) -> LockContents:
         self._check_schema()
         header, spec_json = self._check_meta()
         series = self._check_series()
-        images, image_count = self._check_images(series, load_images)
+        images, image_count = self._check_images(series)
         nodes = tuple(node_from_row(r) for r in self._rows("nodes", "level, key"))
         problems = tuple(Problem(**_decoded(r)) for r in self._rows("problems", "series_uid, kind"))
         licenses = tuple(LockedLicense(**_decoded(r)) for r in self._rows("licenses", "name"))
@@ -303,9 +298,7 @@ class _Proof:
             sorted(rows, key=lambda s: (s.collection, s.patient_id, s.study_uid, s.series_uid))
         )
 
-    def _check_images(
-        self, series: Sequence[LockedSeries], load: bool
-    ) -> tuple[dict[str, tuple[LockedImage, ...]], int]:
+    def _check_images(self, series: Sequence[LockedSeries]) -> tuple[ProvenImages, int]:
         by_uid = {s.series_uid: s for s in series}
         count = 0
         # One row per series, its MD5s concatenated by SQLite (in no particular order: the
@@ -318,17 +311,16 @@ class _Proof:
             self._judge_series(by_uid, series_uid, self._md5s(series_uid, rows, non_null, joined))
             count += rows
         self._check_empty_pinned(series)
-        images: dict[str, tuple[LockedImage, ...]] = {}
-        if load:
-            kept: defaultdict[str, list[LockedImage]] = defaultdict(list)
-            rows_query = (
-                "SELECT sop_uid, series_uid, archive_md5, size FROM images"
-                " ORDER BY series_uid, sop_uid"
-            )
-            for sop_uid, series_uid, archive_md5, size in self.conn.execute(rows_query):
-                md5 = None if archive_md5 is None else from_storable(archive_md5)
-                kept[series_uid].append(LockedImage(from_storable(sop_uid), series_uid, md5, size))
-            images = {uid: tuple(found) for uid, found in kept.items()}
+        (schema_version,) = self.conn.execute("PRAGMA schema_version").fetchone()
+        # Only what each later access proves again is kept: the pinned hashes, in lock order.
+        images = ProvenImages(
+            self.db_path,
+            text_name=self.text_name,
+            stamp=self.text.sha256,
+            schema_version=int(schema_version),
+            layout=1,
+            hashes={s.series_uid: s.series_hash for s in series if s.series_uid in self.seen},
+        )
         return images, count
 
     def _md5s(
