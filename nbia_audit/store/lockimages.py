@@ -23,8 +23,8 @@ from pathlib import Path
 from nbia_audit.errors import StoreError
 from nbia_audit.merkle import series_hash
 from nbia_audit.models import LockedImage
-from nbia_audit.store.database import connect_read_only, image_rows_query
-from nbia_audit.store.storable import from_storable
+from nbia_audit.store.database import connect_read_only, image_rows_query, md5_text
+from nbia_audit.store.storable import from_storable, to_storable
 
 __all__ = ["LockProofError", "ProvenImages", "refusal"]
 
@@ -108,8 +108,10 @@ class ProvenImages(Mapping[str, tuple[LockedImage, ...]]):
                 f" {self._text_name}"
             )
         return tuple(
-            LockedImage(_text(sop), series_uid, _md5_text(md5), size)
-            for sop, md5, size in conn.execute(image_rows_query(self._layout), (series_uid,))
+            LockedImage(_text(sop), series_uid, md5_text(md5), size)
+            for sop, md5, size in conn.execute(
+                image_rows_query(self._layout), (to_storable(series_uid),)
+            )
         )
 
     def _fail(self, what: str) -> LockProofError:
@@ -131,18 +133,11 @@ class ProvenImages(Mapping[str, tuple[LockedImage, ...]]):
         return f"ProvenImages({str(self._db_path)!r}, {len(self)} series)"
 
 
-def _text(value: str) -> str:
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"a SOP UID stored as {type(value).__name__}")
     # An ASCII string holds no escape (store.storable.ESCAPE is not ASCII), and asking is O(1).
     return value if value.isascii() else from_storable(value)
-
-
-def _md5_text(value: str | bytes | None) -> str | None:
-    """The archive's MD5 string as stored: 16 bytes stand for 32 lowercase hex digits."""
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value.hex()
-    return _text(value)
 
 
 def _short(value: str) -> str:
