@@ -156,6 +156,8 @@ class Tally:
             self._db.execute("PRAGMA synchronous=OFF")  # made durable by close()
             self._db.executescript(f"BEGIN;{_SCHEMA}COMMIT;")
         except sqlite3.Error as exc:
+            if hasattr(self, "_db"):
+                self._db.close()
             self._discard_folder()
             raise StoreError(f"{self.path}: cannot use it as a verify tally ({exc})") from None
         self._pending: list[tuple[bytes, bytes, bytes, str, str, str]] = []
