@@ -35,9 +35,7 @@ def test_the_whole_state_lives_in_the_file(tmp_path: Path) -> None:
     try:
         assert again.copies("1.2.3") == [seen("b.dcm")]
         assert again.copies("1.2.4")[0].rel == ODD and again.copies("1.2.4")[0].how == HOW_STAT
-        assert list(again.strays) == [
-            Finding(FindingKind.UNEXPECTED, path=ODD, detail="not DICOM")
-        ]
+        assert list(again.strays) == [Finding(FindingKind.UNEXPECTED, path=ODD, detail="not DICOM")]
         assert "1.2.9" in again.blocked_units and "1.2" in again.blocked_units
         assert "1.2.3" not in again.blocked_units
         assert again.unattributed_blocked == 2 and again.complete is False
@@ -76,9 +74,8 @@ def test_open_and_absorb_refuse_what_is_not_a_tally(tmp_path: Path) -> None:
     junk.write_bytes(b"not a database at all" * 100)
     with pytest.raises(StoreError, match="junk.db"):
         Tally.open(junk)
-    with Tally() as tally:
-        with pytest.raises(StoreError, match="no verify tally"):
-            tally.absorb(tmp_path / "absent.db")
+    with Tally() as tally, pytest.raises(StoreError, match="no verify tally"):
+        tally.absorb(tmp_path / "absent.db")
 
 
 _PLACEMENTS = st.lists(
