@@ -170,16 +170,21 @@ class Expectation:
         first, and files whose header cannot be read only this way. Two images with the same
         MD5: the first in lock order (series by series, each by SOPInstanceUID).
         """
+        found = self.identify_by_md5(md5)
+        return None if found is None else found[0]
+
+    def identify_by_md5(self, md5: str) -> tuple[str, str] | None:
+        """(SOPInstanceUID, series UID) of :meth:`image_with_md5`, in one query."""
         try:
             key = bytes.fromhex(md5)
         except ValueError:
             return None
         row = (
             self._db()
-            .execute("SELECT sop FROM images WHERE md5 = ? ORDER BY rowid LIMIT 1", (key,))
+            .execute("SELECT sop, series FROM images WHERE md5 = ? ORDER BY rowid LIMIT 1", (key,))
             .fetchone()
         )
-        return None if row is None else str(row[0])
+        return None if row is None else (str(row[0]), str(row[1]))
 
 
 class ImageLookup:

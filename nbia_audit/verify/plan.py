@@ -55,11 +55,10 @@ class Plan:
 
     def content_identity(self, md5: str) -> DicomIdentity | None:
         """The locked image whose archive MD5 is ``md5`` (runs on worker threads)."""
-        sop = self.exp.image_with_md5(md5)
-        image = self.exp.image(sop) if sop is not None else None
-        if sop is None or image is None:
+        found = self.exp.identify_by_md5(md5)
+        if found is None:
             return None
-        return DicomIdentity(sop, image.series_uid, "", "")
+        return DicomIdentity(found[0], found[1], "", "")
 
     def in_sample(self, sop: str, series: str) -> bool:
         """Whether the image ``sop`` of ``series`` is drawn: its unit is the image, or the
