@@ -57,6 +57,10 @@ class _Acc:
     sample_checked: int = 0
     sample_failures: int = 0
     sample_size: int = 0
+    # Read from the tally once: the units of unreadable files (in memory when few, which is
+    # the rule: they are problems), and what a missing image's finding says.
+    blocked: Container[str] = frozenset()
+    missing_note: str = ""
 
 
 @dataclass(slots=True)
@@ -157,13 +161,13 @@ def _judge_image(
 ) -> bool:
     """Judge one locked image in full, into ``acc`` and ``known``; return whether its
     content was hashed."""
-    tally, root, sample = acc.tally, acc.root, acc.sample
+    root, sample = acc.root, acc.sample
     drawn = sample is not None and sop in sample
     acc.sample_size += drawn
     if not copies:
-        if sop not in tally.blocked_units:
+        if sop not in acc.blocked:
             acc.findings.append(
-                Finding(FindingKind.MISSING, s.series_uid, sop, "", _missing_note(tally))
+                Finding(FindingKind.MISSING, s.series_uid, sop, "", acc.missing_note)
             )
         return False
     if len(copies) > 1:
@@ -203,13 +207,16 @@ def _judge_image(
     return good is not None or bad is not None
 
 
-def _missing_note(tally: Tally) -> str:
-    if tally.unattributed_blocked:
+def _missing_note(unattributed: int) -> str:
+    if unattributed:
         return (
-            f"not found in the copy; {tally.unattributed_blocked} file(s) could not be read "
+            f"not found in the copy; {unattributed} file(s) could not be read "
             "and it may be one of them"
         )
     return "not found in the copy"
+
+
+_BLOCKED_IN_MEMORY = 65_536  # more units of unreadable files than this stay in SQLite
 
 
 def _image_status(
@@ -276,11 +283,11 @@ def _series_copies(
 
 def _series_hash_status(s: ExpectedSeries, sops: list[str], acc: _Acc) -> SeriesStatus:
     """Judge a series the lock pins by its hash only (text lock, or a series-only lock)."""
-    tally, sample = acc.tally, acc.sample
+    sample = acc.sample
     before = len(acc.findings)
     hows, md5s, days, hashed = _series_copies(s, sops, acc)
     summary = _how_summary(hows, _since_range(days))
-    attributed = s.series_uid in tally.blocked_units
+    attributed = s.series_uid in acc.blocked
     in_sample = sample is None or s.series_uid in sample
     acc.sample_size += sample is not None and in_sample
     known = len(md5s) == len(sops)
@@ -370,7 +377,11 @@ def judge(exp: Expectation, tally: Tally, root: str, sample: Sample | None) -> V
 
     Series by series: only one series' locked images and placed files are held at a time.
     """
-    acc = _Acc(tally, root, sample)
+    blocked: Container[str] = tally.blocked_units
+    if len(tally.blocked_units) <= _BLOCKED_IN_MEMORY:
+        blocked = frozenset(tally.blocked_units)
+    acc = _Acc(tally, root, sample, blocked=blocked)
+    acc.missing_note = _missing_note(tally.unattributed_blocked)
     statuses: list[SeriesStatus] = []
     for uid, s in exp.series.items():
         if not s.images_pinned:
@@ -381,7 +392,7 @@ def judge(exp: Expectation, tally: Tally, root: str, sample: Sample | None) -> V
             statuses.append(_image_status(s, _work(exp, uid), acc))
     strays = list(tally.strays)  # one per problem file
     stray_series = {f.series_uid for f in strays if f.series_uid}
-    statuses = [_unjudged(st, stray_series, tally.blocked_units) for st in statuses]
+    statuses = [_unjudged(st, stray_series, blocked) for st in statuses]
     findings = tuple(sorted(acc.findings + strays))
     return Verdict(
         findings,
