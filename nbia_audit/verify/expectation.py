@@ -229,6 +229,13 @@ CREATE INDEX images_md5 ON images(md5) WHERE md5 IS NOT NULL;
 def _row(
     series: str, sop: str, archive_md5: str | None, size: int | None
 ) -> tuple[str, str, bytes | None, str | None, int | None]:
+    if archive_md5 is not None and len(archive_md5) == 32:  # the rule: 32 hex digits
+        try:
+            md5: bytes | None = bytes.fromhex(archive_md5)
+        except ValueError:
+            md5 = None
+        if md5 is not None and len(md5) == 16:
+            return sop, series, md5, None if md5.hex() == archive_md5 else archive_md5, size
     normal = normalise_archive_md5(archive_md5)
     md5 = bytes.fromhex(normal) if normal is not None else None
     verbatim = None if archive_md5 is None or archive_md5 == normal else archive_md5

@@ -10,11 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from nbia_audit.emulator import CorpusSpec
 from nbia_audit.merkle import normalise_archive_md5
 from nbia_audit.store.reader import read_lock
-from nbia_audit.verify.expectation import ExpectedImage, load_expectation
+from nbia_audit.verify.expectation import ExpectedImage, _image, _row, load_expectation
 from nbia_audit.verify.run import verify_copy
 
 SPEC = CorpusSpec(seed=21, collections=1, patients=2, studies=1, series=2, images=3)
@@ -82,3 +84,21 @@ def test_a_run_leaves_no_temporary_folder_behind(
     with pytest.raises(KeyboardInterrupt):
         verify_copy(lock, root, on_progress=interrupt)
     assert list(private_tmp.iterdir()) == []
+
+
+@settings(deadline=None, max_examples=300)
+@example("ABCDEF" + "0" * 26)
+@example(" " + "a" * 31)
+@example("0" * 31)
+@given(
+    st.none()
+    | st.text(alphabet="0123456789abcdefABCDEF \tg\u00e9", max_size=34)
+    | st.text(alphabet="0123456789abcdef", min_size=32, max_size=32)
+)
+def test_archive_md5s_are_kept_verbatim_and_indexed_normalised(archive: str | None) -> None:
+    """16 bytes plus the verbatim string only where it differs: the same information."""
+    sop, series, md5, verbatim, size = _row("1.2", "1.2.3", archive, 7)
+    assert _image(series, md5, verbatim, size) == ExpectedImage("1.2", archive, 7)
+    normal = normalise_archive_md5(archive)
+    assert (md5.hex() if md5 is not None else None) == normal
+    assert verbatim is None or verbatim != normal  # the common string is not stored twice
