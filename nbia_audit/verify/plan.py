@@ -27,6 +27,7 @@ from nbia_audit.verify.expectation import Expectation
 from nbia_audit.verify.judge import HOW_MD5, HOW_PRESENT, HOW_STAT, HOW_XXH3, Seen, Tally
 from nbia_audit.verify.read import Examined, Want, examine, recheck_xxh3
 from nbia_audit.verify.records import Racy, Rec, Row, load_records, write_records
+from nbia_audit.verify.sampling import Sample
 from nbia_audit.verify.sidecars import dicom_expected, has_dicom_marker, sidecar_of
 from nbia_audit.verify.walk import FileEntry
 
@@ -41,7 +42,7 @@ class Plan:
     """What this run does: level, sample, and the lock it checks against."""
 
     level: str
-    sample: frozenset[str] | None
+    sample: Sample | None  # units by a pure function of (seed, unit); None: every unit
     fraction: float | None
     seed: int | None
     stamp: str  # start of the run, ISO 8601 UTC to the microsecond: ``verified_at``
@@ -54,13 +55,20 @@ class Plan:
 
     def content_identity(self, md5: str) -> DicomIdentity | None:
         """The locked image whose archive MD5 is ``md5`` (runs on worker threads)."""
-        sop = self.exp.image_with_md5(md5)
-        if sop is None:
+        found = self.exp.identify_by_md5(md5)
+        if found is None:
             return None
-        return DicomIdentity(sop, self.exp.images[sop].series_uid, "", "")
+        return DicomIdentity(found[0], found[1], "", "")
 
     def in_sample(self, sop: str, series: str) -> bool:
-        return self.sample is None or sop in self.sample or series in self.sample
+        """Whether the image ``sop`` of ``series`` is drawn: its unit is the image, or the
+        whole series where the lock pins that series by its hash only."""
+        if self.sample is None:
+            return True
+        locked = self.exp.series.get(series)
+        if locked is not None and not locked.images_pinned:
+            return series in self.sample
+        return sop in self.sample
 
     def decide(self, identity: DicomIdentity | None) -> Want:
         """How much of a file to read once its header is known (runs on worker threads).
@@ -72,7 +80,7 @@ class Plan:
             # Not DICOM (or unreadable header): only its content MD5 can say which locked
             # image it is, and only a lock with per-image MD5s can answer.
             return Want.FULL if self.exp.has_pinned_images else Want.IDENTITY
-        if identity.sop_uid not in self.exp.images:
+        if not self.exp.has_image(identity.sop_uid):
             locked = self.exp.series.get(identity.series_uid)
             if locked is None or locked.images_pinned:
                 return Want.IDENTITY  # unexpected: reported, never hashed
@@ -92,13 +100,23 @@ def _storable(rel: str) -> bool:
 class Run:
     """The state of one run between the walk, the workers and the judge."""
 
-    def __init__(self, plan: Plan, root: str, state: LocalState | None, note: str) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        root: str,
+        state: LocalState | None,
+        note: str,
+        *,
+        tally: Tally | None = None,
+    ) -> None:
         self.plan = plan
         self.root = root
         self.state = state
         self.state_note = note
         self._records = load_records(state, root)
-        self.tally = Tally()
+        # What the walk found, in a SQLite file (a private temporary one unless the caller,
+        # a shard, chose where); the caller closes it.
+        self.tally = tally if tally is not None else Tally()
         self.counts: Counter[str] = Counter()
         self.stat_days: set[str] = set()  # days the stat-trusted files were verified
         self.xxh3_days: set[str] = set()  # days the xxh3-proven files were verified
@@ -161,7 +179,7 @@ class Run:
         """Take a file whose stat key is unchanged since its last pass as its record says."""
         self.unchanged_stat += 1
         self.stat_days.add(rec.verified_at[:10])
-        image = self.plan.exp.images.get(rec.sop)
+        image = self.plan.exp.image(rec.sop)
         if image is not None:  # the common case, placed directly
             self.tally.place(
                 Seen(rel, rec.sop, image.series_uid, rec.md5, HOW_STAT, rec.verified_at)
@@ -215,7 +233,7 @@ class Run:
         if not sop and md5:
             sop = exp.image_with_md5(md5) or ""  # a header we cannot read: match by content
         if sop:
-            image = exp.images.get(sop)
+            image = exp.image(sop)
             locked = exp.series.get(image.series_uid if image else series)
             if image is not None or (locked is not None and not locked.images_pinned):
                 series = image.series_uid if image else series
@@ -259,7 +277,7 @@ class Run:
         rec = self.record(rel)
         sop = rec.sop if rec else ""
         series = rec.series if rec else ""
-        image = self.plan.exp.images.get(sop) if sop else None
+        image = self.plan.exp.image(sop) if sop else None
         if image is not None:
             series = image.series_uid
         if sop:
@@ -275,7 +293,7 @@ class Run:
         if rec is None or not rec.sop:
             return None
         exp = self.plan.exp
-        image = exp.images.get(rec.sop)
+        image = exp.image(rec.sop)
         if image is not None:
             return rec.sop, image.series_uid
         locked = exp.series.get(rec.series)

@@ -38,7 +38,7 @@ from nbia_audit.verify.facts import build_facts
 from nbia_audit.verify.judge import judge
 from nbia_audit.verify.plan import LEVELS, Plan, Run
 from nbia_audit.verify.pool import read_all
-from nbia_audit.verify.sampling import choose_sample, new_seed
+from nbia_audit.verify.sampling import Sample, new_seed
 from nbia_audit.verify.walk import Blocked, FileEntry, walk
 from nbia_audit.verify.words import STAT, weakest
 
@@ -77,7 +77,29 @@ def verify_copy(
     lock_path, root = Path(lock_path), Path(root)
     clock = now or _utc_now
     started = clock()
-    exp = load_expectation(lock_path)
+    # The expectation's images and the run's tally live in private temporary SQLite files:
+    # closed (and removed) however the run ends.
+    with load_expectation(lock_path) as exp:
+        return _verify(
+            exp, lock_path, root, started, clock, level=level, sample=sample, seed=seed,
+            workers=workers, ignore=ignore, on_progress=on_progress,
+        )  # fmt: skip
+
+
+def _verify(
+    exp: Expectation,
+    lock_path: Path,
+    root: Path,
+    started: datetime,
+    clock: Callable[[], datetime],
+    *,
+    level: str = "full",
+    sample: float | None = None,
+    seed: int | None = None,
+    workers: int | None = None,
+    ignore: Iterable[str] = (),
+    on_progress: ProgressCallback | None = None,
+) -> AuditReport:
     root_text = _check_root(root)
     own_files, patterns = _own_files(lock_path, root), tuple(ignore)
     items: Iterable[FileEntry | Blocked]
@@ -98,11 +120,15 @@ def verify_copy(
     state, state_note = _open_state(root)
     try:
         run = Run(plan, root_text, state, state_note)
-        run.ignored = patterns
-        run.own_files = own_files
-        read_all(run, items, workers, on_progress)
-        verdict = judge(exp, run.tally, root_text, plan.sample)
-        run.finish_state()
+        try:
+            run.ignored = patterns
+            run.own_files = own_files
+            read_all(run, items, workers, on_progress)
+            verdict = judge(exp, run.tally, root_text, plan.sample)
+            complete = run.tally.complete
+            run.finish_state()
+        finally:
+            run.tally.close()
     finally:
         if state is not None:
             state.close()
@@ -116,7 +142,7 @@ def verify_copy(
         findings=_lock_findings(exp) + verdict.findings,
         series=verdict.series,
         # An image that nothing can prove (no usable archive MD5) leaves the check incomplete.
-        complete=run.tally.complete and not verdict.unprovable,
+        complete=complete and not verdict.unprovable,
         facts=build_facts(run, verdict, str(root), workers or os.cpu_count() or 1),
         proof=weakest(s.proof for s in verdict.series),
         proven_on=_day_range(run.stat_days | run.xxh3_days),
@@ -174,7 +200,7 @@ def _plan(
         seed = new_seed()
     return Plan(
         level=level,
-        sample=_sample_units(exp, sample, seed) if sample is not None else None,
+        sample=Sample(sample, seed or 0) if sample is not None else None,
         fraction=sample,
         seed=seed if sample is not None else None,
         # To the microsecond: the racily-clean rule compares it with mtimes.
@@ -234,10 +260,3 @@ def _own_files(lock_path: Path, root: Path) -> frozenset[str]:
     parent = lock_rel.parent
     names = [lock_rel.name, lock_rel.name + ".db", lock_rel.stem + ".yaml", lock_rel.stem + ".yml"]
     return frozenset((parent / n).as_posix().removeprefix("./") for n in names)
-
-
-def _sample_units(exp: Expectation, fraction: float, seed: int | None) -> frozenset[str]:
-    # Images where the lock pins them; whole series where it pins only the series hash.
-    units = list(exp.images)
-    units += [uid for uid, s in exp.series.items() if not s.images_pinned]
-    return choose_sample(units, fraction, seed or 0)
