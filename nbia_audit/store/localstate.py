@@ -111,8 +111,12 @@ class LocalState:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(self.path), check_same_thread=False)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            # A rollback journal, always: the copy may live on NFS, Lustre or GPFS, where
+            # WAL's shared-memory index cannot work across clients (docs/shared-filesystems.md).
+            # Converts a WAL database written by an older nbia-audit. FULL: a rollback
+            # journal is only power-safe when it is synced at every commit.
+            conn.execute("PRAGMA journal_mode = DELETE")
+            conn.execute("PRAGMA synchronous = FULL")
             self.db = sqlite_utils.Database(conn)
             # It travels with the copy, from anyone: never touch one we did not shape (a
             # recursive view in place of a table would never end). A new one is empty.

@@ -81,9 +81,12 @@ def load_records(state: LocalState | None, root: str) -> dict[str, Rec]:
     path = str(StateFolder.of(Path(root)).database)
     if not Path(path).is_file():
         return {}
-    # "immutable": a WAL database cannot be opened even read-only without writing its
-    # shared-memory file. Nothing of ours writes it during this run; a stale read would
-    # only make us hash a file again.
+    # "immutable" when "mode=ro" fails: a database an older nbia-audit left in WAL mode
+    # cannot be opened read-only without writing its shared-memory file, and one with a
+    # hot rollback journal (a writer killed mid-commit) cannot be rolled back without
+    # writing. Immutable reads the main file as it is: nothing of ours writes it during this
+    # run, and SQLite writes whole pages, so a record is one commit's or the one before it:
+    # a stale record only fails its stat key and makes us hash a file again.
     for options in ("mode=ro", "immutable=1"):
         try:
             conn = sqlite3.connect(f"file:{urllib.parse.quote(path)}?{options}", uri=True)
