@@ -111,8 +111,18 @@ class LocalState:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(self.path), check_same_thread=False)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            # A rollback journal, always: the copy may live on NFS, Lustre or GPFS, where
+            # WAL's shared-memory index cannot work across clients (docs/shared-filesystems.md).
+            # Converts a WAL database written by an older nbia-audit. FULL: a rollback
+            # journal is only power-safe when it is synced at every commit.
+            conn.execute("PRAGMA journal_mode = DELETE")
+            conn.execute("PRAGMA synchronous = FULL")
+            # Writable now, or refused now: SQLite opens a file it may not write read-only
+            # without a word, and a rollback journal is made in the folder at the first
+            # commit. Rewriting the header's user_version needs both (it was WAL's switch
+            # that used to find this out).
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            conn.execute(f"PRAGMA user_version = {version}")
             self.db = sqlite_utils.Database(conn)
             # It travels with the copy, from anyone: never touch one we did not shape (a
             # recursive view in place of a table would never end). A new one is empty.
@@ -133,6 +143,11 @@ class LocalState:
             )
         state_migrations.apply(self.db)
         self._lock = threading.Lock()
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Held around every use of :attr:`db`'s connection (it is shared by threads)."""
+        return self._lock
 
     def close(self) -> None:
         with self._lock:

@@ -26,7 +26,7 @@ from nbia_audit.store.localstate import LocalState
 from nbia_audit.verify.expectation import Expectation
 from nbia_audit.verify.judge import HOW_MD5, HOW_PRESENT, HOW_STAT, HOW_XXH3, Seen, Tally
 from nbia_audit.verify.read import Examined, Want, examine, recheck_xxh3
-from nbia_audit.verify.records import Racy, Rec, Row, load_records, write_records
+from nbia_audit.verify.records import Racy, Rec, Records, Row, load_records, write_records
 from nbia_audit.verify.sampling import Sample
 from nbia_audit.verify.sidecars import dicom_expected, has_dicom_marker, sidecar_of
 from nbia_audit.verify.walk import FileEntry
@@ -113,7 +113,7 @@ class Run:
         self.root = root
         self.state = state
         self.state_note = note
-        self._records = load_records(state, root)
+        self._records = load_records(state, root)  # read per file, never all at once
         # What the walk found, in a SQLite file (a private temporary one unless the caller,
         # a shard, chose where); the caller closes it.
         self.tally = tally if tally is not None else Tally()
@@ -123,7 +123,7 @@ class Run:
         self.files = 0
         self.unchanged_stat = 0
         self.pending: list[Row] = []
-        self.seen_paths: set[str] = set()
+        self.seen_paths = self._records  # .add(rel): to a TEMP table, for finish_state
         self.walk_complete = True
         self.ignored: tuple[str, ...] = ()  # --ignore patterns, for the report
         # The lock pair and its spec when they live in the copy: sidecars of nbia-audit's own,
@@ -133,12 +133,12 @@ class Run:
 
     # -- records --------------------------------------------------------------------------
 
-    def records(self) -> dict[str, Rec]:
-        """Every record of the copy's local state, by relative path."""
+    def records(self) -> Records:
+        """The copy's local-state records (queried, never held: ``len()`` counts them)."""
         return self._records
 
     def record(self, rel: str) -> Rec | None:
-        """The record of one file, if the local state has one."""
+        """The record of one file, if the local state has one (a point query)."""
         return self._records.get(rel)
 
     # -- deciding -------------------------------------------------------------------------
@@ -304,16 +304,16 @@ class Run:
     def _attribute_directory(self, rel: str) -> str:
         # The images the state saw below an unlistable directory are not "missing": they
         # may well be there. Say how many, and keep them out of the missing list.
-        prefix = rel + "/"
-        held = [r for p, r in self.records().items() if p.startswith(prefix) and r.sop]
+        held = 0
         images = self.plan.exp.images
-        for rec in held:
-            image = images.get(rec.sop)
-            self.tally.blocked_units.update((rec.sop, image.series_uid if image else rec.series))
+        for sop, series in self._records.images_below(rel):
+            image = images.get(sop)
+            self.tally.blocked_units.update((sop, image.series_uid if image else series))
+            held += 1
         if not held:
             self.tally.unattributed_blocked += 1
             return ""
-        return f" ({len(held)} images were below it when last verified)"
+        return f" ({held} images were below it when last verified)"
 
     # -- the local state ------------------------------------------------------------------
 
@@ -341,7 +341,7 @@ class Run:
         """Write what is pending; forget files that are gone (only after a complete walk)."""
         self._flush()
         if self.state is not None and self.walk_complete:
-            gone = [p for p in self._records if p not in self.seen_paths]
+            gone = self._records.forget_unseen()  # in SQL, against the paths seen
             if gone:
-                self.state.forget(gone)
-                self.counts["forgotten"] = len(gone)
+                self.counts["forgotten"] = gone
+        self._records.close()

@@ -103,16 +103,19 @@ def _verify(
     root_text = _check_root(root)
     own_files, patterns = _own_files(lock_path, root), tuple(ignore)
     items: Iterable[FileEntry | Blocked]
+    survey: memo.Survey | None = None
     # A memo of a clean pass speaks for the lock pair it was made with; never for a pair
     # whose database no longer proves itself.
     if level == "stat" and sample is None and not exp.database_rejected:
-        # The walk is the one unavoidable cost; an unchanged tree needs nothing else.
-        items = list(walk(root_text, ignore=patterns))
+        # The walk is the one unavoidable cost; an unchanged tree needs nothing else. It is
+        # digested as it streams to a scratch file, replayed only when the memo misses.
+        survey = memo.Survey(walk(root_text, ignore=patterns), started)
         memo_key = memo.setting(lock_path, exp.header.root_digest, patterns)
-        tree = memo.tree_stat_digest(items)
-        remembered = memo.recall(root, memo_key, tree)
+        remembered = memo.recall(root, memo_key, survey.tree)
         if remembered is not None:
+            survey.discard()
             return _from_memo(remembered, _iso(started), _iso(clock()))
+        items = survey.replay()
     else:
         memo.forget(root)  # this pass changes the records a stat pass relies on
         items = walk(root_text, ignore=patterns)
@@ -147,9 +150,9 @@ def _verify(
         proof=weakest(s.proof for s in verdict.series),
         proven_on=_day_range(run.stat_days | run.xxh3_days),
     )
-    if level == "stat" and sample is None and not exp.database_rejected:
-        if memo.settled(items, started):
-            memo.remember(root, memo_key, tree, report)
+    if survey is not None:
+        if survey.settled:
+            memo.remember(root, memo_key, survey.tree, report)
         else:
             memo.forget(root)  # a file written just now may change again unseen
     return report

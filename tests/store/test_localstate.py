@@ -80,3 +80,23 @@ def test_a_half_made_state_database_is_completed_not_refused(tmp_path: Path) -> 
     conn.close()
     with LocalState(tmp_path) as state:
         assert list(state.records()) == []
+
+
+def test_the_state_database_uses_a_rollback_journal_and_converts_a_wal_one(
+    tmp_path: Path,
+) -> None:
+    """WAL needs a shared-memory index that NFS, Lustre and GPFS clients cannot share: the
+    state database keeps a rollback journal, and one an older release left in WAL mode is
+    converted when it is opened."""
+    folder = tmp_path / ".nbia-audit"
+    folder.mkdir()
+    old = sqlite3.connect(folder / "state.db")
+    assert old.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal"
+    old.close()
+    with LocalState(tmp_path) as state:
+        state.upsert([record("a.dcm")])
+        assert state.db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        assert not (folder / "state.db-wal").exists()
+    conn = sqlite3.connect(folder / "state.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    conn.close()
