@@ -23,7 +23,7 @@ from pathlib import Path
 from nbia_audit.errors import StoreError
 from nbia_audit.merkle import series_hash
 from nbia_audit.models import LockedImage
-from nbia_audit.store.database import connect_read_only, image_rows_query, md5_text
+from nbia_audit.store.database import image_rows_query, md5_text
 from nbia_audit.store.storable import from_storable, to_storable
 
 __all__ = ["LockProofError", "ProvenImages", "refusal"]
@@ -45,7 +45,15 @@ def refusal(db_path: Path, what: str) -> LockProofError:
 class ProvenImages(Mapping[str, tuple[LockedImage, ...]]):
     """Series UID -> its pinned images by SOP UID, read and proven per access (see module)."""
 
-    __slots__ = ("_db_path", "_hashes", "_layout", "_schema_version", "_stamp", "_text_name")
+    __slots__ = (
+        "_db_path",
+        "_hashes",
+        "_layout",
+        "_schema_version",
+        "_stamp",
+        "_text_name",
+        "_uri",
+    )
 
     def __init__(
         self,
@@ -60,6 +68,7 @@ class ProvenImages(Mapping[str, tuple[LockedImage, ...]]):
         """``hashes``: the text lock's series hash of every series with image rows, in lock
         order (the mapping's keys and their order)."""
         self._db_path = db_path
+        self._uri = db_path.resolve().as_uri() + "?mode=ro"  # read-only, as connect_read_only
         self._text_name = text_name
         self._stamp = stamp
         self._schema_version = schema_version
@@ -78,7 +87,7 @@ class ProvenImages(Mapping[str, tuple[LockedImage, ...]]):
     def __getitem__(self, series_uid: str) -> tuple[LockedImage, ...]:
         pinned = self._hashes[series_uid]  # KeyError: no images pinned for it
         try:
-            conn = connect_read_only(self._db_path)
+            conn = sqlite3.connect(self._uri, uri=True, isolation_level=None)
         except sqlite3.Error as exc:
             raise self._fail(f"it cannot be opened any more ({exc})") from None
         try:
@@ -98,21 +107,27 @@ class ProvenImages(Mapping[str, tuple[LockedImage, ...]]):
         return images
 
     def _read(self, conn: sqlite3.Connection, series_uid: str) -> tuple[LockedImage, ...]:
-        (version,) = conn.execute("PRAGMA schema_version").fetchone()
+        stamp, version = conn.execute(
+            "SELECT (SELECT value FROM meta WHERE key = 'text_sha256'),"
+            " (SELECT schema_version FROM pragma_schema_version)"
+        ).fetchone()
         if version != self._schema_version:
             raise self._fail("its schema changed since it was proven")
-        row = conn.execute("SELECT value FROM meta WHERE key = 'text_sha256'").fetchone()
-        if row is None or row[0] != self._stamp:
+        if stamp != self._stamp:
             raise self._fail(
                 f"since it was proven, it was replaced or its stamp changed: it no longer names"
                 f" {self._text_name}"
             )
-        return tuple(
-            LockedImage(_text(sop), series_uid, md5_text(md5), size)
-            for sop, md5, size in conn.execute(
-                image_rows_query(self._layout), (to_storable(series_uid),)
-            )
-        )
+        rows = conn.execute(image_rows_query(self._layout), (to_storable(series_uid),))
+        images = []
+        for sop, md5, size in rows.fetchall():
+            # Inline: this runs once per image of every series a verb reads.
+            if type(md5) is bytes:
+                md5 = md5.hex()
+            elif md5 is not None:
+                md5 = md5_text(md5)
+            images.append(LockedImage(_text(sop), series_uid, md5, size))
+        return tuple(images)
 
     def _fail(self, what: str) -> LockProofError:
         return refusal(self._db_path, what)
