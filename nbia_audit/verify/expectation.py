@@ -111,6 +111,7 @@ class Expectation:
                     )
             db.executescript(_INDEXES)
             db.commit()
+            work.freeze()
         except BaseException:
             work.close()
             raise

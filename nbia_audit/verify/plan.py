@@ -230,13 +230,17 @@ class Run:
         """
         rel, sop, series, md5, how, since = seen
         exp = self.plan.exp
+        pinned_in: str | None = None  # the locked series of the image, when it is pinned
         if not sop and md5:
-            sop = exp.image_with_md5(md5) or ""  # a header we cannot read: match by content
+            # A header we cannot read: match by content (which names the image's series too).
+            sop, pinned_in = exp.identify_by_md5(md5) or ("", None)
         if sop:
-            image = exp.image(sop)
-            locked = exp.series.get(image.series_uid if image else series)
-            if image is not None or (locked is not None and not locked.images_pinned):
-                series = image.series_uid if image else series
+            if pinned_in is None:
+                image = exp.image(sop)
+                pinned_in = image.series_uid if image is not None else None
+            locked = exp.series.get(pinned_in or series)
+            if pinned_in is not None or (locked is not None and not locked.images_pinned):
+                series = pinned_in or series
                 if how == HOW_PRESENT:
                     self.counts["present_only"] += 1
                 self.tally.place(Seen(rel, sop, series, md5, how, since))

@@ -300,6 +300,22 @@ class Tally:
         )
         return [_t(sop) for (sop,) in rows]
 
+    def placements(self) -> Iterator[Seen]:
+        """Every placement, by SOP then relative path (streamed: for a hand-over)."""
+        for row in self._read().execute(f"SELECT {_COLUMNS} FROM placed ORDER BY sop, rel"):
+            yield _seen(row)
+
+    def sops(self) -> Iterator[str]:
+        """Every SOP with at least one copy, in order (streamed)."""
+        for (sop,) in self._read().execute("SELECT DISTINCT sop FROM placed ORDER BY sop"):
+            yield _t(sop)
+
+    @property
+    def first(self) -> Iterator[str]:
+        """The placed SOPs, as iterating the old ``first`` dict gave them (for callers
+        written against it; prefer :meth:`sops`, :meth:`placements` or :meth:`absorb`)."""
+        return self.sops()
+
     def placed_count(self) -> int:
         """How many files were placed."""
         return int(self._read().execute("SELECT count(*) FROM placed").fetchone()[0])

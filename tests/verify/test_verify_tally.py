@@ -55,6 +55,11 @@ def test_copies_are_ordered_by_path_never_by_arrival() -> None:
         tally.place(seen("b-later.dcm", sop="9.9", series="8.8"))
         assert tally.images_first_seen_in("7.7") == ["9.9"]
         assert tally.images_first_seen_in("8.8") == []
+        assert list(tally.sops()) == list(tally.first) == ["1.2.3", "9.9"]
+        assert [(p.sop, p.rel) for p in tally.placements()] == [
+            ("1.2.3", "a/y.dcm"), ("1.2.3", "m.dcm"), ("1.2.3", "z/x.dcm"),
+            ("9.9", "0-first.dcm"), ("9.9", "b-later.dcm"),
+        ]  # fmt: skip
 
 
 def test_a_temporary_tally_removes_its_folder() -> None:
