@@ -186,3 +186,17 @@ def test_records_of_format_1_are_hashed_once_then_trusted(copy: Path, lock: Path
     StateFolder.of(copy).stat_memo.unlink()  # the records, not the memo of that pass
     second = verify_copy(lock, copy, level="stat")
     assert second.clean and second.facts["hashed_md5"] == 0
+
+
+def test_a_read_only_state_of_format_1_is_read_never_trusted(tmp_path: Path) -> None:
+    """A copy whose state an older release wrote, that this user cannot migrate: its records
+    still name the images (for attribution), and their stat keys are never trusted."""
+    with LocalState(tmp_path) as state:
+        state.upsert_rows([row("a.dcm", "1.2.3")])
+    with sqlite3.connect(StateFolder.of(tmp_path).database) as db:  # back to format 1
+        db.execute("ALTER TABLE files DROP COLUMN fs_id")
+        db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm002_fs_identity'")
+    records = load_records(None, str(tmp_path))
+    rec = records.get("a.dcm")
+    records.close()
+    assert rec is not None and rec.sop == "1.2.3" and rec.key.fs == -1
