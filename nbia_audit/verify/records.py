@@ -77,6 +77,10 @@ _IMAGES_BELOW = (
 _SEEN_TABLE = "nbia_audit_seen"  # a TEMP table: the connection's own, on local temp storage
 _SEEN_BATCH = 2000
 _CHUNK = 1000
+# Point queries share one read transaction, this many at a time: in rollback-journal mode a
+# query on its own takes and drops the file's lock (on NFS, a round trip to the lock
+# manager) and re-checks the header; held longer, it would keep other writers waiting.
+_READS_PER_TRANSACTION = 2000
 
 
 def _to_rec(r: tuple[Any, ...]) -> Rec:
@@ -121,13 +125,21 @@ class Records:
         self._count: int | None = None
         self._seen: list[tuple[str]] = []
         self._seen_table = False
+        self._reads = 0  # point queries in the current read transaction
 
     def get(self, rel: str) -> Rec | None:
         """The record of the file at ``rel``, if there is one (a point query)."""
         if self._conn is None or not _storable(rel):
             return None
+        conn = self._conn
         with self._guard:
-            row = self._conn.execute(self._by_path, (rel,)).fetchone()
+            if not conn.in_transaction:  # a write committed (and ended) the last one
+                conn.execute("BEGIN")
+                self._reads = 0
+            row = conn.execute(self._by_path, (rel,)).fetchone()
+            self._reads += 1
+            if self._reads >= _READS_PER_TRANSACTION:
+                conn.commit()  # nothing written: lets other writers in
         return None if row is None else _to_rec(row)
 
     def images_below(self, folder: str) -> Iterator[tuple[str, str]]:
