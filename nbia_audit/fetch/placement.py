@@ -207,6 +207,7 @@ class Workspace:
             self._make_run_dir()
             self._clear_dead_runs(legacy_too=whole)
         except BaseException:
+            shutil.rmtree(self.run_dir, ignore_errors=True)  # ours: its name is unique
             self._release()
             raise
         return self

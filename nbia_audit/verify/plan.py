@@ -329,7 +329,7 @@ class Run:
         k = found.key
         lock_root = self.plan.exp.header.root_digest
         self.pending.append(
-            (rel, seen.sop, seen.series, k.device, k.inode, k.size, k.mtime_ns, k.ctime_ns,
+            (rel, seen.sop, seen.series, k.fs, k.inode, k.size, k.mtime_ns, k.ctime_ns,
              seen.md5, found.xxh3, seen.since, self.plan.stamp, lock_root)
         )  # fmt: skip
         if len(self.pending) >= _FLUSH_EVERY:

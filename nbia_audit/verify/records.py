@@ -39,12 +39,14 @@ class Rec(NamedTuple):
     checked_at: str
 
 
-# The one place that knows the order of these columns: _to_rec decodes them.
+# The one place that knows the order of these columns: _to_rec decodes them. {fs} is the
+# file system's identity: fs_id, -1 (never trusted) for a record of format 1.
 _RECORD_SQL = (
-    "SELECT path, coalesce(sop_uid, ''), coalesce(series_uid, ''), device, inode, size,"
+    "SELECT path, coalesce(sop_uid, ''), coalesce(series_uid, ''), {fs}, inode, size,"
     " mtime_ns, ctime_ns, coalesce(md5, ''), coalesce(xxh3_128, ''),"
-    " coalesce(verified_at, ''), coalesce(checked_at, '') FROM files"
+    " coalesce(verified_at, ''), coalesce(checked_at, '') FROM files WHERE path = ?"
 )
+_FS_ID = "coalesce(fs_id, -1)"
 
 
 class Racy:
@@ -66,7 +68,6 @@ class Racy:
 
 
 _new = tuple.__new__
-_BY_PATH = _RECORD_SQL + " WHERE path = ?"
 # Below a folder: "/" is 0x2F and "0" the next byte, so this range is every path that starts
 # with "<folder>/" (SQLite compares text bytewise), read through the primary key's index.
 _IMAGES_BELOW = (
@@ -76,6 +77,10 @@ _IMAGES_BELOW = (
 _SEEN_TABLE = "nbia_audit_seen"  # a TEMP table: the connection's own, on local temp storage
 _SEEN_BATCH = 2000
 _CHUNK = 1000
+# Point queries share one read transaction, this many at a time: in rollback-journal mode a
+# query on its own takes and drops the file's lock (on NFS, a round trip to the lock
+# manager) and re-checks the header; held longer, it would keep other writers waiting.
+_READS_PER_TRANSACTION = 2000
 
 
 def _to_rec(r: tuple[Any, ...]) -> Rec:
@@ -111,20 +116,30 @@ class Records:
         guard: threading.Lock | None = None,
         *,
         read_only: bool = False,
+        fs_column: str = _FS_ID,
     ) -> None:
         self._conn = conn
+        self._by_path = _RECORD_SQL.format(fs=fs_column)
         self._guard = guard or threading.Lock()
         self._read_only = read_only  # our own connection, closed by close(); writes nothing
         self._count: int | None = None
         self._seen: list[tuple[str]] = []
         self._seen_table = False
+        self._reads = 0  # point queries in the current read transaction
 
     def get(self, rel: str) -> Rec | None:
         """The record of the file at ``rel``, if there is one (a point query)."""
         if self._conn is None or not _storable(rel):
             return None
+        conn = self._conn
         with self._guard:
-            row = self._conn.execute(_BY_PATH, (rel,)).fetchone()
+            if not conn.in_transaction:  # a write committed (and ended) the last one
+                conn.execute("BEGIN")
+                self._reads = 0
+            row = conn.execute(self._by_path, (rel,)).fetchone()
+            self._reads += 1
+            if self._reads >= _READS_PER_TRANSACTION:
+                conn.commit()  # nothing written: lets other writers in
         return None if row is None else _to_rec(row)
 
     def images_below(self, folder: str) -> Iterator[tuple[str, str]]:
@@ -235,7 +250,9 @@ def load_records(state: LocalState | None, root: str) -> Records:
             if first_difference(conn, state_migrations, may_lack=True):
                 conn.close()
                 return Records(None)  # not a state database we shaped: nothing of it is read
-            records = Records(conn, read_only=True)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(files)")}
+            fs_column = _FS_ID if "fs_id" in columns else "-1"  # format 1, not migrated
+            records = Records(conn, read_only=True, fs_column=fs_column)
             len(records)  # reads the table now: a failure here tries the next way
             return records
         except sqlite3.Error:

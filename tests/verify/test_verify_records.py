@@ -4,16 +4,25 @@ the walk a stat pass digests is spilled to scratch, not listed."""
 
 from __future__ import annotations
 
+import sqlite3
 import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
+from nbia_audit.emulator import CorpusSpec
 from nbia_audit.store.localstate import LocalState
+from nbia_audit.store.statefolder import StateFolder
 from nbia_audit.store.statkey import StatKey
 from nbia_audit.verify.memo import Survey, settled, tree_stat_digest
 from nbia_audit.verify.records import Row, load_records
+from nbia_audit.verify.run import verify_copy
 from nbia_audit.verify.walk import Blocked, FileEntry
+from tests.support.verify import clone, image_files
+
+SPEC = CorpusSpec(seed=14, collections=1, patients=2, studies=1, series=2, images=3)
 
 MANY = 40_000
 STAMP = "2026-01-01T00:00:00.000000Z"
@@ -127,3 +136,67 @@ def test_a_racy_entry_unsettles_the_survey() -> None:
     survey = Survey(iter([racy]), started)
     survey.discard()
     assert survey.settled is False and not survey._folder.exists()
+
+
+@pytest.fixture
+def copy(pristine: Path, lock: Path, tmp_path: Path) -> Path:
+    root = clone(pristine, tmp_path / "copy")
+    assert verify_copy(lock, root).clean  # records every file
+    return root
+
+
+def edit_records(root: Path, sql: str) -> int:
+    with sqlite3.connect(StateFolder.of(root).database) as db:
+        return db.execute(sql).rowcount
+
+
+def test_a_record_made_on_another_client_is_trusted(copy: Path, lock: Path) -> None:
+    """Another NFS or Lustre client numbers the mount's device differently; the file
+    system's identity, inode, size and times are the same, so its records hold here."""
+    files = len(list(image_files(copy)))
+    edit_records(copy, "UPDATE files SET device = 4242")  # that client's st_dev, say
+    report = verify_copy(lock, copy, level="stat")
+    assert report.clean
+    assert report.facts["unchanged_stat"] == files and report.facts["hashed_md5"] == 0
+
+
+def test_a_record_whose_ctime_differs_is_not_trusted(copy: Path, lock: Path) -> None:
+    """ctime cannot be set from user space: a tree copied with its state database (times
+    preserved, inodes even matched) still differs there, and is hashed."""
+    one = image_files(copy).__next__().relative_to(copy).as_posix()
+    assert edit_records(copy, f"UPDATE files SET ctime_ns = ctime_ns - 1 WHERE path = '{one}'")
+    report = verify_copy(lock, copy, level="stat")
+    assert report.clean and report.facts["hashed_md5"] == 1
+
+
+def test_a_record_of_another_file_system_is_not_trusted(copy: Path, lock: Path) -> None:
+    files = len(list(image_files(copy)))
+    edit_records(copy, "UPDATE files SET fs_id = fs_id + 1")
+    report = verify_copy(lock, copy, level="stat")
+    assert report.clean and report.facts["hashed_md5"] == files
+
+
+def test_records_of_format_1_are_hashed_once_then_trusted(copy: Path, lock: Path) -> None:
+    """A state database written before the file system's identity was recorded (fs_id
+    NULL after the migration): each file is hashed once more, then recorded anew."""
+    files = len(list(image_files(copy)))
+    edit_records(copy, "UPDATE files SET fs_id = NULL")
+    first = verify_copy(lock, copy, level="stat")
+    assert first.clean and first.facts["hashed_md5"] == files
+    StateFolder.of(copy).stat_memo.unlink()  # the records, not the memo of that pass
+    second = verify_copy(lock, copy, level="stat")
+    assert second.clean and second.facts["hashed_md5"] == 0
+
+
+def test_a_read_only_state_of_format_1_is_read_never_trusted(tmp_path: Path) -> None:
+    """A copy whose state an older release wrote, that this user cannot migrate: its records
+    still name the images (for attribution), and their stat keys are never trusted."""
+    with LocalState(tmp_path) as state:
+        state.upsert_rows([row("a.dcm", "1.2.3")])
+    with sqlite3.connect(StateFolder.of(tmp_path).database) as db:  # back to format 1
+        db.execute("ALTER TABLE files DROP COLUMN fs_id")
+        db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm002_fs_identity'")
+    records = load_records(None, str(tmp_path))
+    rec = records.get("a.dcm")
+    records.close()
+    assert rec is not None and rec.sop == "1.2.3" and rec.key.fs == -1

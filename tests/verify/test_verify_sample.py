@@ -64,7 +64,7 @@ def rot_silently(root: Path, target: Path) -> None:
         state.upsert(
             [
                 dataclasses.replace(
-                    old, device=k.device, inode=k.inode, size=k.size, mtime_ns=k.mtime_ns,
+                    old, fs_id=k.fs, inode=k.inode, size=k.size, mtime_ns=k.mtime_ns,
                     ctime_ns=k.ctime_ns,
                 )
             ]
