@@ -11,7 +11,8 @@ the database in its own read-only snapshot and proves it before handing it out:
 
 An edit of the database between the proof at read time and a later access therefore never
 reaches a verb: the access raises :class:`LockProofError`. Iteration goes series by series in
-lock order and holds one series at a time; nothing is cached.
+lock order and holds one series at a time; nothing is cached. Each access opens its own
+read-only connection, so worker threads may read series concurrently.
 """
 
 from __future__ import annotations
