@@ -25,7 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from nbia_audit.archive.protocol import Archive
+from nbia_audit.archive.session import ArchiveTarget, archive_session
+from nbia_audit.client.auth import Credentials
 from nbia_audit.errors import ShardsIncomplete, SpecError, StoreError
 from nbia_audit.fetch.layouts import Layout, parse_layout
 from nbia_audit.fetch.placement import Workspace
@@ -117,12 +118,15 @@ def fetch_shard(
     shard: Shard,
     shard_dir: str | os.PathLike[str],
     *,
-    archive: Archive,
+    archive: ArchiveTarget | None = None,
+    credentials: Credentials | None = None,
     layout: str | Layout = "classic",
     **options: Any,
 ) -> ShardResult:
     """Fetch the series ``shard`` owns into ``dest``; write its outcomes to ``shard_dir``.
 
+    ``archive`` is a server alias, a URL, an ``NbiaClient`` or an ``Archive``; None means
+    the server the lock was made from (plain strings travel to a worker process or node).
     ``options`` are those of :func:`~nbia_audit.fetch.run.fetch_dataset` (``workers``,
     ``retry``, ``limits``, ``on_progress``, ``on_series``, ``now``), except ``series``.
     Running a shard again resumes it.
@@ -140,7 +144,8 @@ def fetch_shard(
     lock_path, dest, run_dir = Path(lock_path), Path(dest), Path(shard_dir)
     chosen = layout if isinstance(layout, Layout) else parse_layout(layout)
     identity = _identity(lock_path, dest, chosen, shard.count)
-    series = read_text_lock(lock_path).series
+    text_lock = read_text_lock(lock_path)
+    series = text_lock.series
     owner = assign_series(((s.series_uid, s.bytes) for s in series), shard.count)
     mine = [s.series_uid for s in series if owner[s.series_uid] == shard.index]
     final = run_dir / shard_file_name(VERB, shard, _EXT)
@@ -152,10 +157,15 @@ def fetch_shard(
         sink = LocalState(work)
         try:
             sink.upsert(earlier)  # what this shard placed before stays this shard's to report
-            with _shard_workspace(dest, shard) as workspace:
+            header = text_lock.header
+            where = (header.server or header.base_url) if archive is None else archive
+            with (
+                archive_session(where, api=header.api, credentials=credentials) as view,
+                _shard_workspace(dest, shard) as workspace,
+            ):
                 target = Target(workspace, records, sink, pins)
                 report = fetch_into(
-                    lock_path, dest, archive, target, layout=chosen, series=mine, **options
+                    lock_path, dest, view, target, layout=chosen, series=mine, **options
                 )
         finally:
             sink.close()
