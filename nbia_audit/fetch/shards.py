@@ -222,8 +222,9 @@ def _finish(
         conn = sqlite3.connect(str(database))
         try:
             conn.execute("PRAGMA journal_mode = DELETE")  # the run folder may be on NFS
+            conn.execute("PRAGMA synchronous = OFF")  # fsynced once, whole, before the rename
+            conn.executescript(f"BEGIN; {_SCHEMA} COMMIT;")
             with conn:
-                conn.executescript(_SCHEMA)
                 meta = {
                     "format": _FORMAT,
                     "index": shard.index,
