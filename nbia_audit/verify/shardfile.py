@@ -4,9 +4,9 @@ One SQLite file, ``RUN/verify-<K>-of-<N>.db``, in three parts:
 
 * ``shard``: its identity (the text lock's SHA-256, the copy's root, level, sample fraction and
   seed, ignore patterns, K and N), so the merge can refuse a shard of another run;
-* what its walk found: every copy it placed (``seen``), the files it could not judge
-  (``strays``), the images an unreadable file may hold (``blocked``), and the run counters
-  the report's facts quote (``counters``);
+* what its walk found: the paths it owns (``walked``), every copy it placed (``seen``), the
+  files it could not judge (``strays``), the images an unreadable file may hold
+  (``blocked``), and the run counters the report's facts quote;
 * ``files``: the local-state records it would have written, in the state database's own
   table (made by the same migrations), for the merge to write as the one writer.
 
@@ -22,6 +22,7 @@ import os
 import sqlite3
 import urllib.parse
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,6 @@ class ShardFacts:
     index: int
     identity: Identity
     counters: Counters
-    gone: list[str]  # records of files gone from the copy (this shard's)
     seconds: float
 
 
@@ -106,7 +106,7 @@ CREATE TABLE seen (rel TEXT NOT NULL, sop TEXT NOT NULL, series TEXT NOT NULL,
 CREATE TABLE strays (kind TEXT, series_uid TEXT, sop_uid TEXT, path TEXT, detail TEXT,
                      old TEXT, new TEXT, paths TEXT);
 CREATE TABLE blocked (unit TEXT PRIMARY KEY);
-CREATE TABLE gone (path TEXT PRIMARY KEY);
+CREATE TABLE walked (path TEXT PRIMARY KEY);
 """
 
 
@@ -158,7 +158,7 @@ def finish_file(
     identity: Identity,
     tally: Tally,
     counters: Counters,
-    gone: list[str],
+    walked: list[str],
     seconds: float,
 ) -> None:
     """Add the shard's facts to ``database`` (which holds its records already), then rename
@@ -188,7 +188,8 @@ def finish_file(
                 _put(conn, "walk_complete", c.walk_complete)
                 _put(conn, "workers", c.workers)
                 _put(conn, "seconds", seconds)
-                conn.executemany("INSERT OR IGNORE INTO gone VALUES (?)", [(p,) for p in gone])
+                rows = [(p,) for p in walked]
+                conn.executemany("INSERT OR IGNORE INTO walked VALUES (?)", rows)
                 save_tally(conn, tally)
         finally:
             conn.close()
@@ -237,12 +238,15 @@ def read_shard(conn: sqlite3.Connection) -> ShardFacts:
             bool(meta["walk_complete"]),
             int(meta["workers"]),
         )
-        gone = [p for (p,) in conn.execute("SELECT path FROM gone")]
-        return ShardFacts(
-            int(meta["index"]), Identity(**ident), counters, gone, float(meta["seconds"])
-        )
+        return ShardFacts(int(meta["index"]), Identity(**ident), counters, float(meta["seconds"]))
     except (sqlite3.Error, KeyError, TypeError) as exc:
         raise ValueError(f"not a complete verify shard's file ({exc})") from None
+
+
+def walked_paths(conn: sqlite3.Connection) -> Iterator[str]:
+    """The paths a shard's walk found and owned (every path is one shard's), streamed."""
+    for (path,) in conn.execute("SELECT path FROM walked"):
+        yield path
 
 
 def record_rows(conn: sqlite3.Connection) -> list[tuple[object, ...]]:

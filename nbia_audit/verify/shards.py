@@ -53,6 +53,7 @@ from nbia_audit.verify.shardfile import (
     open_shard,
     read_shard,
     record_rows,
+    walked_paths,
 )
 from nbia_audit.verify.walk import FileEntry, walk
 from nbia_audit.verify.words import weakest
@@ -104,6 +105,7 @@ class _ShardRun(Run):
         self.state = sink
         self.shard = shard
         self._owner = owner
+        self.walked: list[str] = []
 
     def owns(self, rel: str) -> bool:
         rec = self.record(rel)
@@ -114,23 +116,17 @@ class _ShardRun(Run):
 
     def admit(self, entry: FileEntry) -> Callable[[], Examined] | None:
         if not self.owns(entry.rel):
-            self.seen_paths.add(entry.rel)
             return None
+        self.walked.append(entry.rel)
         return super().admit(entry)
 
     def blocked(self, rel: str, detail: str, io_error: bool, directory: bool = False) -> None:
         if not self.owns(rel):
-            self.seen_paths.add(rel)
             if directory:
-                self.walk_complete = False  # no shard may forget what is below it
+                self.walk_complete = False  # no records below it may be forgotten
             return
+        self.walked.append(rel)
         super().blocked(rel, detail, io_error, directory)
-
-    def gone(self) -> list[str]:
-        """Records of this shard's files that the (complete) walk did not find."""
-        if not self.walk_complete:
-            return []
-        return [p for p in self.records() if p not in self.seen_paths and self.owns(p)]
 
 
 def _identity(
@@ -200,7 +196,7 @@ def verify_shard(
         seconds = time.monotonic() - started_clock
         finish_file(
             sink.path, final, index=shard.index, identity=identity, tally=run.tally,
-            counters=counters, gone=run.gone(), seconds=seconds,
+            counters=counters, walked=run.walked, seconds=seconds,
         )  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -342,14 +338,15 @@ def merge_verify(
     try:
         run = Run(plan, root_text, state, state_note)
         run.ignored = ident.ignore
-        tally, copies, counters, gone = Tally(), list[Seen](), Counters(), list[str]()
+        tally, copies, counters = Tally(), list[Seen](), Counters()
         counters.workers = 0
         for done, (facts, path) in enumerate(shards, start=1):
             counters.add(facts.counters)
-            gone += facts.gone
             conn = open_shard(path)
             try:
                 load_tally(conn, copies, tally)
+                for rel in walked_paths(conn):  # the union is the whole walk
+                    run.seen_paths.add(rel)
                 if state is not None:
                     rows = record_rows(conn)
                     state.upsert_rows(rows)
@@ -363,8 +360,7 @@ def merge_verify(
             tally.place(seen)
         _adopt(run, tally, counters)
         verdict = judge(exp, run.tally, root_text, plan.sample)
-        if state is not None and counters.walk_complete and gone:
-            state.forget(gone)
+        run.finish_state()  # forgets records of files no shard found (after a complete walk)
     finally:
         if state is not None:
             state.close()
