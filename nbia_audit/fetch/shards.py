@@ -323,6 +323,27 @@ def _gather(lock_path: Path, dest: Path, run_dir: Path) -> list[tuple[dict[str, 
     return good
 
 
+def _write_pins(lock_path: Path, conn: sqlite3.Connection) -> None:
+    """The images a shard pinned for series-only series, into the lock database, a series
+    at a time."""
+    rows = conn.execute("SELECT * FROM pins ORDER BY series_uid, sop_uid")
+    current: list[LockedImage] = []
+    db: LockDatabase | None = None
+    try:
+        for series_uid, sop, md5, size in rows:
+            if current and current[0].series_uid != series_uid:
+                db = db or LockDatabase(database_path(lock_path))
+                db.fill_images(current[0].series_uid, current)
+                current = []
+            current.append(LockedImage(sop, series_uid, md5, size))
+        if current:
+            db = db or LockDatabase(database_path(lock_path))
+            db.fill_images(current[0].series_uid, current)
+    finally:
+        if db is not None:
+            db.close()
+
+
 def merge_fetch(
     lock_path: str | os.PathLike[str],
     dest: str | os.PathLike[str],
@@ -355,19 +376,12 @@ def merge_fetch(
             try:
                 for uid, text in conn.execute("SELECT series_uid, outcome FROM outcomes"):
                     outcomes[uid] = _outcome(text)
-                query = f"SELECT {columns} FROM files ORDER BY path"  # noqa: S608
-                state.upsert_rows(list(conn.execute(query)))
-                pins: dict[str, list[LockedImage]] = {}
-                for series_uid, sop, md5, size in conn.execute(
-                    "SELECT * FROM pins ORDER BY series_uid, sop_uid"
-                ):
-                    pins.setdefault(series_uid, []).append(LockedImage(sop, series_uid, md5, size))
+                cursor = conn.execute(f"SELECT {columns} FROM files")  # noqa: S608
+                while rows := cursor.fetchmany(4096):  # a shard may carry millions
+                    state.upsert_rows(rows)
+                _write_pins(lock_path, conn)
             finally:
                 conn.close()
-            if pins:
-                with LockDatabase(database_path(lock_path)) as db:
-                    for series_uid, images in pins.items():
-                        db.fill_images(series_uid, images)
             if on_progress is not None:
                 on_progress("merge", done, len(shards))
     ident = shards[0][0]["identity"]

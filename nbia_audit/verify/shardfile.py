@@ -32,6 +32,7 @@ from nbia_audit.store.localstate import FileRecord
 __all__ = ["Counters", "Identity", "ShardFacts", "finish_file", "read_shard"]
 
 FORMAT = 1
+_CHUNK = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +119,12 @@ def finish_file(
     index: int,
     identity: Identity,
     counters: Counters,
-    walked: list[str],
+    walked: Path,
     seconds: float,
 ) -> None:
-    """Add the shard's identity, counters, walked paths and records (from the state-shaped
-    ``records_file``) to its closed tally file, then rename it to ``final``: the merge sees
-    a shard's file complete or not at all.
+    """Add the shard's identity, counters, walked paths (from the :class:`Walked` file
+    ``walked``) and records (from the state-shaped ``records_file``) to its closed tally
+    file, then rename it to ``final``: the merge sees a shard's file whole or not at all.
 
     Raises:
         StoreError: the file cannot be written.
@@ -150,10 +151,12 @@ def finish_file(
                 _put(conn, "walk_complete", c.walk_complete)
                 _put(conn, "workers", c.workers)
                 _put(conn, "seconds", seconds)
-                rows = [(p,) for p in walked]
-                conn.executemany("INSERT OR IGNORE INTO walked VALUES (?)", rows)
                 conn.execute("CREATE TABLE files AS SELECT * FROM records.files")
             conn.execute("DETACH DATABASE records")
+            conn.execute("ATTACH DATABASE ? AS walked", (str(walked),))
+            with conn:
+                conn.execute("INSERT INTO main.walked SELECT path FROM walked.walked")
+            conn.execute("DETACH DATABASE walked")
         finally:
             conn.close()
         _durable_rename(tally_file, final)
@@ -212,7 +215,37 @@ def walked_paths(conn: sqlite3.Connection) -> Iterator[str]:
         yield path
 
 
-def record_rows(conn: sqlite3.Connection) -> list[tuple[object, ...]]:
-    """The local-state records a shard carries, in :class:`FileRecord` field order."""
+def record_rows(conn: sqlite3.Connection) -> Iterator[list[tuple[object, ...]]]:
+    """The local-state records a shard carries, in :class:`FileRecord` field order, a chunk
+    at a time (a shard of a large copy carries millions)."""
     columns = ", ".join(f.name for f in dataclasses.fields(FileRecord))
-    return list(conn.execute(f"SELECT {columns} FROM files ORDER BY path"))  # noqa: S608
+    cursor = conn.execute(f"SELECT {columns} FROM files")  # noqa: S608
+    while chunk := cursor.fetchmany(_CHUNK):
+        yield chunk
+
+
+class Walked:
+    """The paths a shard owns and walked, buffered into a small SQLite file of its own
+    (never a list of every path)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn = sqlite3.connect(str(path))
+        self._conn.execute("PRAGMA journal_mode = OFF")  # private, rebuilt if lost
+        self._conn.execute("PRAGMA synchronous = OFF")
+        self._conn.execute("CREATE TABLE IF NOT EXISTS walked (path TEXT PRIMARY KEY)")
+        self._pending: list[tuple[str]] = []
+
+    def append(self, rel: str) -> None:
+        self._pending.append((rel,))
+        if len(self._pending) >= _CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._conn:
+            self._conn.executemany("INSERT OR IGNORE INTO walked VALUES (?)", self._pending)
+        self._pending = []
+
+    def close(self) -> None:
+        self.flush()
+        self._conn.close()

@@ -48,6 +48,7 @@ from nbia_audit.verify.shardfile import (
     Counters,
     Identity,
     ShardFacts,
+    Walked,
     finish_file,
     open_shard,
     read_shard,
@@ -94,12 +95,13 @@ class _ShardRun(Run):
         shard: Shard,
         owner: dict[str, int],
         tally: Tally,
+        walked: Walked,
     ) -> None:
         super().__init__(plan, root, None, note, tally=tally)  # the copy's records, read only
         self.state = sink
         self.shard = shard
         self._owner = owner
-        self.walked: list[str] = []
+        self.walked = walked
 
     def owns(self, rel: str) -> bool:
         rec = self.record(rel)
@@ -175,14 +177,16 @@ def verify_shard(
             sink = LocalState(work)  # the records one process would write, for the merge
             try:
                 tally = Tally.create(work / "tally.db")
+                walked = Walked(work / "walked.db")
                 try:
-                    run = _ShardRun(plan, root_text, "", sink, shard, owner, tally)
+                    run = _ShardRun(plan, root_text, "", sink, shard, owner, tally, walked)
                     run.ignored = patterns
                     run.own_files = _own_files(lock_path, root)
                     read_all(run, walk(root_text, ignore=patterns), workers, on_progress)
                     run.finish_state()
                 finally:
                     tally.close()
+                    walked.close()
             finally:
                 sink.close()
         counters = Counters(
@@ -194,7 +198,7 @@ def verify_shard(
         seconds = time.monotonic() - started_clock
         finish_file(
             tally.path, sink.path, final, index=shard.index, identity=identity,
-            counters=counters, walked=run.walked, seconds=seconds,
+            counters=counters, walked=walked.path, seconds=seconds,
         )  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -360,9 +364,9 @@ def _merge(
                     for rel in walked_paths(conn):  # the union is the whole walk
                         run.seen_paths.add(rel)
                     if state is not None:
-                        rows = record_rows(conn)
-                        state.upsert_rows(rows)
-                        counters.counts["recorded"] += len(rows)
+                        for rows in record_rows(conn):
+                            state.upsert_rows(rows)
+                            counters.counts["recorded"] += len(rows)
                 finally:
                     conn.close()
                 if on_progress is not None:
