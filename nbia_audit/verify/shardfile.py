@@ -29,9 +29,19 @@ from typing import Any
 from nbia_audit.errors import StoreError
 from nbia_audit.store.localstate import FileRecord
 
-__all__ = ["Counters", "Identity", "ShardFacts", "finish_file", "read_shard"]
+__all__ = [
+    "Counters",
+    "Identity",
+    "ShardFacts",
+    "Walked",
+    "finish_file",
+    "open_shard",
+    "read_shard",
+    "record_rows",
+    "walked_paths",
+]
 
-FORMAT = 1
+FORMAT = 2  # 2: the tally is H2's Tally file; 1 held a serialised tally of its own
 _CHUNK = 4096
 
 
