@@ -16,7 +16,8 @@ series) are values in a report, never exceptions.
     ├── StoreError                the lock or state database cannot be used (exit 3)
     │   ├── LockNotFound
     │   └── LockFormatTooNew
-    └── DownloadError             a download could not be completed (exit 3)
+    ├── DownloadError             a download could not be completed (exit 3)
+    └── ShardsIncomplete          a merge found shards missing or foreign (exit 3)
 
 Exit codes are mapped in one place, the CLI. Every message says what happened and, where
 possible, what to do next. Messages never contain credentials or tokens.
@@ -116,3 +117,18 @@ class LockFormatTooNew(StoreError):
 
 class DownloadError(NbiaAuditError):
     """A download could not be completed or placed."""
+
+
+class ShardsIncomplete(NbiaAuditError):
+    """A merge of shards cannot stand for one run: some are missing, or from another run.
+
+    ``missing`` and ``foreign`` name the shards (``K/N``) and files; the merge never reads
+    clean without all of them.
+    """
+
+    def __init__(
+        self, message: str, *, missing: tuple[str, ...] = (), foreign: tuple[str, ...] = ()
+    ) -> None:
+        self.missing = missing
+        self.foreign = foreign
+        super().__init__(message)
