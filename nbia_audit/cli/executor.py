@@ -1,0 +1,92 @@
+"""``--executor``, ``--scheduler``, ``--scheduler-file``, ``--shards``: where a run's work executes.
+
+One decorator, ``executor_options``, gives ``verify`` and ``fetch`` the same options and hands
+the command one value, ``dask``: ``None`` for the embedded default (threads in this process,
+Dask never imported), else a ``DaskRun`` saying which cluster and how many shards.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from nbia_audit.engines.daskexec import DaskTarget
+
+__all__ = ["DaskRun", "executor_options"]
+
+EXECUTORS = ("embedded", "dask")
+
+
+@dataclass(frozen=True, slots=True)
+class DaskRun:
+    """``--executor dask``: the cluster (``target``) and the number of shards (None: one per
+    worker thread)."""
+
+    target: DaskTarget
+    shards: int | None
+
+
+def executor_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the executor options to a command; it receives them as one ``dask`` argument."""
+
+    @functools.wraps(func)
+    def command(
+        *args: Any,
+        executor: str,
+        scheduler: str | None,
+        scheduler_file: Path | None,
+        shards: int | None,
+        **kwargs: Any,
+    ) -> Any:
+        return func(*args, dask=_dask_run(executor, scheduler, scheduler_file, shards), **kwargs)
+
+    options = [
+        click.option(
+            "--executor",
+            type=click.Choice(EXECUTORS),
+            default="embedded",
+            show_default=True,
+            help="embedded: threads in this process. dask: one task per shard on a Dask"
+            " cluster (pip install 'nbia-audit[dask]'; docs/scale.md).",
+        ),
+        click.option(
+            "--scheduler",
+            metavar="ADDRESS",
+            help="dask: the scheduler's address (default: a local cluster for this run).",
+        ),
+        click.option(
+            "--scheduler-file",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="dask: the scheduler's file, as dask-jobqueue or dask-scheduler writes it.",
+        ),
+        click.option(
+            "--shards",
+            type=click.IntRange(1, 100_000),
+            help="dask: shards of whole series, one task each (default: one per worker thread).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _dask_run(
+    executor: str, scheduler: str | None, scheduler_file: Path | None, shards: int | None
+) -> DaskRun | None:
+    given = {"--scheduler": scheduler, "--scheduler-file": scheduler_file, "--shards": shards}
+    if executor != "dask":
+        for flag, value in given.items():
+            if value is not None:
+                raise click.BadOptionUsage(flag.lstrip("-"), f"{flag} needs --executor dask")
+        return None
+    if scheduler is not None and scheduler_file is not None:
+        raise click.BadOptionUsage("scheduler", "give --scheduler or --scheduler-file, not both")
+    target = DaskTarget(
+        address=scheduler, scheduler_file=str(scheduler_file) if scheduler_file else None
+    )
+    return DaskRun(target=target, shards=shards)
