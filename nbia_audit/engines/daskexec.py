@@ -44,6 +44,7 @@ from nbia_audit.findings import AuditReport
 from nbia_audit.progress import ProgressCallback
 from nbia_audit.shards import Shard, ShardResult
 from nbia_audit.store.textlock import read_text_lock
+from nbia_audit.verify.sampling import new_seed
 from nbia_audit.verify.shards import merge_verify, verify_shard
 
 if TYPE_CHECKING:
@@ -138,6 +139,8 @@ def verify_with_dask(
         ShardsIncomplete: a shard's task failed (after Dask's own retries on lost workers).
         LockNotFound, StoreError: as ``verify_copy``.
     """
+    if sample is not None and seed is None:
+        seed = new_seed()  # one seed for every shard, reported like verify_copy's
     template = _VerifyTask(
         lock=os.path.abspath(lock_path),
         root=os.path.abspath(root),
