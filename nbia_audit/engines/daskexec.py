@@ -38,6 +38,7 @@ from nbia_audit.archive.resolve import open_archive
 from nbia_audit.client.auth import credentials_from_env
 from nbia_audit.crashpoints import crashpoint
 from nbia_audit.errors import NbiaAuditError, ShardsIncomplete
+from nbia_audit.fetch.layouts import parse_layout
 from nbia_audit.fetch.run import FetchReport, SeriesRetry, StreamLimits
 from nbia_audit.fetch.shards import fetch_shard, merge_fetch
 from nbia_audit.findings import AuditReport
@@ -177,10 +178,12 @@ def fetch_with_dask(
     own environment (``NBIA_USER``, ``NBIA_PASSWORD``), never any sent with the task.
 
     Raises:
+        SpecError: a bad layout (checked here, before any task runs).
         EngineUnavailable, ShardsIncomplete: as ``verify_with_dask``.
     """
     lock = os.path.abspath(lock_path)
     header = read_text_lock(Path(lock)).header
+    parse_layout(layout)  # a bad layout is a usage error here, not N failed shards
     options: dict[str, Any] = {"layout": layout, "workers": workers}
     if retry is not None:
         options["retry"] = retry
