@@ -89,7 +89,7 @@ def main() -> None:
                 _, local = timed(lambda c=count, r=run: in_process(lock, root, r, c))
                 _, remote = timed(
                     lambda c=count, r=run: verify_with_dask(
-                        lock, root, target=target, shards=c, shard_dir=r
+                        lock, root, target=target, shards=c, run_dir=r
                     )
                 )
                 per = (remote - local) / count * 1000

@@ -1,8 +1,11 @@
-"""``--executor``, ``--scheduler``, ``--scheduler-file``, ``--shards``: where a run's work executes.
+"""``--executor`` and its options: where a run's work executes.
 
-One decorator, ``executor_options``, gives ``verify`` and ``fetch`` the same options and hands
-the command one value, ``dask``: ``None`` for the embedded default (threads in this process,
-Dask never imported), else a ``DaskRun`` saying which cluster and how many shards.
+One decorator, ``executor_options``, gives ``verify`` and ``fetch`` the same options
+(``--executor``, ``--scheduler``, ``--scheduler-file``, ``--shards``, ``--run-dir``) and hands the
+command one value, ``dask``: ``None`` for the embedded default (threads in this process, Dask
+never imported), else a ``DaskRun`` saying which cluster, how many shards and where their files
+go. The executor runs the shards itself, so ``--shard``/``--shard-dir``/``--merge`` (one shard
+by hand, docs/scale.md) are refused beside it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from nbia_audit.engines.daskexec import DaskTarget
 __all__ = ["DaskRun", "executor_options"]
 
 EXECUTORS = ("embedded", "dask")
+# The options that run or merge one shard by hand (cli/shardopts.py), by parameter name.
+_BY_HAND = {"shard": "--shard", "shard_dir": "--shard-dir", "merge_dir": "--merge"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +34,7 @@ class DaskRun:
 
     target: DaskTarget
     shards: int | None
+    run_dir: Path | None
 
 
 def executor_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -41,9 +47,17 @@ def executor_options(func: Callable[..., Any]) -> Callable[..., Any]:
         scheduler: str | None,
         scheduler_file: Path | None,
         shards: int | None,
+        run_dir: Path | None,
         **kwargs: Any,
     ) -> Any:
-        return func(*args, dask=_dask_run(executor, scheduler, scheduler_file, shards), **kwargs)
+        dask = _dask_run(executor, scheduler, scheduler_file, shards, run_dir)
+        if dask is not None:
+            for name, flag in _BY_HAND.items():
+                if kwargs.get(name) is not None:
+                    raise click.BadOptionUsage(
+                        name, f"{flag} is for one shard by hand; --executor dask runs them all"
+                    )
+        return func(*args, dask=dask, **kwargs)
 
     options = [
         click.option(
@@ -69,6 +83,13 @@ def executor_options(func: Callable[..., Any]) -> Callable[..., Any]:
             type=click.IntRange(1, 100_000),
             help="dask: shards of whole series, one task each (default: one per worker thread).",
         ),
+        click.option(
+            "--run-dir",
+            type=click.Path(path_type=Path, file_okay=False),
+            metavar="RUN",
+            help="dask: folder for the shards' files, on storage every worker sees (default: a"
+            " temporary folder; needed with a scheduler).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -76,9 +97,18 @@ def executor_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _dask_run(
-    executor: str, scheduler: str | None, scheduler_file: Path | None, shards: int | None
+    executor: str,
+    scheduler: str | None,
+    scheduler_file: Path | None,
+    shards: int | None,
+    run_dir: Path | None,
 ) -> DaskRun | None:
-    given = {"--scheduler": scheduler, "--scheduler-file": scheduler_file, "--shards": shards}
+    given = {
+        "--scheduler": scheduler,
+        "--scheduler-file": scheduler_file,
+        "--shards": shards,
+        "--run-dir": run_dir,
+    }
     if executor != "dask":
         for flag, value in given.items():
             if value is not None:
@@ -89,4 +119,4 @@ def _dask_run(
     target = DaskTarget(
         address=scheduler, scheduler_file=str(scheduler_file) if scheduler_file else None
     )
-    return DaskRun(target=target, shards=shards)
+    return DaskRun(target=target, shards=shards, run_dir=run_dir)

@@ -124,7 +124,7 @@ def verify_with_dask(
     *,
     target: DaskTarget,
     shards: int | None = None,
-    shard_dir: str | os.PathLike[str] | None = None,
+    run_dir: str | os.PathLike[str] | None = None,
     level: str = "full",
     sample: float | None = None,
     seed: int | None = None,
@@ -136,7 +136,7 @@ def verify_with_dask(
     """``verify`` in ``shards`` tasks on Dask (default: one per worker thread), then merged.
 
     Raises:
-        EngineUnavailable: Dask is not installed, or a remote cluster without ``shard_dir``.
+        EngineUnavailable: Dask is not installed, or a remote cluster without ``run_dir``.
         ShardsIncomplete: a shard's task failed (after Dask's own retries on lost workers).
         LockNotFound, StoreError: as ``verify_copy``.
     """
@@ -152,7 +152,7 @@ def verify_with_dask(
         workers=workers,
         ignore=tuple(ignore),
     )
-    with _run_folder(shard_dir, target, "verify") as run:
+    with _run_folder(run_dir, target, "verify") as run:
         spec = dataclasses.replace(template, run=str(run))
         _run_all("verify", functools.partial(_verify_shard_task, spec), shards, target, on_progress)
         return merge_verify(spec.lock, spec.root, run, on_progress=on_progress, now=now)
@@ -164,7 +164,7 @@ def fetch_with_dask(
     *,
     target: DaskTarget,
     shards: int | None = None,
-    shard_dir: str | os.PathLike[str] | None = None,
+    run_dir: str | os.PathLike[str] | None = None,
     server: str | None = None,
     layout: str = "classic",
     workers: int = 2,
@@ -189,7 +189,7 @@ def fetch_with_dask(
         options["retry"] = retry
     if limits is not None:
         options["limits"] = limits
-    with _run_folder(shard_dir, target, "fetch") as run:
+    with _run_folder(run_dir, target, "fetch") as run:
         spec = _FetchTask(
             lock=lock,
             dest=os.path.abspath(dest),
@@ -315,18 +315,18 @@ def _client(target: DaskTarget) -> Iterator[Client]:
 
 @contextlib.contextmanager
 def _run_folder(
-    shard_dir: str | os.PathLike[str] | None, target: DaskTarget, verb: str
+    run_dir: str | os.PathLike[str] | None, target: DaskTarget, verb: str
 ) -> Iterator[Path]:
     """A fresh folder for this run's shard files, removed once they are merged.
 
     Fresh, so no shard file of an earlier run can stand in for one of this run; kept when the
     run fails, for the record of what did complete.
     """
-    if shard_dir is None and not target.local:
+    if run_dir is None and not target.local:
         raise EngineUnavailable(
-            "a Dask cluster needs --shard-dir: a folder on storage every worker can write"
+            "a Dask scheduler needs --run-dir: a folder on storage every worker can write"
         )
-    parent = os.path.abspath(shard_dir) if shard_dir is not None else None
+    parent = os.path.abspath(run_dir) if run_dir is not None else None
     if parent is not None:
         os.makedirs(parent, exist_ok=True)
     run = Path(tempfile.mkdtemp(prefix=f"dask-{verb}-", dir=parent))
