@@ -1,6 +1,7 @@
 """Benchmark what the Dask executor costs per shard, beyond the shard's own work.
 
-On a LocalCluster of 2 worker processes (one thread each), the same N shards run two ways:
+On a LocalCluster of one worker process with one thread (so that both ways run one shard at a
+time, and the difference is Dask's, not parallelism), the same N shards run two ways:
 
 * **no-op shards**: ``run_shards`` with a task that does nothing, against the same N calls in
   this process: the pure cost of a Dask task (submit, schedule, pickle the spec and result,
@@ -14,7 +15,7 @@ The cluster's start-up (paid once per run with the local cluster, never with a r
 scheduler) is reported on its own. Usage:
 
     python bench/bench_dask_overhead.py                 # N = 8, 32, 128
-    python bench/bench_dask_overhead.py --shards 16 64
+    python bench/bench_dask_overhead.py --shards 16 64 --workers 2
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ def in_process(lock: Path, root: Path, run: Path, count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shards", type=int, nargs="+", default=[8, 32, 128])
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     args = parser.parse_args()
 
     # lazy: the benchmark needs the dask extra, which the rest of bench/ does not
@@ -67,16 +69,18 @@ def main() -> None:
 
     start = time.perf_counter()
     cluster = LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0"
     )
     client = Client(cluster)
     started = time.perf_counter() - start
-    print(row("LocalCluster(2 processes) start", f"{started:.2f} s"))
+    print(row(f"LocalCluster({args.workers} processes) start", f"{started:.2f} s"))
     print(row("shards", "in process", "through Dask", "overhead/shard"))
     try:
         for count in args.shards:
             _, local = timed(lambda c=count: [noop(Shard(k, c)) for k in range(1, c + 1)])
-            _, remote = timed(lambda c=count: run_shards(client, noop, c, name="bench", window=4))
+            _, remote = timed(
+                lambda c=count: run_shards(client, noop, c, name="bench", window=2 * args.workers)
+            )
             per = (remote - local) / count * 1000
             print(row(f"no-op x {count}", f"{local:.3f} s", f"{remote:.3f} s", f"{per:.1f} ms"))
         with tempfile.TemporaryDirectory() as tmp, Emulator.from_spec(SPEC) as emu:

@@ -294,7 +294,9 @@ def _client(target: DaskTarget) -> Iterator[Client]:
                 n_workers=target.local_workers,
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                # Any free port: the scheduler serves HTTP (health, metrics) even with no
+                # dashboard, and the default 8787 may belong to another cluster.
+                dashboard_address=":0",
             ) as cluster,
             Client(cluster) as client,
         ):
