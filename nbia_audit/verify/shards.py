@@ -3,22 +3,144 @@
 Every shard walks the whole tree (a listing is cheap) and reads only the files it owns: a
 file belongs to the shard of its series when the copy's state records know its series, else
 to :func:`~nbia_audit.shards.shard_of_path`. A shard never writes the copy's state database;
-its facts and records travel in its file in the run folder, written under a temporary name
-and renamed when complete. The merge refuses foreign shards, stops (exit 3) on missing ones,
-unions the facts and judges them with the one judge, then writes the records (single writer).
+its facts and records travel in its file in the run folder
+(:mod:`~nbia_audit.verify.shardfile`), written under a temporary name and renamed when
+complete. The merge refuses foreign shards, stops (exit 3) on missing ones, unions the facts
+and judges them with the one judge, then writes the records (the one writer).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import secrets
+import shutil
+import time
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 
+from nbia_audit.errors import ShardsIncomplete, SpecError, StoreError
 from nbia_audit.findings import AuditReport
 from nbia_audit.progress import ProgressCallback
-from nbia_audit.shards import Shard, ShardResult
+from nbia_audit.shards import Shard, ShardResult, assign_series, shard_file_name, shard_of_path
+from nbia_audit.store.localstate import LocalState
+from nbia_audit.store.textlock import read_text_lock
+from nbia_audit.verify import memo
+from nbia_audit.verify.expectation import load_expectation
+from nbia_audit.verify.facts import build_facts
+from nbia_audit.verify.judge import Seen, Tally, judge
+from nbia_audit.verify.plan import Plan, Run
+from nbia_audit.verify.pool import read_all
+from nbia_audit.verify.read import Examined
+from nbia_audit.verify.run import (
+    _check_arguments,
+    _check_root,
+    _day_range,
+    _iso,
+    _lock_findings,
+    _open_state,
+    _own_files,
+    _plan,
+)
+from nbia_audit.verify.shardfile import (
+    Counters,
+    Identity,
+    ShardFacts,
+    finish_file,
+    load_tally,
+    open_shard,
+    read_shard,
+    record_rows,
+)
+from nbia_audit.verify.walk import FileEntry, walk
+from nbia_audit.verify.words import weakest
 
 __all__ = ["ShardResult", "merge_verify", "verify_shard"]
+
+VERB = "verify"
+_EXT = "db"
+_NAME = re.compile(r"verify-(\d+)-of-(\d+)\.db")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _lock_sha256(lock_path: Path) -> str:
+    """Raises: LockNotFound: no lock there."""
+    read_text_lock(lock_path)  # the one way a missing or bad lock is reported
+    return hashlib.sha256(lock_path.read_bytes()).hexdigest()
+
+
+def _series_owner(lock_path: Path, count: int) -> dict[str, int]:
+    """Every locked series to its shard, by the byte counts the text lock holds."""
+    series = read_text_lock(lock_path).series
+    return assign_series(((s.series_uid, s.bytes) for s in series), count)
+
+
+def walk_key(rel: str) -> tuple[tuple[int, str], ...]:
+    """Where ``rel`` comes in the walk's order (verify.walk: a folder's files, sorted by
+    name, before its subfolders, sorted by name): the order one process places copies in."""
+    parts = rel.split("/")
+    return (*((1, part) for part in parts[:-1]), (0, parts[-1]))
+
+
+class _ShardRun(Run):
+    """One shard's run: files of other shards are seen (walked) but neither read nor
+    counted; records go to the shard's own file, never the copy's state."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        root: str,
+        note: str,
+        sink: LocalState,
+        shard: Shard,
+        owner: dict[str, int],
+    ) -> None:
+        super().__init__(plan, root, None, note)  # the copy's records, read only
+        self.state = sink
+        self.shard = shard
+        self._owner = owner
+
+    def owns(self, rel: str) -> bool:
+        rec = self.record(rel)
+        index = self._owner.get(rec.series) if rec is not None and rec.series else None
+        if index is None:
+            index = shard_of_path(rel, self.shard.count)
+        return index == self.shard.index
+
+    def admit(self, entry: FileEntry) -> Callable[[], Examined] | None:
+        if not self.owns(entry.rel):
+            self.seen_paths.add(entry.rel)
+            return None
+        return super().admit(entry)
+
+    def blocked(self, rel: str, detail: str, io_error: bool, directory: bool = False) -> None:
+        if not self.owns(rel):
+            self.seen_paths.add(rel)
+            if directory:
+                self.walk_complete = False  # no shard may forget what is below it
+            return
+        super().blocked(rel, detail, io_error, directory)
+
+    def gone(self) -> list[str]:
+        """Records of this shard's files that the (complete) walk did not find."""
+        if not self.walk_complete:
+            return []
+        return [p for p in self.records() if p not in self.seen_paths and self.owns(p)]
+
+
+def _identity(
+    lock_path: Path, root: Path, level: str, fraction: float | None, seed: int | None,
+    ignore: tuple[str, ...], count: int,
+) -> Identity:  # fmt: skip
+    return Identity(
+        _lock_sha256(lock_path), os.path.realpath(root), level, fraction,
+        seed if fraction is not None else None, ignore, count,
+    )  # fmt: skip
 
 
 def verify_shard(
@@ -36,12 +158,156 @@ def verify_shard(
 ) -> ShardResult:
     """Check the files of ``root`` that ``shard`` owns; write its facts to ``shard_dir``.
 
+    The shard's file is ``shard_dir/verify-K-of-N.db``, written under a temporary name and
+    renamed when complete. Its facts are not a verdict: :func:`merge_verify` judges.
+
     Raises:
-        ValueError: a bad level, fraction or worker count; ``sample`` without ``seed``.
+        ValueError: a bad level, fraction or worker count; ``sample`` without ``seed``
+            (every shard must draw the same sample).
         LockNotFound, StoreError: the lock or the copy cannot be read, or the shard's file
             cannot be written.
     """
-    raise NotImplementedError  # stub: interface I4, filled in by H4
+    _check_arguments(level, sample, workers)
+    if sample is not None and seed is None:
+        raise ValueError("a sharded --sample needs --seed: every shard must draw the same one")
+    started_clock = time.monotonic()
+    lock_path, root, run_dir = Path(lock_path), Path(root), Path(shard_dir)
+    patterns = tuple(ignore)
+    _refuse_inside(run_dir, root)
+    identity = _identity(lock_path, root, level, sample, seed, patterns, shard.count)
+    owner = _series_owner(lock_path, shard.count)
+    exp = load_expectation(lock_path)
+    root_text = _check_root(root)
+    plan = _plan(exp, level, sample, seed, _utc_now())
+    work = _work_folder(run_dir, shard)
+    final = run_dir / shard_file_name(VERB, shard, _EXT)
+    try:
+        sink = LocalState(work)
+        try:
+            run = _ShardRun(plan, root_text, "", sink, shard, owner)
+            run.ignored = patterns
+            run.own_files = _own_files(lock_path, root)
+            read_all(run, walk(root_text, ignore=patterns), workers, on_progress)
+            run.finish_state()
+        finally:
+            sink.close()
+        counters = Counters(
+            run.counts, run.files, run.unchanged_stat, run.stat_days, run.xxh3_days,
+            run.walk_complete, workers or os.cpu_count() or 1,
+        )  # fmt: skip
+        for sink_only in ("forgotten", "recorded"):  # the sink's, not the copy's: the merge counts
+            counters.counts.pop(sink_only, None)
+        seconds = time.monotonic() - started_clock
+        finish_file(
+            sink.path, final, index=shard.index, identity=identity, tally=run.tally,
+            counters=counters, gone=run.gone(), seconds=seconds,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    series = sum(1 for index in owner.values() if index == shard.index)
+    return ShardResult(VERB, shard, final, series, run.files, seconds)
+
+
+def _refuse_inside(run_dir: Path, root: Path) -> None:
+    """Raises: SpecError: the run folder is inside the copy (its files would be walked)."""
+    inside = Path(os.path.realpath(run_dir)).is_relative_to(os.path.realpath(root))
+    if inside:
+        raise SpecError(
+            f"{run_dir} is inside the copy {root}: its files would be checked as the copy's; "
+            "give a run folder outside it",
+            path="--shard-dir",
+        )
+
+
+def _work_folder(run_dir: Path, shard: Shard) -> Path:
+    """A private folder in the run folder for one attempt of one shard (its temporary name)."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        unique = f"{os.getpid()}-{secrets.token_hex(4)}"
+        work = run_dir / f".{VERB}-{shard.index}-of-{shard.count}.{unique}.tmp"
+        work.mkdir()
+    except OSError as exc:
+        raise StoreError(f"{run_dir}: cannot write the shard's file there ({exc})") from exc
+    return work
+
+
+def _shard_files(run_dir: Path) -> dict[tuple[int, int], Path]:
+    """The finished shard files in ``run_dir``, by (K, N) from their names."""
+    try:
+        names = sorted(os.listdir(run_dir))
+    except OSError as exc:
+        raise StoreError(f"{run_dir}: cannot list the run folder ({exc.strerror})") from None
+    found: dict[tuple[int, int], Path] = {}
+    for name in names:
+        match = _NAME.fullmatch(name)
+        if match:
+            found[int(match[1]), int(match[2])] = run_dir / name
+    return found
+
+
+def _gather(lock_path: Path, root: Path, run_dir: Path) -> list[tuple[ShardFacts, Path]]:
+    """Every shard of one run, read and checked: all N present, none foreign.
+
+    Raises:
+        ShardsIncomplete: a shard is missing, or a file is from another run.
+    """
+    files = _shard_files(run_dir)
+    if not files:
+        raise ShardsIncomplete(
+            f"{run_dir}: no finished verify shard files (verify-K-of-N.db); run the shards "
+            "first (verify LOCK DIR --shard K/N --shard-dir RUN)"
+        )
+    lock_sha, real_root = _lock_sha256(lock_path), os.path.realpath(root)
+    read: list[tuple[ShardFacts, Path]] = []
+    foreign: list[str] = []
+    for (index, count), path in sorted(files.items()):
+        try:
+            conn = open_shard(path)
+            try:
+                facts = read_shard(conn)
+            finally:
+                conn.close()
+        except (ValueError, OSError) as exc:
+            foreign.append(f"{path.name}: {exc}")
+            continue
+        ident = facts.identity
+        why = []
+        if facts.index != index or ident.count != count:
+            why.append(f"it says it is shard {facts.index}/{ident.count}")
+        if ident.lock_sha256 != lock_sha:
+            why.append("it was made with another lock (or this lock changed since)")
+        if ident.root != real_root:
+            why.append(f"it checked another copy ({ident.root})")
+        if why:
+            foreign.append(f"{path.name}: {'; '.join(why)}")
+        else:
+            read.append((facts, path))
+    # The first good shard sets the run's settings; any shard that disagrees is foreign.
+    if read:
+        first = read[0][0].identity
+        for facts, path in list(read):
+            diff = first.differences(facts.identity)
+            if diff:
+                foreign.append(
+                    f"{path.name}: not of the same run as {read[0][1].name}: " + "; ".join(diff)
+                )
+                read.remove((facts, path))
+    count = read[0][0].identity.count if read else 0
+    present = {facts.index for facts, _ in read}
+    missing = [f"{k}/{count}" for k in range(1, count + 1) if k not in present]
+    if foreign or missing or not read:
+        parts = []
+        if missing:
+            parts.append(f"missing shard(s) {', '.join(missing)}")
+        if foreign:
+            parts.append("refused (not of this run): " + " | ".join(foreign))
+        raise ShardsIncomplete(
+            f"{run_dir}: cannot merge: {'; '.join(parts) or 'no usable shard'}; run the "
+            "missing shards (or move foreign files away) and merge again",
+            missing=tuple(missing),
+            foreign=tuple(foreign),
+        )
+    return read
 
 
 def merge_verify(
@@ -54,9 +320,77 @@ def merge_verify(
 ) -> AuditReport:
     """Judge the union of every shard's facts in ``shard_dir``: one run's report.
 
+    The verdict is the one a single process would give over the same tree with the same
+    settings. The shards' local-state records are written to the copy's state (when it can
+    be written), by this process alone.
+
     Raises:
         ShardsIncomplete: a shard is missing, or a file in ``shard_dir`` is from another run
             (another lock, copy, level, sample, seed, ignore patterns or N).
         LockNotFound, StoreError: the lock or the copy cannot be read.
     """
-    raise NotImplementedError  # stub: interface I4, filled in by H4
+    lock_path, root, run_dir = Path(lock_path), Path(root), Path(shard_dir)
+    clock = now or _utc_now
+    started = clock()
+    shards = _gather(lock_path, root, run_dir)
+    ident = shards[0][0].identity
+    exp = load_expectation(lock_path)
+    root_text = _check_root(root)
+    plan = _plan(exp, ident.level, ident.fraction, ident.seed, started)
+    memo.forget(root)  # the records a stat pass relies on change here
+    state, state_note = _open_state(root)
+    try:
+        run = Run(plan, root_text, state, state_note)
+        run.ignored = ident.ignore
+        tally, copies, counters, gone = Tally(), list[Seen](), Counters(), list[str]()
+        counters.workers = 0
+        for done, (facts, path) in enumerate(shards, start=1):
+            counters.add(facts.counters)
+            gone += facts.gone
+            conn = open_shard(path)
+            try:
+                load_tally(conn, copies, tally)
+                if state is not None:
+                    rows = record_rows(conn)
+                    state.upsert_rows(rows)
+                    counters.counts["recorded"] += len(rows)
+            finally:
+                conn.close()
+            if on_progress is not None:
+                on_progress("merge", done, len(shards))
+        # One process places copies in walk order; so does the merge, whatever shard found them.
+        for seen in sorted(copies, key=lambda s: walk_key(s.rel)):
+            tally.place(seen)
+        _adopt(run, tally, counters)
+        verdict = judge(exp, run.tally, root_text, plan.sample)
+        if state is not None and counters.walk_complete and gone:
+            state.forget(gone)
+    finally:
+        if state is not None:
+            state.close()
+    report_facts = build_facts(run, verdict, str(root), counters.workers)
+    report_facts["merged_from_shards"] = ident.count
+    return AuditReport(
+        command="verify",
+        lock_path=str(lock_path),
+        root_digest=exp.header.root_digest,
+        started_at=_iso(started),
+        finished_at=_iso(clock()),
+        findings=_lock_findings(exp) + verdict.findings,
+        series=verdict.series,
+        complete=run.tally.complete and not verdict.unprovable,
+        facts=report_facts,
+        proof=weakest(s.proof for s in verdict.series),
+        proven_on=_day_range(run.stat_days | run.xxh3_days),
+    )
+
+
+def _adopt(run: Run, tally: Tally, counters: Counters) -> None:
+    """The merged tally and counters, in the run the facts are built from."""
+    run.tally = tally
+    run.counts = counters.counts
+    run.files = counters.files
+    run.unchanged_stat = counters.unchanged_stat
+    run.stat_days = counters.stat_days
+    run.xxh3_days = counters.xxh3_days
+    run.walk_complete = counters.walk_complete
