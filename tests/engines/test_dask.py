@@ -1,9 +1,9 @@
 """The Dask executor on a real LocalCluster: 2 worker processes, one thread each.
 
-A verify and a fetch through Dask give the same verdict as one process; a worker killed while a
-shard runs (it kills itself at a named crash point the moment its task starts: no sleep, no
-race) leaves a result that is exact and complete once Dask gives the task to another worker, or
-a run that says it is incomplete (exit 3), never a clean report.
+A verify through Dask gives the same verdict as one process; a worker killed while a shard runs
+(it kills itself at a named crash point, the moment the shard reports progress or starts: no
+sleep, no race) leaves a result that is exact and complete once Dask gives the task to another
+worker, or a run that says it is incomplete (exit 3), never a clean report.
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ def test_a_worker_killed_mid_run_still_gives_the_exact_verdict(
     one = verify_copy(lock, clone(tampered, tmp_path / "one"))
     with distributed.Client(cluster) as client:
         before = _worker_pids(client)
-        client.run(_arm, "engines:shard-started")  # each worker dies on its first shard
+        # Each worker dies in the middle of its first shard, while it reads files.
+        client.run(_arm, "engines:shard-progress")
         ours = verify_with_dask(
             lock,
             clone(tampered, tmp_path / "dask"),
