@@ -57,6 +57,10 @@ def executor_options(func: Callable[..., Any]) -> Callable[..., Any]:
                     raise click.BadOptionUsage(
                         name, f"{flag} is for one shard by hand; --executor dask runs them all"
                     )
+            if kwargs.get("series_uids"):
+                raise click.BadOptionUsage(
+                    "series", "--series is not for --executor dask: the split gives each shard"
+                )
         return func(*args, dask=dask, **kwargs)
 
     options = [

@@ -14,13 +14,17 @@ import click
 from nbia_audit.cli.common import (
     FILE,
     FOLDER,
+    Progress,
     command,
     fail,
     finish,
     make_archive,
     workers_option,
 )
+from nbia_audit.cli.executor import DaskRun, executor_options
+from nbia_audit.cli.shardopts import check_shard_options, shard_options
 from nbia_audit.cli.signals import interruptible
+from nbia_audit.engines.daskexec import fetch_with_dask
 from nbia_audit.errors import NbiaAuditError
 from nbia_audit.fetch.run import (
     FetchReport,
@@ -29,8 +33,10 @@ from nbia_audit.fetch.run import (
     StreamLimits,
     fetch_dataset,
 )
+from nbia_audit.fetch.shards import fetch_shard, merge_fetch
 from nbia_audit.findings import FetchStatus
 from nbia_audit.report.escaping import for_terminal
+from nbia_audit.shards import Shard
 from nbia_audit.store.textlock import read_text_lock
 from nbia_audit.units import human_bytes
 
@@ -83,6 +89,8 @@ _BAR = 24
     " slower than this is cut and retried (0: no minimum).",
 )
 @click.option("--server", help="Fetch from this server instead of the one the lock names.")
+@shard_options("fetch")
+@executor_options
 @click.option("-q", "--quiet", is_flag=True, help="Plain lines per series, no progress bar.")
 @interruptible("fetch")
 def fetch(
@@ -95,17 +103,57 @@ def fetch(
     deadline: float,
     min_rate: float,
     server: str | None,
+    shard: Shard | None,
+    shard_dir: Path | None,
+    merge_dir: Path | None,
+    dask: DaskRun | None,
     quiet: bool,
 ) -> None:
     """Download the series LOCK pins into DEST, proving every image on the way in.
 
     Re-running skips what is already in place and verified, and finishes an interrupted run.
+    On a cluster, run `--shard K/N --shard-dir RUN` for K = 1..N, then `--merge RUN`, which
+    records what the shards placed and reports the whole fetch (docs/scale.md).
     """
+    check_shard_options(shard, shard_dir, merge_dir)
+    if (shard is not None or merge_dir is not None) and series_uids:
+        raise click.BadOptionUsage("series", "--series is not for shards: the split gives each")
     display = FetchDisplay(live=not quiet and sys.stderr.isatty() and not os.environ.get("CI"))
     try:
+        if dask is not None:
+            report = fetch_with_dask(
+                lock_path, dest, target=dask.target, shards=dask.shards, run_dir=dask.run_dir,
+                server=server, layout=layout, workers=workers,
+                retry=SeriesRetry(attempts=attempts),
+                limits=StreamLimits(deadline=deadline, min_rate=min_rate * 1024),
+                on_progress=Progress(quiet),
+            )  # fmt: skip
+            _summarise(report)
+            finish(findings=bool(report.failed))
+        if merge_dir is not None:
+            report = merge_fetch(lock_path, dest, merge_dir)
+            display.close()
+            _summarise(report)
+            finish(findings=bool(report.failed))
         header = read_text_lock(lock_path).header
         archive = make_archive(server or header.server or header.base_url, header.api)
         with contextlib.closing(archive):
+            if shard is not None and shard_dir is not None:
+                result = fetch_shard(
+                    lock_path, dest, shard, shard_dir, archive=archive, layout=layout,
+                    workers=workers, retry=SeriesRetry(attempts=attempts),
+                    limits=StreamLimits(deadline=deadline, min_rate=min_rate * 1024),
+                    on_progress=display.progress, on_series=display.series,
+                )  # fmt: skip
+                display.close()
+                click.echo(
+                    for_terminal(
+                        f"fetch shard {shard}: {result.series} series, {result.files} images in "
+                        f"place; outcomes in {result.path} (then: fetch LOCK --dest DIR "
+                        f"--merge {shard_dir})"
+                    )
+                )
+                finish(findings=False)  # a shard's outcomes are not the verdict: --merge is
             report = fetch_dataset(
                 lock_path,
                 dest,

@@ -32,9 +32,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from nbia_audit.archive.resolve import open_archive
 from nbia_audit.client.auth import credentials_from_env
 from nbia_audit.crashpoints import crashpoint
 from nbia_audit.errors import NbiaAuditError, ShardsIncomplete
@@ -50,8 +49,6 @@ from nbia_audit.verify.shards import merge_verify, verify_shard
 
 if TYPE_CHECKING:
     from distributed import Client
-
-    from nbia_audit.client.servers import ApiFamily
 
 __all__ = [
     "DaskTarget",
@@ -114,7 +111,6 @@ class _FetchTask:
     dest: str
     run: str
     server: str
-    api: str
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -195,7 +191,6 @@ def fetch_with_dask(
             dest=os.path.abspath(dest),
             run=str(run),
             server=server or header.server or header.base_url,
-            api=header.api,
             options=options,
         )
         _run_all("fetch", functools.partial(_fetch_shard_task, spec), shards, target, on_progress)
@@ -356,18 +351,16 @@ def _verify_shard_task(spec: _VerifyTask, shard: Shard) -> ShardResult:
 def _fetch_shard_task(spec: _FetchTask, shard: Shard) -> ShardResult:
     """One shard of ``fetch``, on a worker: its own archive, its own credentials."""
     crashpoint("engines:shard-started")
-    api = cast("ApiFamily", spec.api)
-    archive = open_archive(spec.server, api=api, credentials=credentials_from_env())
-    with contextlib.closing(archive):
-        return fetch_shard(
-            spec.lock,
-            spec.dest,
-            shard,
-            spec.run,
-            archive=archive,
-            on_progress=_progress_on_worker,
-            **spec.options,
-        )
+    return fetch_shard(
+        spec.lock,
+        spec.dest,
+        shard,
+        spec.run,
+        archive=spec.server,
+        credentials=credentials_from_env(),
+        on_progress=_progress_on_worker,
+        **spec.options,
+    )
 
 
 def _progress_on_worker(stage: str, done: int, total: int) -> None:

@@ -2,6 +2,7 @@
 
 ``fetch_copy`` is the public verb (any archive form); ``fetch_dataset`` is the engine under
 it and under the command line. ``FetchReport`` holds one ``SeriesOutcome`` per series.
+``fetch_shard`` and ``merge_fetch`` split a fetch into shards and merge them (docs/scale.md).
 """
 
 from nbia_audit.fetch.api import fetch_copy
@@ -13,6 +14,7 @@ from nbia_audit.fetch.run import (
     StreamLimits,
     fetch_dataset,
 )
+from nbia_audit.fetch.shards import fetch_shard, merge_fetch
 
 __all__ = [
     "BUILTIN_LAYOUTS",
@@ -23,5 +25,7 @@ __all__ = [
     "StreamLimits",
     "fetch_copy",
     "fetch_dataset",
+    "fetch_shard",
+    "merge_fetch",
     "parse_layout",
 ]

@@ -16,7 +16,7 @@ import datetime as dt
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +29,9 @@ from nbia_audit.fetch.placement import Workspace
 from nbia_audit.fetch.resume import PathClaims, check_placed, records_by_sop
 from nbia_audit.fetch.series import (
     FetchInterrupted,
+    ImagePinner,
     ProgressTracker,
+    RecordSink,
     SeriesOutcome,
     SeriesRetry,
     SeriesRun,
@@ -46,7 +48,9 @@ __all__ = [
     "SeriesOutcome",
     "SeriesRetry",
     "StreamLimits",
+    "Target",
     "fetch_dataset",
+    "fetch_into",
 ]
 
 
@@ -91,7 +95,19 @@ class _Plan:
     header: LockHeader
     series: tuple[LockedSeries, ...]  # selected, lock order
     every_series: tuple[LockedSeries, ...]
-    images: dict[str, tuple[LockedImage, ...]]
+    # The lock's images by series, read one series at a time: never all of them at once.
+    images: Mapping[str, tuple[LockedImage, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one fetch writes: its work area (locked), what earlier runs recorded there, and
+    where the records of what it places go (the destination's state, or a shard's file)."""
+
+    workspace: Workspace
+    records: Sequence[FileRecord]
+    sink: RecordSink
+    pin_images: ImagePinner | None = None  # None: series-only pins go to the lock database
 
 
 def fetch_dataset(
@@ -123,33 +139,60 @@ def fetch_dataset(
         DownloadError: the destination cannot be used (another fetch, disk full, links).
         ApiUnavailable, AuthError, ApiUnauthorized: the archive cannot be used at all.
     """
+    with Workspace(dest) as workspace, LocalState(dest) as state:
+        target = Target(workspace, list(state.records()), state)
+        return fetch_into(
+            lock_path, dest, archive, target, layout=layout, workers=workers, series=series,
+            retry=retry, limits=limits, on_progress=on_progress, on_series=on_series, now=now,
+        )  # fmt: skip
+
+
+def fetch_into(
+    lock_path: Path,
+    dest: Path,
+    archive: Archive,
+    target: Target,
+    *,
+    layout: str | Layout = "classic",
+    workers: int = 2,
+    series: Iterable[str] | None = None,
+    retry: SeriesRetry | None = None,
+    limits: StreamLimits | None = None,
+    on_progress: ProgressCallback | None = None,
+    on_series: Callable[[SeriesOutcome], None] | None = None,
+    now: Callable[[], dt.datetime] | None = None,
+) -> FetchReport:
+    """:func:`fetch_dataset` into a :class:`Target` the caller holds (a shard holds its own).
+
+    Raises: as :func:`fetch_dataset`.
+    """
     started = time.monotonic()
     if workers < 1:
         raise SpecError("must be at least 1", path="--workers")
     chosen = layout if isinstance(layout, Layout) else parse_layout(layout)
     plan = _read_plan(lock_path, series)
     clock = now or (lambda: dt.datetime.now(dt.UTC))
-    with Workspace(dest) as workspace, LocalState(dest) as state:
-        records = list(state.records())
-        _check_static_layout(dest, chosen, plan)
-        todo, skipped = _sort_out(dest, chosen, plan, state, records, clock, on_progress)
-        check_free_space(dest, space_needed([s.bytes for s in todo], workers), len(todo))
-        stop = threading.Event()
-        run = SeriesRun(
-            archive=archive,
-            lock_path=lock_path,
-            lock_root=plan.header.root_digest,
-            layout=chosen,
-            workspace=workspace,
-            state=state,
-            claims=PathClaims(dest, records),
-            retry=retry or SeriesRetry(),
-            progress=ProgressTracker(todo, stop, on_progress, on_series),
-            stop=stop,
-            now=clock,
-            limits=limits or StreamLimits(),
-        )
-        done = _run_workers(run, todo, plan.images, workers)
+    records = target.records
+    _check_static_layout(dest, chosen, plan)
+    todo, skipped = _sort_out(dest, chosen, plan, target.sink, records, clock, on_progress)
+    check_free_space(dest, space_needed([s.bytes for s in todo], workers), len(todo))
+    stop = threading.Event()
+    run = SeriesRun(
+        archive=archive,
+        lock_path=lock_path,
+        lock_root=plan.header.root_digest,
+        layout=chosen,
+        workspace=target.workspace,
+        state=target.sink,
+        claims=PathClaims(dest, records),
+        retry=retry or SeriesRetry(),
+        progress=ProgressTracker(todo, stop, on_progress, on_series),
+        stop=stop,
+        now=clock,
+        limits=limits or StreamLimits(),
+        pin_images=target.pin_images,
+    )
+    done = _run_workers(run, todo, plan.images, workers)
     outcomes = {**{s.series_uid: s for s in skipped}, **done}
     ordered = tuple(outcomes[s.series_uid] for s in plan.series)
     label = chosen.template if chosen.name == "template" else chosen.name
@@ -172,7 +215,7 @@ def _read_plan(lock_path: Path, wanted: Iterable[str] | None) -> _Plan:
                 hint=f"the lock {lock_path} pins {len(every)} series",
             )
         selected = tuple(s for s in every if s.series_uid in names)
-    return _Plan(header, selected, every, dict(lock.images))
+    return _Plan(header, selected, every, lock.images)
 
 
 def _check_static_layout(dest: Path, layout: Layout, plan: _Plan) -> None:
@@ -196,7 +239,7 @@ def _sort_out(
     dest: Path,
     layout: Layout,
     plan: _Plan,
-    state: LocalState,
+    state: RecordSink,
     records: Sequence[FileRecord],
     now: Callable[[], dt.datetime],
     on_progress: ProgressCallback | None,
@@ -231,7 +274,7 @@ def _sort_out(
 def _work(
     run: SeriesRun,
     queue: deque[LockedSeries],
-    images: dict[str, tuple[LockedImage, ...]],
+    images: Mapping[str, tuple[LockedImage, ...]],
     outcomes: dict[str, SeriesOutcome],
     errors: list[BaseException],
 ) -> None:
@@ -256,7 +299,7 @@ def _work(
 def _run_workers(
     run: SeriesRun,
     todo: Sequence[LockedSeries],
-    images: dict[str, tuple[LockedImage, ...]],
+    images: Mapping[str, tuple[LockedImage, ...]],
     workers: int,
 ) -> dict[str, SeriesOutcome]:
     """Fetch ``todo`` with ``workers`` threads; the first environment failure stops all."""

@@ -14,9 +14,10 @@ import datetime as dt
 import random
 import shutil
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 from nbia_audit.archive.protocol import Archive
 from nbia_audit.client.download import StreamLimits
@@ -38,11 +39,13 @@ from nbia_audit.findings import FetchStatus
 from nbia_audit.models import LockedImage, LockedSeries
 from nbia_audit.progress import BytesCallback, ProgressCallback
 from nbia_audit.store.database import LockDatabase
-from nbia_audit.store.localstate import FileRecord, LocalState, StatKey
+from nbia_audit.store.localstate import FileRecord, StatKey
 from nbia_audit.store.textlock import database_path
 
 __all__ = [
     "FetchInterrupted",
+    "ImagePinner",
+    "RecordSink",
     "ProgressTracker",
     "SeriesOutcome",
     "SeriesRetry",
@@ -165,6 +168,17 @@ class ProgressTracker:
             self._on_progress("bytes", done, self.total_bytes)
 
 
+class RecordSink(Protocol):
+    """Where the records of placed files go: the destination's state, or a shard's file."""
+
+    def upsert(self, records: Iterable[FileRecord]) -> None: ...
+
+
+# Pins a series-only series' images (series UID, images sorted by SOP); False when another
+# fetch pinned them first. None: into the lock database, here and now.
+ImagePinner = Callable[[str, list[LockedImage]], bool]
+
+
 @dataclass(slots=True)
 class SeriesRun:
     """Everything the series jobs of one fetch share."""
@@ -174,7 +188,7 @@ class SeriesRun:
     lock_root: str
     layout: Layout
     workspace: Workspace
-    state: LocalState
+    state: RecordSink
     claims: PathClaims
     retry: SeriesRetry
     progress: ProgressTracker
@@ -183,6 +197,7 @@ class SeriesRun:
     limits: StreamLimits = field(default_factory=StreamLimits)
     rng: random.Random = field(default_factory=random.Random)
     fill_lock: threading.Lock = field(default_factory=threading.Lock)
+    pin_images: ImagePinner | None = None  # a shard hands its pins to the merge
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,5 +401,8 @@ def _fill_lock(run: SeriesRun, series: LockedSeries, images: tuple[ExtractedImag
         LockedImage(i.sop_uid, series.series_uid, i.archive_md5, i.size)
         for i in sorted(images, key=lambda i: i.sop_uid)
     ]
+    if run.pin_images is not None:
+        with run.fill_lock:
+            return run.pin_images(series.series_uid, pinned)
     with run.fill_lock, LockDatabase(database_path(run.lock_path)) as db:
         return db.fill_images(series.series_uid, pinned)

@@ -15,12 +15,14 @@ from pathlib import Path
 import pytest
 
 from nbia_audit.crashpoints import CRASHPOINT_ENV
-from nbia_audit.emulator import CorpusSpec
-from nbia_audit.engines.daskexec import DaskTarget, verify_with_dask
+from nbia_audit.emulator import CorpusSpec, Emulator
+from nbia_audit.engines.daskexec import DaskTarget, fetch_with_dask, verify_with_dask
 from nbia_audit.errors import ShardsIncomplete
+from nbia_audit.fetch.run import fetch_dataset
 from nbia_audit.findings import AuditReport
 from nbia_audit.verify.run import verify_copy
 from tests.support.cli import run_cli
+from tests.support.fetch import FAST_SERIES, classic_paths, client_for, state_paths, tree
 from tests.support.verify import (
     clone,
     kinds,
@@ -159,3 +161,45 @@ def test_executor_options_are_checked(
 ) -> None:
     result = run_cli("verify", lock, tmp_path, *args)
     assert result.exit_code == 2 and said in result.stderr
+
+
+# -- fetch ---------------------------------------------------------------------------------
+
+
+def test_fetch_through_dask_places_what_one_process_places(
+    cluster: distributed.LocalCluster, emu: Emulator, lock: Path, tmp_path: Path
+) -> None:
+    with distributed.Client(cluster) as client:
+        before = _worker_pids(client)
+        client.run(_arm, "fetch:placed")  # a worker dies after placing a series, mid-shard
+        report = fetch_with_dask(
+            lock,
+            tmp_path / "dask",
+            target=DaskTarget(address=cluster.scheduler_address),
+            shards=3,
+            run_dir=tmp_path / "run",
+            retry=FAST_SERIES,
+        )
+        after = _worker_pids(client)
+    assert before - after  # a worker was killed mid-shard and its task ran again elsewhere
+    with client_for(emu.base_url) as archive:
+        one = fetch_dataset(lock, tmp_path / "one", archive, retry=FAST_SERIES)  # type: ignore[arg-type]
+    assert not report.failed and not one.failed
+    assert tree(tmp_path / "dask") == tree(tmp_path / "one") == classic_paths(emu)
+    assert state_paths(tmp_path / "dask") == state_paths(tmp_path / "one")
+    assert verify_copy(lock, tmp_path / "dask").clean
+
+
+def test_fetch_through_dask_from_the_command_line(
+    cluster: distributed.LocalCluster, emu: Emulator, lock: Path, tmp_path: Path
+) -> None:
+    result = run_cli(
+        "fetch", lock, "--dest", tmp_path / "dest", "--executor", "dask", "--scheduler",
+        cluster.scheduler_address, "--shards", "2", "--run-dir", tmp_path / "run", "-q",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"Fetched {len(emu.corpus.series)} series" in result.stdout
+    assert tree(tmp_path / "dest") == classic_paths(emu)
+    again = run_cli("fetch", lock, "--dest", tmp_path / "dest", "--executor", "dask",
+                    "--series", emu.corpus.series[0].series_uid)  # fmt: skip
+    assert again.exit_code == 2 and "--series is not for --executor dask" in again.stderr

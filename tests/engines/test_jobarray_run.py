@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from nbia_audit.emulator import CorpusSpec
+from nbia_audit.emulator import CorpusSpec, Emulator
 from nbia_audit.verify.run import verify_copy
 from tests.support.cli import run_cli
+from tests.support.fetch import classic_paths, state_paths, tree
 from tests.support.scheduler import Submission, run_array, run_job, submit
 from tests.support.verify import clone, kinds
 
@@ -77,3 +78,17 @@ def test_a_task_that_never_ran_makes_the_merge_incomplete(
     assert merged.returncode == 3, merged.stdout + merged.stderr
     assert "2/3" in merged.stderr
     assert "clean" not in merged.stdout.lower()
+
+
+def test_a_fetch_array_places_what_one_process_places(
+    tmp_path: Path, emu: Emulator, lock: Path
+) -> None:
+    dest = tmp_path / "dest"
+    array, merge = _jobs(tmp_path, "slurm", "fetch", lock, dest, 3)
+    tasks = run_array(array.script, "SLURM_ARRAY_TASK_ID", [1, 2, 3], at_once=2)
+    assert all(done.returncode == 0 for done in tasks.values()), tasks
+    merged = run_job(merge.script)
+    assert merged.returncode == 0, merged.stdout + merged.stderr
+    assert tree(dest) == classic_paths(emu)
+    assert state_paths(dest) == classic_paths(emu)  # the merge recorded every placed file
+    assert verify_copy(lock, dest).clean

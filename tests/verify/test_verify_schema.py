@@ -12,7 +12,9 @@ import pytest
 
 from nbia_audit.emulator import CorpusSpec, Emulator
 from nbia_audit.report.render import render_json
+from nbia_audit.shards import Shard
 from nbia_audit.verify.run import verify_copy
+from nbia_audit.verify.shards import merge_verify, verify_shard
 from tests.support.verify import backdate, make_lock
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "report-schema.md"
@@ -49,6 +51,10 @@ def reports(lock: Path, root: Path) -> Iterator[dict[str, object]]:
     (root / "notes.txt").unlink()  # now clean: a second stat pass comes from the memo
     assert verify_copy(lock, root, level="stat").clean
     yield json.loads(render_json(verify_copy(lock, root, level="stat")))
+    run_dir = root.parent / "shard-run"  # verify --shard K/N, then --merge (verify.shards)
+    for index in (1, 2):
+        verify_shard(lock, root, Shard(index, 2), run_dir)
+    yield json.loads(render_json(merge_verify(lock, root, run_dir)))
     alone = root.parent / "alone" / "dataset.lock"
     alone.parent.mkdir(exist_ok=True)
     shutil.copy2(lock, alone)
