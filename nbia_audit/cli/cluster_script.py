@@ -50,6 +50,14 @@ _LEVELS = ("full", "quick", "stat")
     " repeatable.",
 )
 @click.option(
+    "--merge-option",
+    "merge_options",
+    multiple=True,
+    metavar="OPTION",
+    help="Passed to the merge only (e.g. --merge-option=--format=json"
+    " --merge-option=--output=/shared/report.json); repeatable.",
+)
+@click.option(
     "--nbia-audit",
     "runner",
     metavar="COMMAND",
@@ -75,6 +83,7 @@ def cluster_script(
     cpus: int | None,
     partition: str | None,
     scheduler_options: tuple[str, ...],
+    merge_options: tuple[str, ...],
     runner: str | None,
     name: str,
 ) -> None:
@@ -105,6 +114,7 @@ def cluster_script(
         cpus=cpus,
         partition=partition,
         scheduler_options=scheduler_options,
+        merge_options=merge_options,
         name=name,
     )
     try:

@@ -46,8 +46,9 @@ class ArrayJob:
     absolute: a PBS job starts in the user's home folder, not where it was submitted.
     ``command`` is how a compute node runs nbia-audit (for example the same Python
     interpreter: ``(sys.executable, "-m", "nbia_audit")``). ``verb_options`` go to every task
-    (not the merge, which reads them back from the shard files); ``scheduler_options`` are
-    passed verbatim to both submissions.
+    (not the merge, which reads them back from the shard files); ``merge_options`` to the merge
+    only (``--format json --output FILE``); ``scheduler_options`` are passed verbatim to both
+    submissions.
     """
 
     scheduler: str
@@ -58,6 +59,7 @@ class ArrayJob:
     run_dir: PurePath
     command: tuple[str, ...]
     verb_options: tuple[str, ...] = ()
+    merge_options: tuple[str, ...] = ()
     time: str | None = None
     mem: str | None = None
     cpus: int | None = None
@@ -151,7 +153,7 @@ def _check(job: ArrayJob) -> None:
         if "\n" in str(text) or "\0" in str(text):
             # A here-document line cannot hold a newline; no path of ours should.
             raise JobArrayError(f"{str(text)!r}: a path with a newline cannot go in a job script")
-    for word in (*job.command, *job.verb_options, *job.scheduler_options):
+    for word in (*job.command, *job.verb_options, *job.merge_options, *job.scheduler_options):
         if "\n" in word or "\0" in word:
             raise JobArrayError(f"{word!r}: an option with a newline cannot go in a job script")
 
@@ -164,7 +166,7 @@ def _verb_line(job: ArrayJob, *, shard: str | None) -> str:
     else:
         words += ["--dest", str(job.directory)]
     if shard is None:
-        return _join([*words, "--merge", str(job.run_dir)])
+        return _join([*words, "--merge", str(job.run_dir), *job.merge_options])
     line = _join([*words, *job.verb_options])
     return f"{line} --shard {shard}/{job.shards} --shard-dir {_quoted(str(job.run_dir))}"
 

@@ -154,6 +154,12 @@ def _verdict(text: str, root: Path) -> list[str]:
             ["--executor", "dask", "--scheduler", "a", "--scheduler-file", "f"],
             "not both",
         ),
+        (["--run-dir", "r"], "--run-dir needs --executor dask"),
+        (["--executor", "dask", "--merge", "r"], "--merge is for one shard by hand"),
+        (
+            ["--executor", "dask", "--shard", "1/2", "--shard-dir", "r"],
+            "--shard is for one shard by hand",
+        ),
     ],
 )
 def test_executor_options_are_checked(

@@ -48,7 +48,10 @@ def _script(tmp_path: Path, scheduler: str, verb: str, *extra: str, shards: int 
 def test_tasks_run_their_shard_and_the_merge_waits_for_all(
     tmp_path: Path, scheduler: str, variable: str
 ) -> None:
-    text = _script(tmp_path, scheduler, "verify", "--level", "quick", "--time", "2:00:00")
+    text = _script(
+        tmp_path, scheduler, "verify", "--level", "quick", "--time", "2:00:00",
+        "--merge-option=--format=json", "--merge-option=--output", f"--merge-option={AWKWARD}",
+    )  # fmt: skip
     array, merge = submit(text, tmp_path / "sched")
     base = tmp_path / AWKWARD
     assert (base / "run" / "logs").is_dir()  # the scheduler writes its logs there
@@ -72,7 +75,8 @@ def test_tasks_run_their_shard_and_the_merge_waits_for_all(
         ]  # fmt: skip
     merged = run_job(merge.script)
     assert json.loads(merged.stdout) == [
-        "verify", str(base / "data set.lock"), str(base / "copy"), "--merge", str(base / "run")
+        "verify", str(base / "data set.lock"), str(base / "copy"), "--merge", str(base / "run"),
+        "--format=json", "--output", AWKWARD,
     ]  # fmt: skip
 
 
