@@ -150,7 +150,8 @@ def verify_with_dask(
     )
     with _run_folder(run_dir, target, "verify") as run:
         spec = dataclasses.replace(template, run=str(run))
-        _run_all("verify", functools.partial(_verify_shard_task, spec), shards, target, on_progress)
+        task = functools.partial(_verify_shard_task, spec)
+        _run_all("verify", task, shards, target, run, on_progress)
         return merge_verify(spec.lock, spec.root, run, on_progress=on_progress, now=now)
 
 
@@ -193,7 +194,8 @@ def fetch_with_dask(
             server=server or header.server or header.base_url,
             options=options,
         )
-        _run_all("fetch", functools.partial(_fetch_shard_task, spec), shards, target, on_progress)
+        task = functools.partial(_fetch_shard_task, spec)
+        _run_all("fetch", task, shards, target, run, on_progress)
         return merge_fetch(spec.lock, spec.dest, run)
 
 
@@ -251,6 +253,7 @@ def _run_all(
     task: Callable[[Shard], ShardResult],
     shards: int | None,
     target: DaskTarget,
+    run: Path,
     on_progress: ProgressCallback | None,
 ) -> None:
     with _client(target) as client:
@@ -269,7 +272,7 @@ def _run_all(
         raise ShardsIncomplete(
             f"{len(failures)} of {count} shards did not complete on their Dask workers"
             f" (shard {first.shard}: {first.reason}); the run is incomplete, nothing was"
-            " merged: run it again",
+            f" merged: run it again (the shards that completed are in {run})",
             missing=tuple(str(f.shard) for f in failures),
         )
 
