@@ -70,15 +70,10 @@ def _identity(lock_path: Path, dest: Path, layout: Layout, count: int) -> _Ident
 
 
 def _shard_workspace(dest: Path, shard: Shard) -> Workspace:
-    """The destination's work area for one shard: its own lock file and work folder.
-
-    Until ``Workspace(dest, lock_name=...)`` names them itself, the names are set here.
-    """
-    workspace = Workspace(dest)
-    name = f"shard-{shard.index}-of-{shard.count}"
-    workspace._lock_path = workspace.private / f"fetch-{name}.lock"  # noqa: SLF001
-    workspace.tmp = workspace.private / f"tmp-{name}"
-    return workspace
+    """The destination's work area for one shard: its own exclusive lock (and the whole
+    destination's shared), its own run folder; shards run side by side, never beside a
+    whole fetch or a merge."""
+    return Workspace(dest, lock_name=f"fetch-shard-{shard.index}-of-{shard.count}")
 
 
 def _read_only_records(database: Path, *, shard_file: bool = False) -> list[FileRecord]:

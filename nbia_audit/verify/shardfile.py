@@ -1,17 +1,16 @@
 """The file one ``verify`` shard hands to the merge: who it is, what it found, what it recorded.
 
-One SQLite file, ``RUN/verify-<K>-of-<N>.db``, in three parts:
+One SQLite file, ``RUN/verify-<K>-of-<N>.db``: the shard's :class:`~nbia_audit.verify.tally.Tally`
+(every copy it placed, the files it could not judge, the images an unreadable file may hold;
+the merge takes it in whole with ``Tally.absorb``), and beside it
 
 * ``shard``: its identity (the text lock's SHA-256, the copy's root, level, sample fraction and
-  seed, ignore patterns, K and N), so the merge can refuse a shard of another run;
-* what its walk found: every copy it placed (``seen``), the files it could not judge
-  (``strays``), the images an unreadable file may hold (``blocked``), and the run counters
-  the report's facts quote (``counters``);
+  seed, ignore patterns, K and N), so the merge can refuse a shard of another run, and the run
+  counters the report's facts quote;
+* ``walked``: the paths it owns that its walk found (every path is one shard's), so the merge
+  forgets the records of exactly the files one process would;
 * ``files``: the local-state records it would have written, in the state database's own
-  table (made by the same migrations), for the merge to write as the one writer.
-
-The tally part is serialised here until the tally is a SQLite file of its own; only
-:func:`save_tally` and :func:`load_tally` know its shape.
+  columns, for the merge to write as the one writer.
 """
 
 from __future__ import annotations
@@ -22,14 +21,13 @@ import os
 import sqlite3
 import urllib.parse
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nbia_audit.errors import StoreError
-from nbia_audit.findings import Finding, FindingKind
 from nbia_audit.store.localstate import FileRecord
-from nbia_audit.verify.judge import Seen, Tally
 
 __all__ = ["Counters", "Identity", "ShardFacts", "finish_file", "read_shard"]
 
@@ -95,51 +93,13 @@ class ShardFacts:
     index: int
     identity: Identity
     counters: Counters
-    gone: list[str]  # records of files gone from the copy (this shard's)
     seconds: float
 
 
 _SCHEMA = """
 CREATE TABLE shard (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE seen (rel TEXT NOT NULL, sop TEXT NOT NULL, series TEXT NOT NULL,
-                   md5 TEXT NOT NULL, how TEXT NOT NULL, since TEXT NOT NULL);
-CREATE TABLE strays (kind TEXT, series_uid TEXT, sop_uid TEXT, path TEXT, detail TEXT,
-                     old TEXT, new TEXT, paths TEXT);
-CREATE TABLE blocked (unit TEXT PRIMARY KEY);
-CREATE TABLE gone (path TEXT PRIMARY KEY);
+CREATE TABLE walked (path TEXT PRIMARY KEY);
 """
-
-
-def save_tally(conn: sqlite3.Connection, tally: Tally) -> None:
-    """The tally's whole state into ``conn`` (tables of :data:`_SCHEMA`)."""
-    seen = [s for sop in tally.first for s in tally.copies(sop)]
-    conn.executemany("INSERT INTO seen VALUES (?, ?, ?, ?, ?, ?)", seen)
-    conn.executemany(
-        "INSERT INTO strays VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (f.kind.value, f.series_uid, f.sop_uid, f.path, f.detail, f.old, f.new,
-             json.dumps(list(f.paths)))
-            for f in tally.strays
-        ],
-    )  # fmt: skip
-    conn.executemany("INSERT INTO blocked VALUES (?)", [(u,) for u in tally.blocked_units])
-    _put(conn, "unattributed_blocked", tally.unattributed_blocked)
-    _put(conn, "complete", tally.complete)
-
-
-def load_tally(conn: sqlite3.Connection, into: list[Seen], tally: Tally) -> None:
-    """Add a shard's tally to ``tally``; its copies go to ``into`` (the merge places every
-    shard's copies in one canonical order)."""
-    into.extend(Seen(*row) for row in conn.execute("SELECT * FROM seen"))
-    for kind, series, sop, path, detail, old, new, paths in conn.execute("SELECT * FROM strays"):
-        tally.strays.append(
-            Finding(FindingKind(kind), series, sop, path, detail, old, new,
-                    tuple(json.loads(paths)))
-        )  # fmt: skip
-    tally.blocked_units.update(u for (u,) in conn.execute("SELECT unit FROM blocked"))
-    meta = _meta(conn)
-    tally.unattributed_blocked += int(meta["unattributed_blocked"])
-    tally.complete &= bool(meta["complete"])
 
 
 def _put(conn: sqlite3.Connection, key: str, value: object) -> None:
@@ -151,30 +111,32 @@ def _meta(conn: sqlite3.Connection) -> dict[str, Any]:
 
 
 def finish_file(
-    database: Path,
+    tally_file: Path,
+    records_file: Path,
     final: Path,
     *,
     index: int,
     identity: Identity,
-    tally: Tally,
     counters: Counters,
-    gone: list[str],
+    walked: list[str],
     seconds: float,
 ) -> None:
-    """Add the shard's facts to ``database`` (which holds its records already), then rename
-    it to ``final``: the merge sees a shard's file complete or not at all.
+    """Add the shard's identity, counters, walked paths and records (from the state-shaped
+    ``records_file``) to its closed tally file, then rename it to ``final``: the merge sees
+    a shard's file complete or not at all.
 
     Raises:
         StoreError: the file cannot be written.
     """
     try:
-        conn = sqlite3.connect(str(database))
+        conn = sqlite3.connect(str(tally_file))
         try:
             # A rollback journal: the run folder may be on a network file system. No syncs
             # while building: the whole file is fsynced once before its rename.
             conn.execute("PRAGMA journal_mode = DELETE")
             conn.execute("PRAGMA synchronous = OFF")
             conn.executescript(f"BEGIN; {_SCHEMA} COMMIT;")
+            conn.execute("ATTACH DATABASE ? AS records", (str(records_file),))
             with conn:
                 _put(conn, "format", FORMAT)
                 _put(conn, "index", index)
@@ -188,11 +150,13 @@ def finish_file(
                 _put(conn, "walk_complete", c.walk_complete)
                 _put(conn, "workers", c.workers)
                 _put(conn, "seconds", seconds)
-                conn.executemany("INSERT OR IGNORE INTO gone VALUES (?)", [(p,) for p in gone])
-                save_tally(conn, tally)
+                rows = [(p,) for p in walked]
+                conn.executemany("INSERT OR IGNORE INTO walked VALUES (?)", rows)
+                conn.execute("CREATE TABLE files AS SELECT * FROM records.files")
+            conn.execute("DETACH DATABASE records")
         finally:
             conn.close()
-        _durable_rename(database, final)
+        _durable_rename(tally_file, final)
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"{final}: cannot write the shard's file: {exc}") from exc
 
@@ -237,12 +201,15 @@ def read_shard(conn: sqlite3.Connection) -> ShardFacts:
             bool(meta["walk_complete"]),
             int(meta["workers"]),
         )
-        gone = [p for (p,) in conn.execute("SELECT path FROM gone")]
-        return ShardFacts(
-            int(meta["index"]), Identity(**ident), counters, gone, float(meta["seconds"])
-        )
+        return ShardFacts(int(meta["index"]), Identity(**ident), counters, float(meta["seconds"]))
     except (sqlite3.Error, KeyError, TypeError) as exc:
         raise ValueError(f"not a complete verify shard's file ({exc})") from None
+
+
+def walked_paths(conn: sqlite3.Connection) -> Iterator[str]:
+    """The paths a shard's walk found and owned (every path is one shard's), streamed."""
+    for (path,) in conn.execute("SELECT path FROM walked"):
+        yield path
 
 
 def record_rows(conn: sqlite3.Connection) -> list[tuple[object, ...]]:

@@ -28,9 +28,9 @@ from nbia_audit.shards import Shard, ShardResult, assign_series, shard_file_name
 from nbia_audit.store.localstate import LocalState
 from nbia_audit.store.textlock import read_text_lock
 from nbia_audit.verify import memo
-from nbia_audit.verify.expectation import load_expectation
+from nbia_audit.verify.expectation import Expectation, load_expectation
 from nbia_audit.verify.facts import build_facts
-from nbia_audit.verify.judge import Seen, Tally, judge
+from nbia_audit.verify.judge import judge
 from nbia_audit.verify.plan import Plan, Run
 from nbia_audit.verify.pool import read_all
 from nbia_audit.verify.read import Examined
@@ -49,11 +49,12 @@ from nbia_audit.verify.shardfile import (
     Identity,
     ShardFacts,
     finish_file,
-    load_tally,
     open_shard,
     read_shard,
     record_rows,
+    walked_paths,
 )
+from nbia_audit.verify.tally import Tally
 from nbia_audit.verify.walk import FileEntry, walk
 from nbia_audit.verify.words import weakest
 
@@ -80,13 +81,6 @@ def _series_owner(lock_path: Path, count: int) -> dict[str, int]:
     return assign_series(((s.series_uid, s.bytes) for s in series), count)
 
 
-def walk_key(rel: str) -> tuple[tuple[int, str], ...]:
-    """Where ``rel`` comes in the walk's order (verify.walk: a folder's files, sorted by
-    name, before its subfolders, sorted by name): the order one process places copies in."""
-    parts = rel.split("/")
-    return (*((1, part) for part in parts[:-1]), (0, parts[-1]))
-
-
 class _ShardRun(Run):
     """One shard's run: files of other shards are seen (walked) but neither read nor
     counted; records go to the shard's own file, never the copy's state."""
@@ -99,11 +93,13 @@ class _ShardRun(Run):
         sink: LocalState,
         shard: Shard,
         owner: dict[str, int],
+        tally: Tally,
     ) -> None:
-        super().__init__(plan, root, None, note)  # the copy's records, read only
+        super().__init__(plan, root, None, note, tally=tally)  # the copy's records, read only
         self.state = sink
         self.shard = shard
         self._owner = owner
+        self.walked: list[str] = []
 
     def owns(self, rel: str) -> bool:
         rec = self.record(rel)
@@ -114,23 +110,17 @@ class _ShardRun(Run):
 
     def admit(self, entry: FileEntry) -> Callable[[], Examined] | None:
         if not self.owns(entry.rel):
-            self.seen_paths.add(entry.rel)
             return None
+        self.walked.append(entry.rel)
         return super().admit(entry)
 
     def blocked(self, rel: str, detail: str, io_error: bool, directory: bool = False) -> None:
         if not self.owns(rel):
-            self.seen_paths.add(rel)
             if directory:
-                self.walk_complete = False  # no shard may forget what is below it
+                self.walk_complete = False  # no records below it may be forgotten
             return
+        self.walked.append(rel)
         super().blocked(rel, detail, io_error, directory)
-
-    def gone(self) -> list[str]:
-        """Records of this shard's files that the (complete) walk did not find."""
-        if not self.walk_complete:
-            return []
-        return [p for p in self.records() if p not in self.seen_paths and self.owns(p)]
 
 
 def _identity(
@@ -176,31 +166,35 @@ def verify_shard(
     _refuse_inside(run_dir, root)
     identity = _identity(lock_path, root, level, sample, seed, patterns, shard.count)
     owner = _series_owner(lock_path, shard.count)
-    exp = load_expectation(lock_path)
     root_text = _check_root(root)
-    plan = _plan(exp, level, sample, seed, _utc_now())
     work = _work_folder(run_dir, shard)
     final = run_dir / shard_file_name(VERB, shard, _EXT)
     try:
-        sink = LocalState(work)
-        try:
-            run = _ShardRun(plan, root_text, "", sink, shard, owner)
-            run.ignored = patterns
-            run.own_files = _own_files(lock_path, root)
-            read_all(run, walk(root_text, ignore=patterns), workers, on_progress)
-            run.finish_state()
-        finally:
-            sink.close()
+        with load_expectation(lock_path) as exp:
+            plan = _plan(exp, level, sample, seed, _utc_now())
+            sink = LocalState(work)  # the records one process would write, for the merge
+            try:
+                tally = Tally.create(work / "tally.db")
+                try:
+                    run = _ShardRun(plan, root_text, "", sink, shard, owner, tally)
+                    run.ignored = patterns
+                    run.own_files = _own_files(lock_path, root)
+                    read_all(run, walk(root_text, ignore=patterns), workers, on_progress)
+                    run.finish_state()
+                finally:
+                    tally.close()
+            finally:
+                sink.close()
         counters = Counters(
             run.counts, run.files, run.unchanged_stat, run.stat_days, run.xxh3_days,
             run.walk_complete, workers or os.cpu_count() or 1,
         )  # fmt: skip
-        for sink_only in ("forgotten", "recorded"):  # the sink's, not the copy's: the merge counts
+        for sink_only in ("forgotten", "recorded"):  # the sink's, not the copy's: the merge's
             counters.counts.pop(sink_only, None)
         seconds = time.monotonic() - started_clock
         finish_file(
-            sink.path, final, index=shard.index, identity=identity, tally=run.tally,
-            counters=counters, gone=run.gone(), seconds=seconds,
+            tally.path, sink.path, final, index=shard.index, identity=identity,
+            counters=counters, walked=run.walked, seconds=seconds,
         )  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -333,38 +327,52 @@ def merge_verify(
     clock = now or _utc_now
     started = clock()
     shards = _gather(lock_path, root, run_dir)
-    ident = shards[0][0].identity
-    exp = load_expectation(lock_path)
     root_text = _check_root(root)
+    with load_expectation(lock_path) as exp:
+        return _merge(exp, lock_path, root, root_text, shards, started, clock, on_progress)
+
+
+def _merge(
+    exp: Expectation,
+    lock_path: Path,
+    root: Path,
+    root_text: str,
+    shards: list[tuple[ShardFacts, Path]],
+    started: datetime,
+    clock: Callable[[], datetime],
+    on_progress: ProgressCallback | None,
+) -> AuditReport:
+    ident = shards[0][0].identity
     plan = _plan(exp, ident.level, ident.fraction, ident.seed, started)
     memo.forget(root)  # the records a stat pass relies on change here
     state, state_note = _open_state(root)
     try:
         run = Run(plan, root_text, state, state_note)
-        run.ignored = ident.ignore
-        tally, copies, counters, gone = Tally(), list[Seen](), Counters(), list[str]()
-        counters.workers = 0
-        for done, (facts, path) in enumerate(shards, start=1):
-            counters.add(facts.counters)
-            gone += facts.gone
-            conn = open_shard(path)
-            try:
-                load_tally(conn, copies, tally)
-                if state is not None:
-                    rows = record_rows(conn)
-                    state.upsert_rows(rows)
-                    counters.counts["recorded"] += len(rows)
-            finally:
-                conn.close()
-            if on_progress is not None:
-                on_progress("merge", done, len(shards))
-        # One process places copies in walk order; so does the merge, whatever shard found them.
-        for seen in sorted(copies, key=lambda s: walk_key(s.rel)):
-            tally.place(seen)
-        _adopt(run, tally, counters)
-        verdict = judge(exp, run.tally, root_text, plan.sample)
-        if state is not None and counters.walk_complete and gone:
-            state.forget(gone)
+        try:
+            run.ignored = ident.ignore
+            counters = Counters(workers=0)
+            for done, (facts, path) in enumerate(shards, start=1):
+                counters.add(facts.counters)
+                # The tally orders every image's copies by path: the union is one process's.
+                run.tally.absorb(path)
+                conn = open_shard(path)
+                try:
+                    for rel in walked_paths(conn):  # the union is the whole walk
+                        run.seen_paths.add(rel)
+                    if state is not None:
+                        rows = record_rows(conn)
+                        state.upsert_rows(rows)
+                        counters.counts["recorded"] += len(rows)
+                finally:
+                    conn.close()
+                if on_progress is not None:
+                    on_progress("merge", done, len(shards))
+            _adopt(run, counters)
+            verdict = judge(exp, run.tally, root_text, plan.sample)
+            complete = run.tally.complete
+            run.finish_state()  # forgets records of files no shard found (complete walks)
+        finally:
+            run.tally.close()
     finally:
         if state is not None:
             state.close()
@@ -378,16 +386,15 @@ def merge_verify(
         finished_at=_iso(clock()),
         findings=_lock_findings(exp) + verdict.findings,
         series=verdict.series,
-        complete=run.tally.complete and not verdict.unprovable,
+        complete=complete and not verdict.unprovable,
         facts=report_facts,
         proof=weakest(s.proof for s in verdict.series),
         proven_on=_day_range(run.stat_days | run.xxh3_days),
     )
 
 
-def _adopt(run: Run, tally: Tally, counters: Counters) -> None:
-    """The merged tally and counters, in the run the facts are built from."""
-    run.tally = tally
+def _adopt(run: Run, counters: Counters) -> None:
+    """The merged counters, in the run the facts are built from."""
     run.counts = counters.counts
     run.files = counters.files
     run.unchanged_stat = counters.unchanged_stat

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -64,6 +65,19 @@ def restore(root: Path, keep: Path) -> None:
         shutil.copytree(keep, root / STATE_DIR)
 
 
+def records_of(root: Path) -> dict[str, tuple[str, str, str]]:
+    """What the local state says of each file (not when: each run has its own stamp)."""
+    path = root / STATE_DIR / "state.db"
+    if not path.exists():
+        return {}
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute("SELECT path, sop_uid, series_uid, md5 FROM files").fetchall()
+    finally:
+        conn.close()
+    return {p: (sop, series, md5) for p, sop, series, md5 in rows}
+
+
 def verdict(report: AuditReport) -> tuple[object, ...]:
     """Everything a report says about the copy (not when, nor how many threads)."""
     facts = {k: v for k, v in report.facts.items() if k not in ("workers", "merged_from_shards")}
@@ -103,11 +117,14 @@ def test_the_merge_of_n_shards_is_the_verdict_of_one_process(
         keep = base / "state-before"
         snapshot(root, keep)
         one = verify_copy(lock, root, level=level, sample=sample, seed=seed, workers=2)
+        recorded = records_of(root)
         for count in range(1, 8):
             restore(root, keep)  # every run starts from the same local state
             merged = sharded(lock, root, base / "run", count, level, sample, seed)
             assert verdict(merged) == verdict(one), count
             assert merged.facts["merged_from_shards"] == count
+            # The merge wrote (and forgot) the records one process did.
+            assert records_of(root) == recorded, count
         restore(root, keep)
         # The merge wrote what one process writes: the next pass agrees too.
         merged = sharded(lock, root, base / "run", 3, level, sample, seed)
