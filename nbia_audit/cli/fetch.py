@@ -14,14 +14,17 @@ import click
 from nbia_audit.cli.common import (
     FILE,
     FOLDER,
+    Progress,
     command,
     fail,
     finish,
     make_archive,
     workers_option,
 )
+from nbia_audit.cli.executor import DaskRun, executor_options
 from nbia_audit.cli.shardopts import check_shard_options, shard_options
 from nbia_audit.cli.signals import interruptible
+from nbia_audit.engines.daskexec import fetch_with_dask
 from nbia_audit.errors import NbiaAuditError
 from nbia_audit.fetch.run import (
     FetchReport,
@@ -87,6 +90,7 @@ _BAR = 24
 )
 @click.option("--server", help="Fetch from this server instead of the one the lock names.")
 @shard_options("fetch")
+@executor_options
 @click.option("-q", "--quiet", is_flag=True, help="Plain lines per series, no progress bar.")
 @interruptible("fetch")
 def fetch(
@@ -102,6 +106,7 @@ def fetch(
     shard: Shard | None,
     shard_dir: Path | None,
     merge_dir: Path | None,
+    dask: DaskRun | None,
     quiet: bool,
 ) -> None:
     """Download the series LOCK pins into DEST, proving every image on the way in.
@@ -115,6 +120,16 @@ def fetch(
         raise click.BadOptionUsage("series", "--series is not for shards: the split gives each")
     display = FetchDisplay(live=not quiet and sys.stderr.isatty() and not os.environ.get("CI"))
     try:
+        if dask is not None:
+            report = fetch_with_dask(
+                lock_path, dest, target=dask.target, shards=dask.shards, run_dir=dask.run_dir,
+                server=server, layout=layout, workers=workers,
+                retry=SeriesRetry(attempts=attempts),
+                limits=StreamLimits(deadline=deadline, min_rate=min_rate * 1024),
+                on_progress=Progress(quiet),
+            )  # fmt: skip
+            _summarise(report)
+            finish(findings=bool(report.failed))
         if merge_dir is not None:
             report = merge_fetch(lock_path, dest, merge_dir)
             display.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from nbia_audit.cli.cluster_script import cluster_script
 from nbia_audit.cli.common import CONTEXT_SETTINGS, EXIT_CODE_HELP
 from nbia_audit.cli.demo import demo
 from nbia_audit.cli.doctor import doctor
@@ -29,7 +30,18 @@ def cli() -> None:
     """Pin, fetch, verify and audit imaging datasets served by NBIA (TCIA)."""
 
 
-for _command in (lock, fetch, verify, drift, report, doctor, emulator, demo, migrate):
+for _command in (
+    lock,
+    fetch,
+    verify,
+    drift,
+    report,
+    doctor,
+    emulator,
+    demo,
+    migrate,
+    cluster_script,
+):
     cli.add_command(_command)
 
 

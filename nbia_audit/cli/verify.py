@@ -19,8 +19,10 @@ from nbia_audit.cli.common import (
     report_options,
     workers_option,
 )
+from nbia_audit.cli.executor import DaskRun, executor_options
 from nbia_audit.cli.shardopts import check_shard_options, shard_options
 from nbia_audit.cli.signals import interruptible
+from nbia_audit.engines.daskexec import verify_with_dask
 from nbia_audit.errors import NbiaAuditError
 from nbia_audit.findings import AuditReport
 from nbia_audit.report.escaping import for_terminal
@@ -81,6 +83,7 @@ class Fraction(click.ParamType[float]):
     help="Leave out paths matching GLOB (relative path or name); repeatable.",
 )
 @shard_options("verify")
+@executor_options
 @quiet_option
 @interruptible("verify")
 def verify(
@@ -96,6 +99,7 @@ def verify(
     shard: Shard | None,
     shard_dir: Path | None,
     merge_dir: Path | None,
+    dask: DaskRun | None,
     quiet: bool,
 ) -> None:
     """Check that DIRECTORY holds exactly the dataset pinned by LOCK (dataset.lock).
@@ -124,7 +128,13 @@ def verify(
             # pydicom warns about odd headers; the report already says what matters.
             warnings.simplefilter("ignore")
             report: AuditReport
-            if merge_dir is not None:
+            if dask is not None:
+                report = verify_with_dask(
+                    lock, directory, target=dask.target, shards=dask.shards, run_dir=dask.run_dir,
+                    level=level, sample=sample, seed=seed, workers=workers, ignore=ignore,
+                    on_progress=Progress(quiet),
+                )  # fmt: skip
+            elif merge_dir is not None:
                 report = merge_verify(lock, directory, merge_dir, on_progress=Progress(quiet))
             else:
                 report = verify_copy(
