@@ -10,23 +10,25 @@ import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench_memory.py"
 
-# Every step issue 14 needs a baseline for, and the exit code that says it ran to the end
-# (verify finds everything missing or wrong: 1).
+# Every step issue 14 measures, and the exit code that says it ran to the end (verify of an
+# empty folder finds everything missing: 1; of the files that match the lock: clean, 0).
 STEPS = {
     "read_lock(load_images=False)": "0",
     "read_lock(load_images=True)": "0",
     "verify stat, empty folder": "1",
     "verify quick, empty folder": "1",
-    "verify stat, placeholders, 1st pass": "1",
-    "verify stat, placeholders, 2nd pass": "1",
+    "verify stat, matching files, 1st pass": "0",
+    "verify stat, matching files, 2nd pass": "0",
+    "verify quick, matching files, 1st pass": "0",
+    "verify quick, matching files, 2nd pass": "0",
     "report (supplement, md)": "0",
 }
 
 
-@pytest.mark.slow  # about 15 child interpreters: 15 s alone, 45 s on a loaded 2-core machine
-def test_quick_run_prints_a_row_per_step_and_the_sizes(tmp_path: Path) -> None:
+@pytest.mark.slow  # about 30 child interpreters: 30 s alone, 90 s on a loaded 2-core machine
+def test_run_prints_a_row_per_step_the_sizes_and_the_flatness_check(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--images", "400", "--dir", str(tmp_path)],
+        [sys.executable, str(BENCH), "--images", "400", "--images", "800", "--dir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -46,6 +48,17 @@ def test_quick_run_prints_a_row_per_step_and_the_sizes(tmp_path: Path) -> None:
         assert float(cells[4]) > 0 and cells[5] and cells[6], cells  # peak, growth, per 100 k
     sizes = [cells for cells in rows if len(cells) == 6 and cells[0] == "378"]
     assert len(sizes) == 1 and sizes[0][1] == "3" and int(sizes[0][3]) > 0, done.stdout
+    # The copy of 378 files matched the lock (every verify over it exited 0 above), and the
+    # time to write them is said.
+    assert "written by a child at 378 images: lock pair in" in done.stdout
+    assert ", 378 files in " in done.stdout
+    # Issue 14's check, one line per verify step, 756 images against 378.
+    checks = [line for line in done.stdout.splitlines() if line.startswith(("PASS: ", "FAIL: "))]
+    assert sorted(line.split(": ")[1] for line in checks) == sorted(
+        label for label in STEPS if label.startswith("verify")
+    ), done.stdout
+    assert all(" at 756 images " in line and " at 378 " in line for line in checks), checks
+    assert "issue 14 memory check (every verify step): " in done.stdout
     assert "Traceback" not in done.stderr
 
 
