@@ -90,6 +90,8 @@ STEPS: tuple[tuple[str, tuple[str, ...], int, str, bool], ...] = (
      False),
     ("report (supplement, md)", ("-m", "nbia_audit", "report", "{lock}"), 0, "", False),
 )  # fmt: skip
+# What a kept folder of files was written for: the layout and content of write_files.
+FILES_MARK = "{images} images; classic layout; content: the SOP UID (bench_lockproof)"
 STATE_FOLDER = ".nbia-audit"  # the copy's own state (records, memo), removed for a 1st pass
 # Issue 14's bound: peak RSS of verify at 1 M images under this, and within FLAT of 100 k.
 BOUND_MB = 300.0
@@ -158,10 +160,16 @@ def own_peak_mb() -> float:
     raise SystemExit("no VmHWM in /proc/self/status: this benchmark needs Linux")
 
 
-def make_corpus(folder: Path, images: int, with_files: bool, env: dict[str, str]) -> Corpus:
+def make_corpus(
+    folder: Path, images: int, with_files: bool, env: dict[str, str], kept: Path | None = None
+) -> Corpus:
+    """A fresh lock pair in ``folder``; with files, in ``folder`` too, or in ``kept`` (reused
+    from an earlier run when it holds this size's, else written there for the next)."""
     folder.mkdir(parents=True)
     lock = folder / "dataset.lock"
-    files = folder / "files" if with_files else None
+    files = None
+    if with_files:
+        files = kept / f"n{images}" if kept is not None else folder / "files"
     command = [sys.executable, str(HERE), "make", str(lock), str(images)]
     if files is not None:
         command.append(str(files))
@@ -329,11 +337,32 @@ def main() -> None:
         help="tracemalloc verify stat over the largest folder of files",
     )
     parser.add_argument("--dir", type=Path, help="scratch folder (default: a temporary one)")
+    parser.add_argument(
+        "--files-dir",
+        type=Path,
+        help="keep each size's files here and reuse them in later runs (the files depend only"
+        " on the size: writing a million takes a while); the lock pair is always written anew",
+    )
+    parser.add_argument(
+        "--write-files-only",
+        action="store_true",
+        help="with --files-dir: write (or check) each size's files, measure nothing",
+    )
     args = parser.parse_args()  # fmt: skip
+    if args.write_files_only and args.files_dir is None:
+        parser.error("--write-files-only needs --files-dir")
     sizes = args.images or ([10_000] if args.quick else [10_000, 100_000, 1_000_000])
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         scratch = Path(tmp)
         env = child_environment(scratch)
+        if args.write_files_only:
+            for images in sorted(sizes):
+                started = time.perf_counter()
+                c = make_corpus(scratch / f"n{images}", images, True, env, args.files_dir)
+                print(f"{c.files}: {c.images:,} files"
+                      f" {'reused' if c.files_seconds < 0 else 'written'} in"
+                      f" {time.perf_counter() - started:.0f} s")  # fmt: skip
+            return
         subprocess.run([sys.executable, str(HERE), "warm"], env=env, check=True)
         baselines = {label: measure([sys.executable, *tail], env) for label, tail in BASELINES}
         print(f"{REFERENCE_IMAGES} images (the fixed cost) ...", file=sys.stderr, flush=True)
@@ -345,7 +374,8 @@ def main() -> None:
             print(f"{images:,} images ...", file=sys.stderr, flush=True)
             started = time.perf_counter()
             with_files = images <= args.files_up_to
-            corpus = make_corpus(scratch / f"n{images}", images, with_files, env)
+            corpus = make_corpus(scratch / f"n{images}", images, with_files, env,
+                                 args.files_dir)  # fmt: skip
             print(f"  lock pair{' and files' if with_files else ''} written in"
                   f" {time.perf_counter() - started:.0f} s", file=sys.stderr)  # fmt: skip
             corpora.append(corpus)
@@ -354,6 +384,8 @@ def main() -> None:
         print()
         for c in corpora:
             files = f", {c.images:,} files in {c.files_seconds:.1f} s" if c.files else ""
+            if c.files and c.files_seconds < 0:
+                files = f", {c.images:,} files reused from an earlier run ({c.files})"
             print(f"written by a child at {c.images:,} images: lock pair in"
                   f" {c.pair_seconds:.1f} s{files}")  # fmt: skip
         flat = check_flat(corpora, results)
@@ -396,9 +428,17 @@ def child_make(lock: Path, images: int, files: Path | None) -> None:
     series, pinned = synthetic_pair(lock, images)
     pair_seconds = time.perf_counter() - started
     started = time.perf_counter()
+    files_seconds = 0.0
     if files is not None:
-        write_files(files, series, pinned)
-    files_seconds = time.perf_counter() - started if files is not None else 0.0
+        done = files.with_name(files.name + ".complete")  # beside: verify would see it inside
+        if done.is_file() and done.read_text() == FILES_MARK.format(images=len(pinned)):
+            files_seconds = -1.0  # reused
+        else:
+            done.unlink(missing_ok=True)
+            shutil.rmtree(files, ignore_errors=True)
+            write_files(files, series, pinned)
+            done.write_text(FILES_MARK.format(images=len(pinned)))
+            files_seconds = time.perf_counter() - started
     database = database_path(lock)
     print(json.dumps({
         "images": len(pinned),

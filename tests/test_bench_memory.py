@@ -88,3 +88,22 @@ print(big.exit_code, small.exit_code, big.peak_mb, small.peak_mb)
     assert big_code == "0" and small_code == "0"
     assert float(big_mb) > 200
     assert float(small_mb) < 100, done.stdout
+
+
+def test_kept_files_are_written_once_and_reused(tmp_path: Path) -> None:
+    """A million files take a while to write: --files-dir keeps them for the next run, which
+    reuses them only when they were written completely for that size."""
+    kept = tmp_path / "kept"
+    command = [sys.executable, str(BENCH), "--images", "300", "--files-dir", str(kept),
+               "--write-files-only", "--dir", str(tmp_path)]  # fmt: skip
+    runs = [subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+            for _ in range(2)]  # fmt: skip
+    for done in runs:
+        assert done.returncode == 0, done.stderr
+    assert "252 files written in" in runs[0].stdout
+    assert "252 files reused in" in runs[1].stdout
+    assert len(list((kept / "n300").rglob("*.dcm"))) == 252
+    # A folder left half written (no completion mark) is written again, not trusted.
+    (kept / "n300.complete").unlink()
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert again.returncode == 0 and "252 files written in" in again.stdout, again.stderr
