@@ -108,6 +108,7 @@ class Measured:
 
     exit_code: int
     wall: float  # seconds
+    cpu: float  # seconds of user + system time
     peak_mb: float  # 10^6 bytes
     stderr_tail: str
 
@@ -147,7 +148,9 @@ def measure(command: Sequence[str], env: dict[str, str]) -> Measured:
         err.seek(0)
         lines = err.read().decode("utf-8", "replace").strip().splitlines()
     # Linux reports ru_maxrss in KiB.
-    return Measured(proc.returncode, wall, usage.ru_maxrss * 1024 / 1e6, lines[-1] if lines else "")
+    cpu = usage.ru_utime + usage.ru_stime
+    tail = lines[-1] if lines else ""
+    return Measured(proc.returncode, wall, cpu, usage.ru_maxrss * 1024 / 1e6, tail)
 
 
 def own_peak_mb() -> float:
@@ -214,22 +217,24 @@ def print_tables(
             "images",
             "exit",
             "wall (s)",
+            "CPU (s)",
             "peak RSS (MB)",
             "growth over 126 images (MB)",
             "MB per 100 k images",
             "bytes per image",
         )
     )
-    print(md_row("---", "---:", "---:", "---:", "---:", "---:", "---:", "---:"))  # fmt: skip
+    print(md_row("---", *["---:"] * 8))
     for label, m in baselines.items():
-        print(md_row(label, "", m.exit_code, f"{m.wall:.2f}", f"{m.peak_mb:.0f}", "", "", ""))
-    for label, m in reference.items():
-        print(md_row(label, REFERENCE_IMAGES, m.exit_code, f"{m.wall:.2f}", f"{m.peak_mb:.0f}",
+        print(md_row(label, "", m.exit_code, f"{m.wall:.2f}", f"{m.cpu:.2f}", f"{m.peak_mb:.0f}",
                      "", "", ""))  # fmt: skip
+    for label, m in reference.items():
+        print(md_row(label, REFERENCE_IMAGES, m.exit_code, f"{m.wall:.2f}", f"{m.cpu:.2f}",
+                     f"{m.peak_mb:.0f}", "", "", ""))  # fmt: skip
     for corpus, measured in zip(corpora, results, strict=True):
         for label, m in measured.items():
             growth = m.peak_mb - reference[label].peak_mb
-            print(md_row(label, f"{corpus.images:,}", m.exit_code, f"{m.wall:.2f}",
+            print(md_row(label, f"{corpus.images:,}", m.exit_code, f"{m.wall:.2f}", f"{m.cpu:.2f}",
                          f"{m.peak_mb:.0f}", f"{growth:.0f}",
                          f"{growth * 1e5 / corpus.images:.1f}",
                          f"{growth * 1e6 / corpus.images:.0f}"))  # fmt: skip

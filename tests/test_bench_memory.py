@@ -41,11 +41,12 @@ def test_run_prints_a_row_per_step_the_sizes_and_the_flatness_check(tmp_path: Pa
         if line.startswith("| ")
     ]
     # 400 images are 3 whole series of 126.
-    measured = {cells[0]: cells for cells in rows if len(cells) == 8 and cells[1] == "378"}
+    measured = {cells[0]: cells for cells in rows if len(cells) == 9 and cells[1] == "378"}
     assert set(measured) == set(STEPS), done.stdout
     for label, cells in measured.items():
         assert cells[2] == STEPS[label], cells
-        assert float(cells[4]) > 0 and cells[5] and cells[6], cells  # peak, growth, per 100 k
+        assert float(cells[3]) > 0 and float(cells[4]) > 0, cells  # wall, CPU
+        assert float(cells[5]) > 0 and cells[6] and cells[7], cells  # peak, growth, per 100 k
     sizes = [cells for cells in rows if len(cells) == 6 and cells[0] == "378"]
     assert len(sizes) == 1 and sizes[0][1] == "3" and int(sizes[0][3]) > 0, done.stdout
     # The copy of 378 files matched the lock (every verify over it exited 0 above), and the
