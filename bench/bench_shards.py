@@ -141,6 +141,48 @@ def verdict(proc: Proc) -> str:
     return found.group(1) if found else first
 
 
+# NLST in the Imaging Data Commons index (idc-index-data 25.0.5), issue 14.
+NLST_SERIES = 203_087
+NLST_IMAGES = 21_080_000
+NLST_BYTES = 11.1e12
+
+
+def on_paper(
+    cpu_per_file: float,
+    cpu_per_byte: float,
+    merge_per_file: float | None,
+    cores: int,
+    bandwidths: list[float],
+) -> None:
+    """NLST's wall time on 1, 8 and 64 nodes from this run's rates.
+
+    NLST's mean image is 11.1 TB / 21.08 M = 527 kB, the corpus's about 526 kB: the CPU per
+    file measured here (everything one process does per file at this size) applies as is.
+    A node runs its shards with ``cores`` busy cores and reads at ``bandwidth`` GB/s; it takes
+    the longer of the two. The merge runs once, on one core, after every shard.
+    """
+    print()
+    print(f"on paper, NLST ({NLST_SERIES:,} series, {NLST_IMAGES / 1e6:.2f} M images,"
+          f" {NLST_BYTES / 1e12:.1f} TB; mean image {NLST_BYTES / NLST_IMAGES / 1e3:.0f} kB):"
+          f" {cpu_per_file * 1e3:.2f} ms CPU per file ({cpu_per_byte * 1e9:.2f} s per GB),"
+          f" {cores} cores per node")  # fmt: skip
+    cpu = NLST_IMAGES * cpu_per_file
+    merge = NLST_IMAGES * merge_per_file if merge_per_file is not None else None
+    print(md_row("nodes", "storage per node (GB/s)", "CPU-bound (min)", "storage-bound (min)",
+                 "shards (min)", "merge (min)", "wall (min)"))  # fmt: skip
+    print(md_row("---:", *["---:"] * 6))
+    for bandwidth in bandwidths:
+        for nodes in (1, 8, 64):
+            by_cpu = cpu / cores / nodes
+            by_io = NLST_BYTES / (bandwidth * 1e9) / nodes
+            shards = max(by_cpu, by_io)
+            total = f"{(shards + merge) / 60:.1f}" if merge is not None else "?"
+            print(md_row(nodes, f"{bandwidth:g}", f"{by_cpu / 60:.1f}",
+                         f"{by_io / 60:.1f}", f"{shards / 60:.1f}",
+                         f"{merge / 60:.1f}" if merge is not None else "not measured",
+                         total))  # fmt: skip
+
+
 def md_row(*cells: object) -> str:
     return "| " + " | ".join(str(cell) for cell in cells) + " |"
 
@@ -160,7 +202,15 @@ def main() -> None:
     parser.add_argument(
         "--shards", type=int, action="append", help="shard counts (repeatable; default 2 and 4)"
     )
+    parser.add_argument("--node-cores", type=int, default=32, help="on paper: cores per node")
+    parser.add_argument(
+        "--node-gbs",
+        type=float,
+        action="append",
+        help="on paper: storage read bandwidth per node, GB/s (repeatable; default 1 and 5)",
+    )
     args = parser.parse_args()
+    args.node_gbs = args.node_gbs or [1.0, 5.0]
     counts = args.shards or [2, 4]
     args.dir.mkdir(parents=True, exist_ok=True)
     data = args.dir / "data"
@@ -241,6 +291,9 @@ def main() -> None:
           f" {abs(first.wall - last.wall) / base_wall:.1%} of the wall")  # fmt: skip
     for line, passed in checks:
         print(f"{'PASS' if passed else 'FAIL'}: {line}")
+    widest = max(runs, key=lambda r: (r.count, -r.parallel), default=None)
+    merge_per_file = widest.merge.wall / files if widest else None
+    on_paper(base_cpu / files, base_cpu / size, merge_per_file, args.node_cores, args.node_gbs)
     print(
         f"timestamp: {time.strftime('%Y-%m-%d %H:%M:%S')}; the measuring parent's own peak"
         f" {own_peak_mb():.0f} MB (a child's peak RSS is at least its parent's at the spawn)"
