@@ -1,7 +1,7 @@
 """Benchmark `lock --series-only` at scale: requests/s against the ideal of workers / latency.
 
 Issue 14 asks how fast a series-only lock of an NLST-sized selection runs against a remote
-archive. The emulator serves N series (2 collections x 500 patients x 4 studies x 25
+archive. The emulator serves N series (2 collections x 50 patients x 2 studies x 500
 series = 100,000 by default, one image each: a series-only lock never asks for images) from
 its own process, with a fixed latency injected into every request. ``nbia-audit lock SPEC
 --series-only --workers W -q`` runs as a child; the parent reads its wall time and its own
@@ -14,10 +14,16 @@ at all: the same lock with no latency injected (the emulator and the client on t
 cores: the rate neither can exceed whatever the latency). Usage:
 
     nice -n 19 python bench/bench_lock_latency.py                    # 100,000 series, 20 ms
-    python bench/bench_lock_latency.py --patients 10                 # 2,000 series: a smoke run
+    python bench/bench_lock_latency.py --patients 2 --series 50      # 400 series: a smoke run
 
 The emulator's own start (generating the corpus) and peak RSS are printed too: it holds
 every series and image row in memory, so it bounds how large a selection can be served.
+The shape has few, large studies because the emulator computes a study's or a patient's
+hash by scanning every series (``hierarchy._visible_authorized``), once per study and per
+patient at start (the nightly job) and again for the lock's node hashes: O((studies +
+patients) x series). NLST's shape (about 73 k studies of 2.8 series) would cost the emulator
+hours at 100 k series; the lock's own requests are the same bar about one per study and
+patient (one ``getMD5Hierarchy`` per series dominates).
 """
 
 from __future__ import annotations
@@ -92,9 +98,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--collections", type=int, default=2)
-    parser.add_argument("--patients", type=int, default=500, help="per collection")
-    parser.add_argument("--studies", type=int, default=4, help="per patient")
-    parser.add_argument("--series", type=int, default=25, help="per study")
+    parser.add_argument("--patients", type=int, default=50, help="per collection")
+    parser.add_argument("--studies", type=int, default=2, help="per patient")
+    parser.add_argument("--series", type=int, default=500, help="per study")
     parser.add_argument("--images", type=int, default=1, help="per series")
     parser.add_argument("--latency", type=float, default=0.020, help="seconds per request")
     parser.add_argument("--workers", type=int, default=8, help="as `lock --workers`")
