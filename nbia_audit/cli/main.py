@@ -15,6 +15,7 @@ from nbia_audit.cli.drift import drift
 from nbia_audit.cli.emulator import emulator
 from nbia_audit.cli.fetch import fetch
 from nbia_audit.cli.lock import lock
+from nbia_audit.cli.migrate import migrate
 from nbia_audit.cli.report import report
 from nbia_audit.cli.verify import verify
 from nbia_audit.version import __version__
@@ -28,7 +29,7 @@ def cli() -> None:
     """Pin, fetch, verify and audit imaging datasets served by NBIA (TCIA)."""
 
 
-for _command in (lock, fetch, verify, drift, report, doctor, emulator, demo):
+for _command in (lock, fetch, verify, drift, report, doctor, emulator, demo, migrate):
     cli.add_command(_command)
 
 

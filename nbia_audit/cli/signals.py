@@ -47,6 +47,8 @@ KEPT = {
     "drift": "nothing was changed; run the same command again to check for drift",
     "report": "no report was written and an earlier one is as it was; run the same command again",
     "demo": "the demo folder is kept as it is; run the demo again",
+    "migrate": "the lock database is as it was (it is only ever replaced whole); run the same"
+    " command again to migrate",
 }
 
 _P = ParamSpec("_P")

@@ -39,6 +39,7 @@ from nbia_audit.drift.diff import (
 )
 from nbia_audit.drift.observe import Absent, Images, ImageTarget, observe_absent, observe_images
 from nbia_audit.drift.outcome import Evidence, Feed, build_report
+from nbia_audit.drift.pinned import PinnedImages
 from nbia_audit.drift.select import CurrentSelection, reach_of, resolve
 from nbia_audit.drift.tree import Descent, build_probes, descend
 from nbia_audit.errors import ApiError, StoreError
@@ -76,9 +77,7 @@ def read_lock(lock_path: Path) -> LockContents:
     """
     lock = read_proven_lock(lock_path)
     header, series, nodes = lock.header, lock.series, lock.nodes
-    images = {
-        uid: {i.sop_uid: i.archive_md5 for i in pinned} for uid, pinned in lock.images.items()
-    }
+    images = PinnedImages(lock.images)  # read one series at a time, where drift looks
     try:
         spec_data = json.loads(lock.spec_json)
     except json.JSONDecodeError as exc:

@@ -364,7 +364,7 @@ def _record(
         path=path,
         sop_uid=image.sop_uid,
         series_uid=series_uid,
-        device=key.device,
+        fs_id=key.fs,
         inode=key.inode,
         size=key.size,
         mtime_ns=key.mtime_ns,

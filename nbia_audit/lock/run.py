@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,7 +92,7 @@ class _Existing:
     header: LockHeader
     spec_json: str
     series: dict[str, LockedSeries]
-    images: dict[str, tuple[LockedImage, ...]]
+    images: Mapping[str, tuple[LockedImage, ...]]  # read one series per access (proven)
     problems: tuple[Problem, ...]
     text_sha256: str  # the text lock as read: a commit refuses to replace any other
 
@@ -113,7 +113,7 @@ def _read_existing(lock_path: Path) -> _Existing | None:
         header=lock.header,
         spec_json=lock.spec_json,
         series=dict(lock.series_by_uid()),
-        images=dict(lock.images),
+        images=lock.images,
         problems=lock.problems,
         text_sha256=lock.text_sha256,
     )
@@ -173,8 +173,15 @@ def lock_dataset(
     series.update(
         {u: locked_series(i, pins.series_hashes[u], not series_only) for u, i in fresh.items()}
     )
-    images = {u: existing.images.get(u, ()) for u in series if existing and u in keep}
-    images.update(pins.images)
+    # The kept series' images stay in the existing database until they are needed, one
+    # series at a time: a re-lock never holds every pinned image.
+    kept_images = existing.images if existing else {}
+
+    def images_of(uid: str) -> tuple[LockedImage, ...]:
+        if uid in pins.images:
+            return pins.images[uid]
+        return kept_images.get(uid, ()) if uid in keep else ()
+
     # Problems are computed afresh for every series, kept ones too: none outlives its cause.
     problems = (
         *pins.problems,
@@ -185,7 +192,7 @@ def lock_dataset(
                 u,
                 selection.series.get(u),
                 series[u].series_hash,
-                images.get(u) if series[u].images_pinned else None,
+                images_of(u) if series[u].images_pinned else None,
             )
         ),
     )
@@ -226,7 +233,7 @@ def lock_dataset(
     text = render_text_lock(header, spec_json, ordered)
     written = False
     if not (lock_path.exists() and lock_path.read_text(encoding="utf-8") == text):
-        all_images = [i for u in sorted(images) for i in images[u]]
+        all_images = (i for u in sorted(series) for i in images_of(u))
 
         def write_db(path: Path) -> None:
             write_lock_database(

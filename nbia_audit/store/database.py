@@ -30,7 +30,12 @@ from nbia_audit.models import (
 from nbia_audit.store.storable import from_storable, to_storable
 
 __all__ = [
+    "CURRENT_LAYOUT",
     "LockDatabase",
+    "compact_md5",
+    "image_rows_query",
+    "layout_of",
+    "md5_text",
     "connect_read_only",
     "metadata_digest",
     "storable_row",
@@ -90,7 +95,109 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
-KNOWN_MIGRATIONS = frozenset({"m001_initial"})
+# Layout 1 (m001 alone) is how nbia-audit wrote databases before layout 2; it stays readable.
+format1_migrations = Migrations(MIGRATION_SET)
+format1_migrations()(m001_initial)
+
+# The series of a database in layout 2 are numbered; its images name the number.
+_SERIES_COLUMNS = (
+    "series_uid, collection, patient_id, study_uid, modality, description, series_number,"
+    " body_part, manufacturer, image_count, bytes, series_hash, released, max_submission,"
+    " license_name, license_url, doi, third_party, images_pinned"
+)
+
+
+@lock_migrations()
+def m002_compact(db: sqlite_utils.Database) -> None:
+    """Layout 2: numbered series; images keyed (series number, SOP UID) without a rowid;
+    an archive MD5 of exactly 32 lowercase hex digits held as its 16 bytes; no SOP index.
+
+    Converts the rows of a layout 1 database in place (``nbia-audit migrate``), and makes an
+    empty layout 2 database from an empty one.
+    """
+    conn = db.conn
+    conn.create_function("nbia_compact_md5", 1, compact_md5, deterministic=True)
+    conn.execute(
+        "CREATE TABLE series_numbered (series_key INTEGER PRIMARY KEY,"
+        " series_uid TEXT NOT NULL UNIQUE, collection TEXT, patient_id TEXT, study_uid TEXT,"
+        " modality TEXT, description TEXT, series_number TEXT, body_part TEXT,"
+        " manufacturer TEXT, image_count INTEGER, bytes INTEGER, series_hash TEXT,"
+        " released TEXT, max_submission TEXT, license_name TEXT, license_url TEXT, doi TEXT,"
+        " third_party INTEGER, images_pinned INTEGER)"
+    )
+    conn.execute(
+        f"INSERT INTO series_numbered ({_SERIES_COLUMNS})"  # noqa: S608
+        f" SELECT {_SERIES_COLUMNS} FROM series ORDER BY series_uid"
+    )
+    conn.execute(
+        "CREATE TABLE images_keyed (series_key INTEGER NOT NULL, sop_uid TEXT NOT NULL,"
+        " archive_md5, size INTEGER, PRIMARY KEY (series_key, sop_uid)) WITHOUT ROWID"
+    )
+    conn.execute(
+        "INSERT INTO images_keyed (series_key, sop_uid, archive_md5, size)"
+        " SELECT s.series_key, i.sop_uid, nbia_compact_md5(i.archive_md5), i.size"
+        " FROM images i JOIN series_numbered s ON s.series_uid = i.series_uid"
+        " ORDER BY s.series_key, i.sop_uid"
+    )
+    conn.execute("DROP TABLE images")
+    conn.execute("DROP TABLE series")
+    conn.execute("ALTER TABLE series_numbered RENAME TO series")
+    conn.execute("ALTER TABLE images_keyed RENAME TO images")
+    # For people (Datasette, the sqlite3 shell): the images as layout 1 showed them.
+    conn.execute(
+        "CREATE VIEW images_readable AS SELECT s.series_uid AS series_uid, i.sop_uid AS sop_uid,"
+        f" {ARCHIVE_MD5_TEXT} AS archive_md5, i.size AS size"
+        " FROM images i JOIN series s ON s.series_key = i.series_key"
+    )
+
+
+# An archive MD5 as the archive's string, in SQL (layout 2 holds 32 lowercase hex as 16 bytes).
+ARCHIVE_MD5_TEXT = (
+    "CASE WHEN typeof(i.archive_md5) = 'blob' THEN lower(hex(i.archive_md5))"
+    " ELSE i.archive_md5 END"
+)
+
+KNOWN_MIGRATIONS = frozenset({"m001_initial", "m002_compact"})
+LAYOUT_MIGRATIONS = {1: format1_migrations, 2: lock_migrations}
+CURRENT_LAYOUT = 2
+
+
+def layout_of(applied: set[str]) -> int:
+    """The layout a database's applied migrations give it (0: none of ours)."""
+    if applied == {"m001_initial", "m002_compact"}:
+        return 2
+    if applied == {"m001_initial"}:
+        return 1
+    return 0
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+SqlValue = str | bytes | int | float | None
+
+
+def compact_md5(value: SqlValue) -> SqlValue:
+    """The archive MD5 as layout 2 stores it: 32 lowercase hex digits as their 16 bytes, any
+    other string (upper case, short, blank) verbatim, so it reads back exactly."""
+    if isinstance(value, str) and len(value) == 32 and _HEX.issuperset(value):
+        return bytes.fromhex(value)
+    return value
+
+
+def image_rows_query(layout: int) -> str:
+    """SQL for one series' images (``?``: its UID) as (sop_uid, archive_md5, size), by SOP UID."""
+    if layout == 1:
+        return (
+            "SELECT sop_uid, archive_md5, size FROM images WHERE series_uid = ? ORDER BY sop_uid"
+        )
+    return (
+        "SELECT sop_uid, archive_md5, size FROM images"
+        " WHERE series_key = (SELECT series_key FROM series WHERE series_uid = ?)"
+        " ORDER BY sop_uid"
+    )
+
+
 _HEADER_FIELDS = {f.name: f.type for f in dataclasses.fields(LockHeader)}
 
 
@@ -191,10 +298,9 @@ def write_lock_database(
                 (storable_row({"key": k, "value": v}) for k, v in sorted(meta.items())),
                 pk="key",
             )
-            db.table("series").insert_all((_series_row(s) for s in series), batch_size=1000)
-            db.table("images").insert_all(
-                (storable_row(dataclasses.asdict(i)) for i in images), batch_size=5000
-            )
+            ordered = sorted(series, key=lambda s: s.series_uid)
+            db.table("series").insert_all((_series_row(s) for s in ordered), batch_size=1000)
+            _insert_images(db.conn, path, _series_keys(db.conn), images)
             db.table("nodes").insert_all(
                 (
                     storable_row(
@@ -211,6 +317,35 @@ def write_lock_database(
         raise StoreError(f"{path}: cannot write the lock database: {exc}") from exc
     finally:
         db.close()
+
+
+def _series_keys(conn: sqlite3.Connection) -> dict[str, int]:
+    """Series UID (as the archive gave it) -> its number in a layout 2 database."""
+    return {
+        from_storable(str(uid)): int(key)
+        for key, uid in conn.execute("SELECT series_key, series_uid FROM series")
+    }
+
+
+def _insert_images(
+    conn: sqlite3.Connection, path: Path, keys: dict[str, int], images: Iterable[LockedImage]
+) -> None:
+    """Insert images into a layout 2 database, streaming (one batch of rows at a time)."""
+
+    def rows() -> Iterator[tuple[int, str, SqlValue, int | None]]:
+        for image in images:
+            key = keys.get(image.series_uid)
+            if key is None:
+                raise StoreError(
+                    f"{path}: image {image.sop_uid} names series {image.series_uid},"
+                    " which is not in the lock"
+                )
+            md5 = None if image.archive_md5 is None else compact_md5(to_storable(image.archive_md5))
+            yield key, to_storable(image.sop_uid), md5, image.size
+
+    conn.executemany(
+        "INSERT INTO images (series_key, sop_uid, archive_md5, size) VALUES (?, ?, ?, ?)", rows()
+    )
 
 
 def _series_row(series: LockedSeries) -> dict[str, Any]:
@@ -246,6 +381,7 @@ def header_from_meta(meta: dict[str, str]) -> LockHeader:
 def series_from_row(row: dict[str, Any]) -> LockedSeries:
     """A series from its database row (booleans are stored as integers)."""
     values = _loaded_row(row)
+    values.pop("series_key", None)  # layout 2's own numbering, not part of the series
     values["third_party"] = bool(values["third_party"])
     values["images_pinned"] = bool(values["images_pinned"])
     return LockedSeries(**values)
@@ -278,8 +414,9 @@ class LockDatabase:
                 f"{path}: written by a newer nbia-audit (schema {', '.join(sorted(unknown))});"
                 " upgrade nbia-audit to read it"
             )
-        if not applied or version is None:
+        if not applied or version is None or not layout_of(applied):
             raise StoreError(f"{path}: not an nbia-audit lock database")
+        self.layout = layout_of(applied)
 
     def close(self) -> None:
         self.db.close()
@@ -304,9 +441,16 @@ class LockDatabase:
             yield series_from_row(row)
 
     def images(self, series_uid: str | None = None) -> Iterator[LockedImage]:
-        where, args = ("series_uid = ?", [series_uid]) if series_uid else (None, [])
-        for row in self.db.table("images").rows_where(where, args, order_by="series_uid, sop_uid"):
-            yield LockedImage(**_loaded_row(row))
+        """The pinned images (of one series, or all), by series UID and SOP UID."""
+        if series_uid is not None:
+            uids = [series_uid]
+        else:
+            query = "SELECT DISTINCT series_uid FROM series ORDER BY series_uid"
+            uids = [from_storable(str(r[0])) for r in self.db.execute(query)]
+        for uid in uids:
+            rows = self.db.execute(image_rows_query(self.layout), [to_storable(uid)])
+            for sop_uid, md5, size in rows.fetchall():
+                yield LockedImage(_text(sop_uid), uid, _md5_text(md5), size)
 
     def nodes(self) -> Iterator[HashNode]:
         for row in self.db.table("nodes").rows_where(order_by="level, key"):
@@ -364,7 +508,33 @@ class LockDatabase:
             if pinned == {(i.sop_uid, i.archive_md5) for i in wanted}:
                 return False
             raise StoreError(f"{self.path}: series {series_uid} has other images pinned")
-        rows = (storable_row(dataclasses.asdict(i)) for i in wanted)
-        self.db.table("images").insert_all(rows, batch_size=5000)
+        if self.layout == 1:
+            rows = (storable_row(dataclasses.asdict(i)) for i in wanted)
+            self.db.table("images").insert_all(rows, batch_size=5000)
+        else:
+            _insert_images(self.db.conn, self.path, _series_keys(self.db.conn), wanted)
         self.db.execute("UPDATE series SET images_pinned = 1 WHERE series_uid = ?", [series_uid])
         return True
+
+
+def _text(value: str) -> str:
+    # An ASCII string holds no escape (store.storable.ESCAPE is not ASCII), and asking is O(1).
+    return value if value.isascii() else from_storable(value)
+
+
+def md5_text(value: object) -> str | None:
+    """An archive MD5 as read from either layout, as the archive's string.
+
+    Raises:
+        TypeError: the stored value is neither text, 16-byte-style bytes nor NULL (an edit).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, str):
+        return _text(value)
+    raise TypeError(f"an archive MD5 stored as {type(value).__name__}")
+
+
+_md5_text = md5_text

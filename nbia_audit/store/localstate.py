@@ -54,7 +54,15 @@ def m001_files(db: sqlite_utils.Database) -> None:
     db.table("files").create_index(["sop_uid"])
 
 
-_KNOWN = frozenset({"m001_files"})
+@state_migrations()
+def m002_fs_identity(db: sqlite_utils.Database) -> None:
+    # Records name the file system by its identity (statvfs f_fsid), the same on every
+    # client, no longer by st_dev ("device", kept but neither read nor written). Records of
+    # format 1 have none: their files are simply hashed once more, then recorded anew.
+    db.table("files").add_column("fs_id", int)
+
+
+_KNOWN = frozenset({"m001_files", "m002_fs_identity"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +72,7 @@ class FileRecord:
     path: str
     sop_uid: str
     series_uid: str
-    device: int
+    fs_id: int  # the file system's identity (store.statkey); -1 for a record of format 1
     inode: int
     size: int
     mtime_ns: int
@@ -77,19 +85,21 @@ class FileRecord:
 
     @property
     def stat(self) -> StatKey:
-        return StatKey(self.device, self.inode, self.size, self.mtime_ns, self.ctime_ns)
+        return StatKey(self.fs_id, self.inode, self.size, self.mtime_ns, self.ctime_ns)
 
     def reproven(self, key: StatKey, xxh3_128: str, stamp: str) -> FileRecord:
         """This record after its file, now with stat ``key``, was hashed again at ``stamp``
         and found to hold the same MD5."""
-        device, inode, size, mtime_ns, ctime_ns = key
+        fs_id, inode, size, mtime_ns, ctime_ns = key
         return dataclasses.replace(
-            self, device=device, inode=inode, size=size, mtime_ns=mtime_ns, ctime_ns=ctime_ns,
+            self, fs_id=fs_id, inode=inode, size=size, mtime_ns=mtime_ns, ctime_ns=ctime_ns,
             xxh3_128=xxh3_128, verified_at=stamp, checked_at=stamp,
         )  # fmt: skip
 
 
 _COLUMNS = tuple(f.name for f in dataclasses.fields(FileRecord))
+# What a FileRecord is read from: "device" is left out, and a record of format 1 has no fs_id.
+_SELECT = ", ".join("coalesce(fs_id, -1) AS fs_id" if c == "fs_id" else c for c in _COLUMNS)
 _INSERT = (
     f"INSERT OR REPLACE INTO files ({', '.join(_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
@@ -111,8 +121,18 @@ class LocalState:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(self.path), check_same_thread=False)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            # A rollback journal, always: the copy may live on NFS, Lustre or GPFS, where
+            # WAL's shared-memory index cannot work across clients (docs/shared-filesystems.md).
+            # Converts a WAL database written by an older nbia-audit. FULL: a rollback
+            # journal is only power-safe when it is synced at every commit.
+            conn.execute("PRAGMA journal_mode = DELETE")
+            conn.execute("PRAGMA synchronous = FULL")
+            # Writable now, or refused now: SQLite opens a file it may not write read-only
+            # without a word, and a rollback journal is made in the folder at the first
+            # commit. Rewriting the header's user_version needs both (it was WAL's switch
+            # that used to find this out).
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            conn.execute(f"PRAGMA user_version = {version}")
             self.db = sqlite_utils.Database(conn)
             # It travels with the copy, from anyone: never touch one we did not shape (a
             # recursive view in place of a table would never end). A new one is empty.
@@ -133,6 +153,11 @@ class LocalState:
             )
         state_migrations.apply(self.db)
         self._lock = threading.Lock()
+
+    @property
+    def lock(self) -> threading.Lock:
+        """Held around every use of :attr:`db`'s connection (it is shared by threads)."""
+        return self._lock
 
     def close(self) -> None:
         with self._lock:
@@ -174,13 +199,13 @@ class LocalState:
 
     def get(self, path: str) -> FileRecord | None:
         with self._lock:
-            rows = list(self.db.table("files").rows_where("path = ?", [path]))
+            rows = list(self.db.table("files").rows_where("path = ?", [path], select=_SELECT))
         return FileRecord(**rows[0]) if rows else None
 
     def records(self) -> Iterator[FileRecord]:
         """Every record, sorted by path (read into memory first: callers iterate while
         other threads write)."""
         with self._lock:
-            rows = list(self.db.table("files").rows_where(order_by="path"))
+            rows = list(self.db.table("files").rows_where(order_by="path", select=_SELECT))
         for row in rows:
             yield FileRecord(**row)

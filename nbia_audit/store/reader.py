@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -42,29 +41,30 @@ from nbia_audit.models import (
     Problem,
 )
 from nbia_audit.store.database import (
+    ARCHIVE_MD5_TEXT,
     KNOWN_MIGRATIONS,
+    LAYOUT_MIGRATIONS,
     connect_read_only,
     header_from_meta,
+    image_rows_query,
+    layout_of,
     lock_migrations,
+    md5_text,
     metadata_digest,
     node_from_row,
     series_from_row,
 )
+from nbia_audit.store.lockimages import LockProofError, ProvenImages, refusal
 from nbia_audit.store.sqlshape import first_difference
-from nbia_audit.store.storable import from_storable
+from nbia_audit.store.storable import from_storable, to_storable
 from nbia_audit.store.textlock import TextLock, database_path, read_text_lock, recover_interrupted
 
-__all__ = ["LockContents", "LockProofError", "read_lock"]
+__all__ = ["LockContents", "LockProofError", "prove_database", "read_lock"]
 
 # What an archive MD5 column looks like when every value is plain: no separator, no escape.
 
 SOURCE_DATABASE = "database"
 SOURCE_TEXT = "text lock"
-
-
-class LockProofError(StoreError):
-    """The lock database does not prove itself against its text lock (or the text lock
-    against itself): it is not used."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +87,7 @@ class LockContents:
     source: str = SOURCE_DATABASE
     database_rejected: str = ""
     image_count: int = 0  # images pinned in the database (also when not loaded)
+    database_layout: int = 0  # of the database's tables (store/database.py); 0: no database
     text_sha256: str = ""  # of the text lock's bytes as read
     _by_uid: dict[str, LockedSeries] = field(default_factory=dict, repr=False, compare=False)
 
@@ -108,7 +109,9 @@ def read_lock(
 ) -> LockContents:
     """Read and prove the lock pair at ``lock_path`` (finishing an interrupted commit first).
 
-    ``load_images``: keep every pinned image in the result (the proof reads them anyway).
+    The result's ``images`` are read lazily, one series per access, each proven again as it
+    is read (:class:`store.lockimages.ProvenImages`); nothing holds every image.
+    ``load_images``: accepted for compatibility; it changes nothing.
     ``text_only_fallback``: instead of raising when the database is missing or fails its
     proof, return the text lock's series alone and say why.
 
@@ -118,6 +121,7 @@ def read_lock(
         LockProofError: the pair does not prove itself.
         StoreError: the files cannot be read.
     """
+    del load_images  # images are always read lazily now
     lock_path = Path(lock_path)
     recover_interrupted(lock_path)
     text = read_text_lock(lock_path)
@@ -131,14 +135,14 @@ def read_lock(
         )
     try:
         try:
-            return _prove(lock_path, db_path, text, load_images)
+            return _prove(lock_path, db_path, text)
         except LockProofError as first:
             # The pair may have been replaced between reading the text and the database
             # (another `lock` committed): read both once more before judging.
             again = read_text_lock(lock_path)
             if again.sha256 == text.sha256:
                 raise first from None
-            return _prove(lock_path, db_path, again, load_images)
+            return _prove(lock_path, db_path, again)
     except LockProofError as error:
         if text_only_fallback:
             return _text_only(lock_path, read_text_lock(lock_path), str(error))
@@ -161,7 +165,17 @@ def _text_only(lock_path: Path, text: TextLock, rejected: str) -> LockContents:
     )
 
 
-def _prove(lock_path: Path, db_path: Path, text: TextLock, load_images: bool) -> LockContents:
+def prove_database(lock_path: Path, db_path: Path) -> LockContents:
+    """Prove the database at ``db_path`` (not necessarily beside it) against the text lock at
+    ``lock_path``, as :func:`read_lock` proves the pair.
+
+    Raises:
+        LockFormatTooNew, LockProofError, StoreError: as :func:`read_lock`.
+    """
+    return _prove(lock_path, db_path, read_text_lock(lock_path))
+
+
+def _prove(lock_path: Path, db_path: Path, text: TextLock) -> LockContents:
     try:
         conn = connect_read_only(db_path)
     except sqlite3.Error as exc:
@@ -169,7 +183,7 @@ def _prove(lock_path: Path, db_path: Path, text: TextLock, load_images: bool) ->
     try:
         conn.execute("BEGIN")  # one snapshot: a concurrent fetch filling images waits
         proof = _Proof(db_path, lock_path.name, conn, text)
-        return proof.run(lock_path, load_images)
+        return proof.run(lock_path)
     except (sqlite3.DatabaseError, UnicodeDecodeError, ValueError, TypeError) as exc:
         # A damaged file can hold text that is not UTF-8 or a value of the wrong type in any
         # row: whatever it holds, a database that cannot be read whole proves nothing.
@@ -191,18 +205,16 @@ class _Proof:
         self.conn = conn
         self.text = text
         self.seen: set[str] = set()  # series whose images recomputed to the pinned hash
+        self.layout = 0  # of the database's tables, known once its schema is checked
 
     def fail(self, what: str) -> LockProofError:
-        return LockProofError(
-            f"{self.db_path}: {what}; the database is not used (restore the pair from version"
-            f" control, or re-run `nbia-audit lock` to rebuild it)"
-        )
+        return refusal(self.db_path, what)
 
-    def run(self, lock_path: Path, load_images: bool) -> LockContents:
+    def run(self, lock_path: Path) -> LockContents:
         self._check_schema()
         header, spec_json = self._check_meta()
         series = self._check_series()
-        images, image_count = self._check_images(series, load_images)
+        images, image_count = self._check_images(series)
         nodes = tuple(node_from_row(r) for r in self._rows("nodes", "level, key"))
         problems = tuple(Problem(**_decoded(r)) for r in self._rows("problems", "series_uid, kind"))
         licenses = tuple(LockedLicense(**_decoded(r)) for r in self._rows("licenses", "name"))
@@ -224,6 +236,7 @@ class _Proof:
             licenses=licenses,
             image_count=image_count,
             text_sha256=self.text.sha256,
+            database_layout=self.layout,
         )
 
     def _check_schema(self) -> None:
@@ -239,10 +252,15 @@ class _Proof:
             )
         if not applied:
             raise self.fail("not an nbia-audit lock database (no schema version)")
+        self.layout = layout_of(applied)
+        if not self.layout:
+            raise self.fail(
+                f"not an nbia-audit lock database (schema {', '.join(sorted(applied))})"
+            )
         # The schema itself is untrusted input: a view named like a table (say, a recursive
         # one that never ends), a trigger or an extra index would run SQL we did not write.
         # Only the exact schema the migrations create is read.
-        odd = first_difference(self.conn, lock_migrations)
+        odd = first_difference(self.conn, LAYOUT_MIGRATIONS[self.layout])
         if odd:
             raise self.fail(
                 f"not an nbia-audit lock database (its schema {odd} as nbia-audit writes it);"
@@ -303,32 +321,36 @@ class _Proof:
             sorted(rows, key=lambda s: (s.collection, s.patient_id, s.study_uid, s.series_uid))
         )
 
-    def _check_images(
-        self, series: Sequence[LockedSeries], load: bool
-    ) -> tuple[dict[str, tuple[LockedImage, ...]], int]:
+    def _check_images(self, series: Sequence[LockedSeries]) -> tuple[ProvenImages, int]:
         by_uid = {s.series_uid: s for s in series}
         count = 0
         # One row per series, its MD5s concatenated by SQLite (in no particular order: the
         # series hash sorts them): a million images cost a few thousand Python rows.
-        query = (
-            "SELECT series_uid, count(*), count(archive_md5), group_concat(archive_md5, ',')"
-            " FROM images GROUP BY series_uid"
-        )
-        for series_uid, rows, non_null, joined in self.conn.execute(query):
-            self._judge_series(by_uid, series_uid, self._md5s(series_uid, rows, non_null, joined))
+        for series_uid, rows, non_null, joined in self.conn.execute(_PER_SERIES[self.layout]):
+            if series_uid is None:  # layout 2: a series number no series row has
+                raise self.fail("it holds images of a series number that is not in it")
+            uid = from_storable(str(series_uid))
+            self._judge_series(by_uid, uid, self._md5s(uid, rows, non_null, joined))
             count += rows
+        if self.layout == 2:
+            # Layout 2 keys images by (series, SOP UID): one SOP UID pinned in two series
+            # is an edit its primary key does not stop (layout 1's did).
+            twice = self.conn.execute(
+                "SELECT sop_uid FROM images GROUP BY sop_uid HAVING count(*) > 1 LIMIT 1"
+            ).fetchone()
+            if twice is not None:
+                raise self.fail(f"it pins image {from_storable(str(twice[0]))} twice")
         self._check_empty_pinned(series)
-        images: dict[str, tuple[LockedImage, ...]] = {}
-        if load:
-            kept: defaultdict[str, list[LockedImage]] = defaultdict(list)
-            rows_query = (
-                "SELECT sop_uid, series_uid, archive_md5, size FROM images"
-                " ORDER BY series_uid, sop_uid"
-            )
-            for sop_uid, series_uid, archive_md5, size in self.conn.execute(rows_query):
-                md5 = None if archive_md5 is None else from_storable(archive_md5)
-                kept[series_uid].append(LockedImage(from_storable(sop_uid), series_uid, md5, size))
-            images = {uid: tuple(found) for uid, found in kept.items()}
+        (schema_version,) = self.conn.execute("PRAGMA schema_version").fetchone()
+        # Only what each later access proves again is kept: the pinned hashes, in lock order.
+        images = ProvenImages(
+            self.db_path,
+            text_name=self.text_name,
+            stamp=self.text.sha256,
+            schema_version=int(schema_version),
+            layout=self.layout,
+            hashes={s.series_uid: s.series_hash for s in series if s.series_uid in self.seen},
+        )
         return images, count
 
     def _md5s(
@@ -344,8 +366,8 @@ class _Proof:
                 return values + list(parts)
         # A value with a comma or an escape in it (never written by the archive, but the
         # database may have been edited): read this series' values one by one.
-        query = "SELECT archive_md5 FROM images WHERE series_uid = ? AND archive_md5 IS NOT NULL"
-        return values + [from_storable(r[0]) for r in self.conn.execute(query, (series_uid,))]
+        found = self.conn.execute(image_rows_query(self.layout), (to_storable(series_uid),))
+        return values + [md5_text(md5) for _sop, md5, _size in found if md5 is not None]
 
     def _judge_series(
         self, by_uid: Mapping[str, LockedSeries], uid: str, md5s: list[str | None]
@@ -379,6 +401,15 @@ class _Proof:
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor]
 
+
+# Per series with images: its UID, rows, non-NULL MD5s and the MD5s as text joined by commas.
+_PER_SERIES = {
+    1: "SELECT series_uid, count(*), count(archive_md5), group_concat(archive_md5, ',')"
+    " FROM images GROUP BY series_uid",
+    2: "SELECT s.series_uid, count(*), count(i.archive_md5),"
+    f" group_concat({ARCHIVE_MD5_TEXT}, ',')"
+    " FROM images i LEFT JOIN series s ON s.series_key = i.series_key GROUP BY i.series_key",
+}
 
 # The fields the text lock pins of each series (the rest are covered by metadata-digest).
 _TEXT_FIELDS = (

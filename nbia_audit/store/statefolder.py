@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["STATE_DB", "STATE_DIR", "StateFolder"]
+__all__ = ["STATE_DB", "STATE_DIR", "WHOLE_DESTINATION_LOCK", "StateFolder"]
 
 STATE_DIR = ".nbia-audit"  # at the root of a copy
 STATE_DB = "state.db"  # the local state database (store.localstate)
 _STAT_MEMO = "stat-memo.json"  # a clean stat pass remembered (verify.memo)
-_FETCH_LOCK = "fetch.lock"  # flock'ed by a running fetch (fetch.placement)
-_WORK = "tmp"  # unverified downloads, emptied when a fetch starts (fetch.placement)
+WHOLE_DESTINATION_LOCK = "fetch"  # <name>.lock is flock'ed by a running fetch (fetch.placement)
+_WORK = "tmp"  # unverified downloads, one folder per run (fetch.placement)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,4 +34,11 @@ class StateFolder:
     def of(cls, root: Path) -> StateFolder:
         """The private folder of the copy at ``root`` (nothing is created)."""
         path = root / STATE_DIR
-        return cls(path, path / STATE_DB, path / _STAT_MEMO, path / _FETCH_LOCK, path / _WORK)
+        return cls(
+            path, path / STATE_DB, path / _STAT_MEMO, path / f"{WHOLE_DESTINATION_LOCK}.lock",
+            path / _WORK,
+        )  # fmt: skip
+
+    def lock(self, name: str) -> Path:
+        """The lock file a fetch holding ``name`` takes (``fetch``: the whole destination)."""
+        return self.path / f"{name}.lock"

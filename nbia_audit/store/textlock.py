@@ -664,3 +664,39 @@ def commit_lock(
     except (OSError, sqlite3.Error) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise StoreError(f"{lock_path}: cannot write the lock: {reason}") from exc
+
+
+def replace_database(
+    lock_path: Path, write_database: Callable[[Path], None], *, text_sha256: str
+) -> None:
+    """Replace the lock database beside ``lock_path`` with another form of the same content.
+
+    The text lock does not change. ``write_database(path)`` writes (and proves) the complete
+    new database at ``path``; it is renamed over the old one only when it returns, and only
+    if the text lock is still the one read (``text_sha256``). Interrupted, the old database
+    stays in force and the temporary file is removed by the next reader
+    (:func:`recover_interrupted`).
+
+    Raises:
+        ConcurrentLockWrite: another run wrote the lock after this one read it.
+        StoreError: the database cannot be written or renamed; the old one stays.
+    """
+    db_path = database_path(lock_path)
+    new_db = db_path.with_name(db_path.name + ".new")
+    try:
+        with _pair_guard(lock_path):
+            _recover(lock_path)
+            if _text_identity(lock_path) != text_sha256:
+                _refuse_concurrent(lock_path)
+            try:
+                write_database(new_db)
+                with open(new_db, "rb") as handle:
+                    os.fsync(handle.fileno())
+                os.replace(new_db, db_path)
+                _fsync_dir(lock_path.parent)
+            except BaseException:
+                new_db.unlink(missing_ok=True)
+                raise
+    except (OSError, sqlite3.Error) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise StoreError(f"{db_path}: cannot replace the lock database: {reason}") from exc

@@ -64,7 +64,7 @@ def _sample(run: Run, verdict: Verdict) -> dict[str, object]:
     pinned = plan.exp.has_pinned_images
     hash_only = any(not s.images_pinned for s in plan.exp.series.values())
     unit = "image" if not hash_only else ("series" if not pinned else "image or series")
-    population = len(plan.exp.images) + sum(
+    population = plan.exp.pinned_image_count() + sum(
         1 for s in plan.exp.series.values() if not s.images_pinned
     )
     checked, failures = verdict.sample_checked, verdict.sample_failures
@@ -72,7 +72,7 @@ def _sample(run: Run, verdict: Verdict) -> dict[str, object]:
         "sample_fraction": plan.fraction,
         "sample_seed": plan.seed,
         "sample_unit": unit,
-        "sample_size": len(plan.sample),
+        "sample_size": verdict.sample_size,
         "sample_checked": checked,
         "sample_failures": failures,
         "sample_upper_bound_95": round(upper_bound_95(checked, failures), 6),

@@ -11,14 +11,15 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 from nbia_audit.dicom.scan import truncation
 from nbia_audit.findings import Finding, FindingKind, SeriesState, SeriesStatus
 from nbia_audit.merkle import MATCHES, ArchiveMd5Check, check_archive_md5, series_hash
 from nbia_audit.verify.expectation import Expectation, ExpectedSeries
+from nbia_audit.verify.sampling import Sample
+from nbia_audit.verify.tally import Seen, Tally
 from nbia_audit.verify.words import CONTENT, FINGERPRINT, NONE, SAMPLE, STAT
 
 __all__ = ["HOW_MD5", "HOW_PRESENT", "HOW_STAT", "HOW_XXH3", "Seen", "Tally", "Verdict", "judge"]
@@ -27,41 +28,6 @@ HOW_MD5 = "md5"  # MD5 computed in this run
 HOW_XXH3 = "xxh3"  # xxh3-128 equal to the fingerprint of the file's last full pass
 HOW_STAT = "stat"  # stat key unchanged since the last full pass; not re-read
 HOW_PRESENT = "present"  # identified, not hashed (outside a --sample)
-
-
-class Seen(NamedTuple):
-    """A file that is (or claims to be) a locked image, and how its content is known."""
-
-    rel: str
-    sop: str
-    series: str
-    md5: str  # HOW_PRESENT: the MD5 recorded at the file's last pass, or ""
-    how: str
-    since: str = ""  # HOW_XXH3 / HOW_STAT: when the recorded MD5 was computed
-
-
-@dataclass(slots=True)
-class Tally:
-    """Everything the walk found, filled in by ``verify`` and read by :func:`judge`."""
-
-    first: dict[str, Seen] = field(default_factory=dict)  # SOP -> first copy found
-    extra: dict[str, list[Seen]] = field(default_factory=dict)  # SOP -> further copies
-    strays: list[Finding] = field(default_factory=list)  # unexpected / unreadable files
-    blocked_units: set[str] = field(default_factory=set)  # SOPs/series of unreadable files
-    unattributed_blocked: int = 0
-    complete: bool = True
-
-    def place(self, seen: Seen) -> None:
-        if seen.sop in self.first:
-            self.extra.setdefault(seen.sop, []).append(seen)
-        else:
-            self.first[seen.sop] = seen
-
-    def copies(self, sop: str) -> list[Seen]:
-        head = self.first.get(sop)
-        if head is None:
-            return []
-        return [head, *self.extra.get(sop, ())]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +40,7 @@ class Verdict:
     unprovable: int  # present images whose archive MD5 is NULL or malformed
     sample_checked: int  # sampled units hashed
     sample_failures: int  # of those, corrupt
+    sample_size: int = 0  # units in the sample (present or not)
 
 
 @dataclass(slots=True)
@@ -83,12 +50,17 @@ class _Acc:
 
     tally: Tally
     root: str
-    sample: frozenset[str] | None
+    sample: Sample | None
     findings: list[Finding] = field(default_factory=list)
     short_md5: int = 0
     unprovable: int = 0
     sample_checked: int = 0
     sample_failures: int = 0
+    sample_size: int = 0
+    # Read from the tally once: the units of unreadable files (in memory when few, which is
+    # the rule: they are problems), and what a missing image's finding says.
+    blocked: Container[str] = frozenset()
+    missing_note: str = ""
 
 
 @dataclass(slots=True)
@@ -162,35 +134,40 @@ def _bad_copy(root: str, series: str, sop: str, seen: Seen, archive: str | None)
     )
 
 
-def _judge_images(
-    s: ExpectedSeries, work: Iterable[tuple[str, str | None]], acc: _Acc
-) -> _Known:
+def _judge_images(s: ExpectedSeries, work: Iterable[tuple[str, str | None]], acc: _Acc) -> _Known:
     """Judge images (SOP, archive MD5) of one series; return how they are known."""
     known = _Known()
-    first, extra, sample = acc.tally.first, acc.tally.extra, acc.sample
+    sample = acc.sample
+    placed = acc.tally.copies_in_series(s.series_uid)  # this series' files only
     for sop, archive in work:
         known.count += 1
-        seen = first.get(sop)
-        if seen is not None and archive == seen.md5 and sop not in extra and sample is None:
+        copies = placed.get(sop, [])
+        if sample is None and len(copies) == 1 and archive == copies[0].md5:
             # The common case, kept lean: one copy, equal to a full lowercase pin.
-            known.add(seen)
+            known.add(copies[0])
             known.inputs.append(archive)
             continue
-        known.hashed_all &= _judge_image(s, sop, archive, acc, known)
+        known.hashed_all &= _judge_image(s, sop, archive, copies, acc, known)
     return known
 
 
 def _judge_image(
-    s: ExpectedSeries, sop: str, archive: str | None, acc: _Acc, known: _Known
+    s: ExpectedSeries,
+    sop: str,
+    archive: str | None,
+    copies: list[Seen],
+    acc: _Acc,
+    known: _Known,
 ) -> bool:
     """Judge one locked image in full, into ``acc`` and ``known``; return whether its
     content was hashed."""
-    tally, root, sample = acc.tally, acc.root, acc.sample
-    copies = tally.copies(sop)
+    root, sample = acc.root, acc.sample
+    drawn = sample is not None and sop in sample
+    acc.sample_size += drawn
     if not copies:
-        if sop not in tally.blocked_units:
+        if sop not in acc.blocked:
             acc.findings.append(
-                Finding(FindingKind.MISSING, s.series_uid, sop, "", _missing_note(tally))
+                Finding(FindingKind.MISSING, s.series_uid, sop, "", acc.missing_note)
             )
         return False
     if len(copies) > 1:
@@ -218,7 +195,7 @@ def _judge_image(
             acc.findings.append(_bad_copy(root, s.series_uid, sop, copy, archive))
         else:
             acc.unprovable += 1
-    if sample is not None and sop in sample and (good or bad):
+    if drawn and (good or bad):
         # Only the random draw counts: a new or changed file hashed outside it is judged,
         # but would bias the bound (verify.plan.Run.admit).
         acc.sample_checked += 1
@@ -230,13 +207,16 @@ def _judge_image(
     return good is not None or bad is not None
 
 
-def _missing_note(tally: Tally) -> str:
-    if tally.unattributed_blocked:
+def _missing_note(unattributed: int) -> str:
+    if unattributed:
         return (
-            f"not found in the copy; {tally.unattributed_blocked} file(s) could not be read "
+            f"not found in the copy; {unattributed} file(s) could not be read "
             "and it may be one of them"
         )
     return "not found in the copy"
+
+
+_BLOCKED_IN_MEMORY = 65_536  # more units of unreadable files than this stay in SQLite
 
 
 def _image_status(
@@ -280,7 +260,7 @@ def _series_copies(
     days: set[str] = set()
     hashed = 0
     for sop in sops:
-        copies = acc.tally.copies(sop)
+        copies = acc.tally.copies(sop)  # by relative path: the first is canonical
         if len(copies) > 1:
             paths = tuple(sorted(c.rel for c in copies))
             acc.findings.append(
@@ -303,12 +283,13 @@ def _series_copies(
 
 def _series_hash_status(s: ExpectedSeries, sops: list[str], acc: _Acc) -> SeriesStatus:
     """Judge a series the lock pins by its hash only (text lock, or a series-only lock)."""
-    tally, sample = acc.tally, acc.sample
+    sample = acc.sample
     before = len(acc.findings)
     hows, md5s, days, hashed = _series_copies(s, sops, acc)
     summary = _how_summary(hows, _since_range(days))
-    attributed = s.series_uid in tally.blocked_units
+    attributed = s.series_uid in acc.blocked
     in_sample = sample is None or s.series_uid in sample
+    acc.sample_size += sample is not None and in_sample
     known = len(md5s) == len(sops)
     padded = series_hash(md5s) if known else ""
     unpadded = series_hash((m.lstrip("0") or "0") for m in md5s) if known else ""
@@ -376,7 +357,7 @@ def _status(s: ExpectedSeries, acc: _Acc, before: int, detail: str, proof: str) 
     return SeriesStatus(s.series_uid, status, detail, s.collection, proof)
 
 
-def _unjudged(st: SeriesStatus, stray_series: set[str], blocked: set[str]) -> SeriesStatus:
+def _unjudged(st: SeriesStatus, stray_series: set[str], blocked: Container[str]) -> SeriesStatus:
     """A series with a finding of its own is a problem; one with files that could not be read
     (a folder that cannot be listed holds some of its images) is never ``ok``."""
     if st.series_uid in stray_series:
@@ -388,28 +369,31 @@ def _unjudged(st: SeriesStatus, stray_series: set[str], blocked: set[str]) -> Se
 
 
 def _work(exp: Expectation, uid: str) -> list[tuple[str, str | None]]:
-    images = exp.images
-    return [(sop, images[sop].archive_md5) for sop in exp.images_of.get(uid, ())]
+    return [(sop, image.archive_md5) for sop, image in exp.images_of(uid)]
 
 
-def judge(exp: Expectation, tally: Tally, root: str, sample: frozenset[str] | None) -> Verdict:
-    """Turn a finished walk into findings and one status per locked series."""
-    acc = _Acc(tally, root, sample)
-    by_series: dict[str, list[str]] = {}
-    if any(not s.images_pinned for s in exp.series.values()):
-        for sop, seen in tally.first.items():
-            if sop not in exp.images:
-                by_series.setdefault(seen.series, []).append(sop)
+def judge(exp: Expectation, tally: Tally, root: str, sample: Sample | None) -> Verdict:
+    """Turn a finished walk into findings and one status per locked series.
+
+    Series by series: only one series' locked images and placed files are held at a time.
+    """
+    blocked: Container[str] = tally.blocked_units
+    if len(tally.blocked_units) <= _BLOCKED_IN_MEMORY:
+        blocked = frozenset(tally.blocked_units)
+    acc = _Acc(tally, root, sample, blocked=blocked)
+    acc.missing_note = _missing_note(tally.unattributed_blocked)
     statuses: list[SeriesStatus] = []
     for uid, s in exp.series.items():
         if not s.images_pinned:
-            sops = by_series.get(uid, [])
+            # The images whose first copy (by path) claims this series; never a pinned one.
+            sops = [sop for sop in tally.images_first_seen_in(uid) if not exp.has_image(sop)]
             statuses.append(_series_hash_status(s, sops, acc))
         else:
             statuses.append(_image_status(s, _work(exp, uid), acc))
-    stray_series = {f.series_uid for f in tally.strays if f.series_uid}
-    statuses = [_unjudged(st, stray_series, tally.blocked_units) for st in statuses]
-    findings = tuple(sorted(acc.findings + tally.strays))
+    strays = list(tally.strays)  # one per problem file
+    stray_series = {f.series_uid for f in strays if f.series_uid}
+    statuses = [_unjudged(st, stray_series, blocked) for st in statuses]
+    findings = tuple(sorted(acc.findings + strays))
     return Verdict(
         findings,
         tuple(statuses),
@@ -417,4 +401,5 @@ def judge(exp: Expectation, tally: Tally, root: str, sample: frozenset[str] | No
         acc.unprovable,
         acc.sample_checked,
         acc.sample_failures,
+        acc.sample_size,
     )

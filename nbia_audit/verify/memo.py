@@ -15,8 +15,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import marshal
 import os
-from collections.abc import Iterable
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -24,12 +27,14 @@ import xxhash
 
 from nbia_audit.findings import AuditReport, SeriesStatus
 from nbia_audit.store.statefolder import StateFolder
-from nbia_audit.store.statkey import epoch_ns, racily_clean, stat_key
+from nbia_audit.store.statkey import StatKey, epoch_ns, racily_clean, stat_key
 from nbia_audit.store.textlock import database_path
 from nbia_audit.verify.walk import Blocked, FileEntry
 from nbia_audit.version import __version__
 
-__all__ = ["forget", "recall", "remember", "setting", "settled", "tree_stat_digest"]
+__all__ = [
+    "Survey", "forget", "recall", "remember", "setting", "settled", "tree_stat_digest",
+]  # fmt: skip
 
 
 def _path(root: Path) -> Path:
@@ -46,15 +51,18 @@ def setting(lock_path: Path, root_digest: str, ignore: tuple[str, ...]) -> str:
     return xxhash.xxh3_128_hexdigest(text.encode("utf-8"))
 
 
+def _digest_text(entry: FileEntry | Blocked) -> bytes:
+    if isinstance(entry, Blocked):
+        return f"B\0{entry.rel}\0{entry.detail}\n".encode(errors="surrogateescape")
+    text = f"F\0{entry.rel}\0{tuple(entry.key)}\n"
+    return text.encode(errors="surrogateescape")  # names that are not UTF-8
+
+
 def tree_stat_digest(entries: Iterable[FileEntry | Blocked]) -> str:
     """xxh3-128 over every entry's relative path and stat key (or why it is blocked)."""
     digest = xxhash.xxh3_128()
     for entry in entries:
-        if isinstance(entry, Blocked):
-            digest.update(f"B\0{entry.rel}\0{entry.detail}\n".encode(errors="surrogateescape"))
-        else:
-            text = f"F\0{entry.rel}\0{tuple(entry.key)}\n"
-            digest.update(text.encode(errors="surrogateescape"))  # names that are not UTF-8
+        digest.update(_digest_text(entry))
     return digest.hexdigest()
 
 
@@ -63,6 +71,60 @@ def settled(entries: Iterable[FileEntry | Blocked], started: datetime) -> bool:
     the same timestamp tick would leave its mtime, so its stat key, unchanged)."""
     taken = epoch_ns(started)
     return all(isinstance(e, Blocked) or not racily_clean(e.key.mtime_ns, taken) for e in entries)
+
+
+class Survey:
+    """One walk, digested as it goes and spilled to a private temporary file, not held.
+
+    A stat pass needs the walk twice: first its digest (does the memo hold?), then, when it
+    does not, every entry for the run. Keeping the walk in a list cost memory in proportion
+    to the tree (a million files, a few hundred MB); walking again would cost a second
+    listing of a shared file system. The spill is local scratch (``tempfile``), written and
+    read sequentially, and removed when the replay ends or :meth:`discard` is called.
+    """
+
+    def __init__(self, entries: Iterable[FileEntry | Blocked], started: datetime) -> None:
+        self._folder = Path(tempfile.mkdtemp(prefix="nbia-audit-walk-"))
+        digest = xxhash.xxh3_128()
+        taken = epoch_ns(started)
+        self.settled = True  # see settled()
+        try:
+            with open(self._folder / "walk", "wb") as out:
+                for entry in entries:
+                    digest.update(_digest_text(entry))
+                    if isinstance(entry, Blocked):
+                        record: tuple[str | int | bool, ...] = (
+                            entry.rel, entry.detail, entry.io_error, entry.directory,
+                        )  # fmt: skip
+                    else:
+                        record = (entry.rel, entry.path, *entry.key)
+                        if racily_clean(entry.key.mtime_ns, taken):
+                            self.settled = False
+                    marshal.dump(record, out)  # our own file, read back by replay() only
+        except BaseException:
+            self.discard()
+            raise
+        self.tree = digest.hexdigest()
+
+    def replay(self) -> Iterator[FileEntry | Blocked]:
+        """The entries, in walk order, once (the spill is removed when this ends)."""
+        try:
+            with open(self._folder / "walk", "rb") as spill:
+                while True:
+                    try:
+                        record = marshal.load(spill)
+                    except EOFError:
+                        return
+                    if len(record) == 4:
+                        yield Blocked(*record)
+                    else:
+                        key = tuple.__new__(StatKey, record[2:])
+                        yield tuple.__new__(FileEntry, (record[0], record[1], key))
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        shutil.rmtree(self._folder, ignore_errors=True)
 
 
 def recall(root: Path, key: str, tree: str) -> AuditReport | None:

@@ -26,7 +26,8 @@ from nbia_audit.store.localstate import LocalState
 from nbia_audit.verify.expectation import Expectation
 from nbia_audit.verify.judge import HOW_MD5, HOW_PRESENT, HOW_STAT, HOW_XXH3, Seen, Tally
 from nbia_audit.verify.read import Examined, Want, examine, recheck_xxh3
-from nbia_audit.verify.records import Racy, Rec, Row, load_records, write_records
+from nbia_audit.verify.records import Racy, Rec, Records, Row, load_records, write_records
+from nbia_audit.verify.sampling import Sample
 from nbia_audit.verify.sidecars import dicom_expected, has_dicom_marker, sidecar_of
 from nbia_audit.verify.walk import FileEntry
 
@@ -41,7 +42,7 @@ class Plan:
     """What this run does: level, sample, and the lock it checks against."""
 
     level: str
-    sample: frozenset[str] | None
+    sample: Sample | None  # units by a pure function of (seed, unit); None: every unit
     fraction: float | None
     seed: int | None
     stamp: str  # start of the run, ISO 8601 UTC to the microsecond: ``verified_at``
@@ -54,13 +55,20 @@ class Plan:
 
     def content_identity(self, md5: str) -> DicomIdentity | None:
         """The locked image whose archive MD5 is ``md5`` (runs on worker threads)."""
-        sop = self.exp.image_with_md5(md5)
-        if sop is None:
+        found = self.exp.identify_by_md5(md5)
+        if found is None:
             return None
-        return DicomIdentity(sop, self.exp.images[sop].series_uid, "", "")
+        return DicomIdentity(found[0], found[1], "", "")
 
     def in_sample(self, sop: str, series: str) -> bool:
-        return self.sample is None or sop in self.sample or series in self.sample
+        """Whether the image ``sop`` of ``series`` is drawn: its unit is the image, or the
+        whole series where the lock pins that series by its hash only."""
+        if self.sample is None:
+            return True
+        locked = self.exp.series.get(series)
+        if locked is not None and not locked.images_pinned:
+            return series in self.sample
+        return sop in self.sample
 
     def decide(self, identity: DicomIdentity | None) -> Want:
         """How much of a file to read once its header is known (runs on worker threads).
@@ -72,7 +80,7 @@ class Plan:
             # Not DICOM (or unreadable header): only its content MD5 can say which locked
             # image it is, and only a lock with per-image MD5s can answer.
             return Want.FULL if self.exp.has_pinned_images else Want.IDENTITY
-        if identity.sop_uid not in self.exp.images:
+        if not self.exp.has_image(identity.sop_uid):
             locked = self.exp.series.get(identity.series_uid)
             if locked is None or locked.images_pinned:
                 return Want.IDENTITY  # unexpected: reported, never hashed
@@ -92,20 +100,30 @@ def _storable(rel: str) -> bool:
 class Run:
     """The state of one run between the walk, the workers and the judge."""
 
-    def __init__(self, plan: Plan, root: str, state: LocalState | None, note: str) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        root: str,
+        state: LocalState | None,
+        note: str,
+        *,
+        tally: Tally | None = None,
+    ) -> None:
         self.plan = plan
         self.root = root
         self.state = state
         self.state_note = note
-        self._records = load_records(state, root)
-        self.tally = Tally()
+        self._records = load_records(state, root)  # read per file, never all at once
+        # What the walk found, in a SQLite file (a private temporary one unless the caller,
+        # a shard, chose where); the caller closes it.
+        self.tally = tally if tally is not None else Tally()
         self.counts: Counter[str] = Counter()
         self.stat_days: set[str] = set()  # days the stat-trusted files were verified
         self.xxh3_days: set[str] = set()  # days the xxh3-proven files were verified
         self.files = 0
         self.unchanged_stat = 0
         self.pending: list[Row] = []
-        self.seen_paths: set[str] = set()
+        self.seen_paths = self._records  # .add(rel): to a TEMP table, for finish_state
         self.walk_complete = True
         self.ignored: tuple[str, ...] = ()  # --ignore patterns, for the report
         # The lock pair and its spec when they live in the copy: sidecars of nbia-audit's own,
@@ -115,12 +133,12 @@ class Run:
 
     # -- records --------------------------------------------------------------------------
 
-    def records(self) -> dict[str, Rec]:
-        """Every record of the copy's local state, by relative path."""
+    def records(self) -> Records:
+        """The copy's local-state records (queried, never held: ``len()`` counts them)."""
         return self._records
 
     def record(self, rel: str) -> Rec | None:
-        """The record of one file, if the local state has one."""
+        """The record of one file, if the local state has one (a point query)."""
         return self._records.get(rel)
 
     # -- deciding -------------------------------------------------------------------------
@@ -161,7 +179,7 @@ class Run:
         """Take a file whose stat key is unchanged since its last pass as its record says."""
         self.unchanged_stat += 1
         self.stat_days.add(rec.verified_at[:10])
-        image = self.plan.exp.images.get(rec.sop)
+        image = self.plan.exp.image(rec.sop)
         if image is not None:  # the common case, placed directly
             self.tally.place(
                 Seen(rel, rec.sop, image.series_uid, rec.md5, HOW_STAT, rec.verified_at)
@@ -212,13 +230,17 @@ class Run:
         """
         rel, sop, series, md5, how, since = seen
         exp = self.plan.exp
+        pinned_in: str | None = None  # the locked series of the image, when it is pinned
         if not sop and md5:
-            sop = exp.image_with_md5(md5) or ""  # a header we cannot read: match by content
+            # A header we cannot read: match by content (which names the image's series too).
+            sop, pinned_in = exp.identify_by_md5(md5) or ("", None)
         if sop:
-            image = exp.images.get(sop)
-            locked = exp.series.get(image.series_uid if image else series)
-            if image is not None or (locked is not None and not locked.images_pinned):
-                series = image.series_uid if image else series
+            if pinned_in is None:
+                image = exp.image(sop)
+                pinned_in = image.series_uid if image is not None else None
+            locked = exp.series.get(pinned_in or series)
+            if pinned_in is not None or (locked is not None and not locked.images_pinned):
+                series = pinned_in or series
                 if how == HOW_PRESENT:
                     self.counts["present_only"] += 1
                 self.tally.place(Seen(rel, sop, series, md5, how, since))
@@ -259,7 +281,7 @@ class Run:
         rec = self.record(rel)
         sop = rec.sop if rec else ""
         series = rec.series if rec else ""
-        image = self.plan.exp.images.get(sop) if sop else None
+        image = self.plan.exp.image(sop) if sop else None
         if image is not None:
             series = image.series_uid
         if sop:
@@ -275,7 +297,7 @@ class Run:
         if rec is None or not rec.sop:
             return None
         exp = self.plan.exp
-        image = exp.images.get(rec.sop)
+        image = exp.image(rec.sop)
         if image is not None:
             return rec.sop, image.series_uid
         locked = exp.series.get(rec.series)
@@ -286,16 +308,16 @@ class Run:
     def _attribute_directory(self, rel: str) -> str:
         # The images the state saw below an unlistable directory are not "missing": they
         # may well be there. Say how many, and keep them out of the missing list.
-        prefix = rel + "/"
-        held = [r for p, r in self.records().items() if p.startswith(prefix) and r.sop]
+        held = 0
         images = self.plan.exp.images
-        for rec in held:
-            image = images.get(rec.sop)
-            self.tally.blocked_units.update((rec.sop, image.series_uid if image else rec.series))
+        for sop, series in self._records.images_below(rel):
+            image = images.get(sop)
+            self.tally.blocked_units.update((sop, image.series_uid if image else series))
+            held += 1
         if not held:
             self.tally.unattributed_blocked += 1
             return ""
-        return f" ({len(held)} images were below it when last verified)"
+        return f" ({held} images were below it when last verified)"
 
     # -- the local state ------------------------------------------------------------------
 
@@ -307,7 +329,7 @@ class Run:
         k = found.key
         lock_root = self.plan.exp.header.root_digest
         self.pending.append(
-            (rel, seen.sop, seen.series, k.device, k.inode, k.size, k.mtime_ns, k.ctime_ns,
+            (rel, seen.sop, seen.series, k.fs, k.inode, k.size, k.mtime_ns, k.ctime_ns,
              seen.md5, found.xxh3, seen.since, self.plan.stamp, lock_root)
         )  # fmt: skip
         if len(self.pending) >= _FLUSH_EVERY:
@@ -323,7 +345,7 @@ class Run:
         """Write what is pending; forget files that are gone (only after a complete walk)."""
         self._flush()
         if self.state is not None and self.walk_complete:
-            gone = [p for p in self._records if p not in self.seen_paths]
+            gone = self._records.forget_unseen()  # in SQL, against the paths seen
             if gone:
-                self.state.forget(gone)
-                self.counts["forgotten"] = len(gone)
+                self.counts["forgotten"] = gone
+        self._records.close()

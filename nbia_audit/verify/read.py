@@ -80,7 +80,7 @@ def _open(path: str) -> tuple[int, StatKey]:
     except BaseException:
         os.close(fd)
         raise
-    return fd, key_of(st)
+    return fd, key_of(st, fd)
 
 
 def _fill(fd: int, view: memoryview) -> int:
@@ -108,7 +108,7 @@ def _identify(path: str, head: memoryview) -> tuple[DicomIdentity | None, str]:
 
 
 def _stable(fd: int, before: StatKey) -> bool:
-    after = key_of(os.fstat(fd))
+    after = key_of(os.fstat(fd), fd)
     return (after.size, after.mtime_ns, after.ctime_ns) == (
         before.size,
         before.mtime_ns,

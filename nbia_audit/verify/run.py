@@ -38,7 +38,7 @@ from nbia_audit.verify.facts import build_facts
 from nbia_audit.verify.judge import judge
 from nbia_audit.verify.plan import LEVELS, Plan, Run
 from nbia_audit.verify.pool import read_all
-from nbia_audit.verify.sampling import choose_sample, new_seed
+from nbia_audit.verify.sampling import Sample, new_seed
 from nbia_audit.verify.walk import Blocked, FileEntry, walk
 from nbia_audit.verify.words import STAT, weakest
 
@@ -77,20 +77,45 @@ def verify_copy(
     lock_path, root = Path(lock_path), Path(root)
     clock = now or _utc_now
     started = clock()
-    exp = load_expectation(lock_path)
+    # The expectation's images and the run's tally live in private temporary SQLite files:
+    # closed (and removed) however the run ends.
+    with load_expectation(lock_path) as exp:
+        return _verify(
+            exp, lock_path, root, started, clock, level=level, sample=sample, seed=seed,
+            workers=workers, ignore=ignore, on_progress=on_progress,
+        )  # fmt: skip
+
+
+def _verify(
+    exp: Expectation,
+    lock_path: Path,
+    root: Path,
+    started: datetime,
+    clock: Callable[[], datetime],
+    *,
+    level: str = "full",
+    sample: float | None = None,
+    seed: int | None = None,
+    workers: int | None = None,
+    ignore: Iterable[str] = (),
+    on_progress: ProgressCallback | None = None,
+) -> AuditReport:
     root_text = _check_root(root)
     own_files, patterns = _own_files(lock_path, root), tuple(ignore)
     items: Iterable[FileEntry | Blocked]
+    survey: memo.Survey | None = None
     # A memo of a clean pass speaks for the lock pair it was made with; never for a pair
     # whose database no longer proves itself.
     if level == "stat" and sample is None and not exp.database_rejected:
-        # The walk is the one unavoidable cost; an unchanged tree needs nothing else.
-        items = list(walk(root_text, ignore=patterns))
+        # The walk is the one unavoidable cost; an unchanged tree needs nothing else. It is
+        # digested as it streams to a scratch file, replayed only when the memo misses.
+        survey = memo.Survey(walk(root_text, ignore=patterns), started)
         memo_key = memo.setting(lock_path, exp.header.root_digest, patterns)
-        tree = memo.tree_stat_digest(items)
-        remembered = memo.recall(root, memo_key, tree)
+        remembered = memo.recall(root, memo_key, survey.tree)
         if remembered is not None:
+            survey.discard()
             return _from_memo(remembered, _iso(started), _iso(clock()))
+        items = survey.replay()
     else:
         memo.forget(root)  # this pass changes the records a stat pass relies on
         items = walk(root_text, ignore=patterns)
@@ -98,11 +123,15 @@ def verify_copy(
     state, state_note = _open_state(root)
     try:
         run = Run(plan, root_text, state, state_note)
-        run.ignored = patterns
-        run.own_files = own_files
-        read_all(run, items, workers, on_progress)
-        verdict = judge(exp, run.tally, root_text, plan.sample)
-        run.finish_state()
+        try:
+            run.ignored = patterns
+            run.own_files = own_files
+            read_all(run, items, workers, on_progress)
+            verdict = judge(exp, run.tally, root_text, plan.sample)
+            complete = run.tally.complete
+            run.finish_state()
+        finally:
+            run.tally.close()
     finally:
         if state is not None:
             state.close()
@@ -116,14 +145,14 @@ def verify_copy(
         findings=_lock_findings(exp) + verdict.findings,
         series=verdict.series,
         # An image that nothing can prove (no usable archive MD5) leaves the check incomplete.
-        complete=run.tally.complete and not verdict.unprovable,
+        complete=complete and not verdict.unprovable,
         facts=build_facts(run, verdict, str(root), workers or os.cpu_count() or 1),
         proof=weakest(s.proof for s in verdict.series),
         proven_on=_day_range(run.stat_days | run.xxh3_days),
     )
-    if level == "stat" and sample is None and not exp.database_rejected:
-        if memo.settled(items, started):
-            memo.remember(root, memo_key, tree, report)
+    if survey is not None:
+        if survey.settled:
+            memo.remember(root, memo_key, survey.tree, report)
         else:
             memo.forget(root)  # a file written just now may change again unseen
     return report
@@ -174,7 +203,7 @@ def _plan(
         seed = new_seed()
     return Plan(
         level=level,
-        sample=_sample_units(exp, sample, seed) if sample is not None else None,
+        sample=Sample(sample, seed or 0) if sample is not None else None,
         fraction=sample,
         seed=seed if sample is not None else None,
         # To the microsecond: the racily-clean rule compares it with mtimes.
@@ -234,10 +263,3 @@ def _own_files(lock_path: Path, root: Path) -> frozenset[str]:
     parent = lock_rel.parent
     names = [lock_rel.name, lock_rel.name + ".db", lock_rel.stem + ".yaml", lock_rel.stem + ".yml"]
     return frozenset((parent / n).as_posix().removeprefix("./") for n in names)
-
-
-def _sample_units(exp: Expectation, fraction: float, seed: int | None) -> frozenset[str]:
-    # Images where the lock pins them; whole series where it pins only the series hash.
-    units = list(exp.images)
-    units += [uid for uid, s in exp.series.items() if not s.images_pinned]
-    return choose_sample(units, fraction, seed or 0)

@@ -4,20 +4,28 @@
 check a large copy in minutes and still say something exact: with ``f`` corrupt images in
 a random sample of ``n``, the corrupt fraction of the whole is below the one-sided 95%
 Clopper-Pearson upper bound (``1 - 0.05 ** (1 / n)`` when ``f == 0``, about ``3 / n``: the
-rule of three). The bound treats the draw as with replacement, which overstates it slightly
-for a sample without replacement: it is conservative.
+rule of three).
+
+Each unit is in the sample when a keyed hash of (seed, unit) falls below the fraction
+(:func:`in_sample`): a Bernoulli sample, decided unit by unit with nothing held in memory,
+the same in every process. Given its size ``n``, such a sample is a uniformly random subset
+of ``n`` units (the hash stands for a random function of the seed, which is drawn after the
+copy exists), so the bound applies to it as it did to a drawn subset of fixed size. The
+bound treats the draw as with replacement, which overstates it slightly for a sample without
+replacement: it is conservative.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-import random
 import secrets
-from collections.abc import Iterable
+from dataclasses import dataclass
 
-__all__ = ["choose_sample", "new_seed", "sample_statement", "upper_bound_95"]
+__all__ = ["Sample", "in_sample", "new_seed", "sample_statement", "upper_bound_95"]
 
 _ALPHA = 0.05
+_SPAN = 2**64  # the keyed hash's range: 8 bytes
 
 
 def new_seed() -> int:
@@ -25,21 +33,30 @@ def new_seed() -> int:
     return secrets.randbelow(2**31)
 
 
-def sample_size(population: int, fraction: float) -> int:
-    """How many of ``population`` units a fraction asks for: at least one, at most all."""
-    if population <= 0:
-        return 0
-    return min(population, max(1, math.ceil(fraction * population)))
+def in_sample(unit: str, fraction: float, seed: int) -> bool:
+    """Whether ``unit`` (a SOPInstanceUID, or a series UID) is in the sample of ``seed``.
 
-
-def choose_sample(units: Iterable[str], fraction: float, seed: int) -> frozenset[str]:
-    """Pick ``ceil(fraction * len(units))`` units at random, the same ones for the same seed.
-
-    The units are sorted first, so the choice depends only on the set, the fraction and
-    the seed, never on the order the caller found them in.
+    A pure function of (seed, unit): a keyed hash (BLAKE2b of the seed and the unit) read
+    as a number in [0, 1), below ``fraction``. Every unit is drawn independently with
+    probability ``fraction`` (a Bernoulli sample), so any process, shard or thread decides
+    alone and the same way, nothing has to hold the list of drawn units, and the sample's
+    size is random (about ``fraction`` of the units; it may be zero for a tiny lock).
     """
-    ordered = sorted(set(units))
-    return frozenset(random.Random(seed).sample(ordered, sample_size(len(ordered), fraction)))
+    digest = hashlib.blake2b(
+        f"{seed}\0{unit}".encode("utf-8", "surrogatepass"), digest_size=8
+    ).digest()
+    return int.from_bytes(digest, "big") < fraction * _SPAN
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """The units of one seeded sample: ``unit in sample`` is :func:`in_sample`."""
+
+    fraction: float
+    seed: int
+
+    def __contains__(self, unit: object) -> bool:
+        return isinstance(unit, str) and in_sample(unit, self.fraction, self.seed)
 
 
 def _log_binom_cdf(failures: int, n: int, p: float) -> float:

@@ -20,7 +20,7 @@ from operator import attrgetter
 from typing import NamedTuple
 
 from nbia_audit.store.statefolder import STATE_DIR
-from nbia_audit.store.statkey import StatKey, key_of
+from nbia_audit.store.statkey import StatKey, fs_identity, fs_lookup, key_of
 
 __all__ = ["Blocked", "FileEntry", "walk"]
 
@@ -79,7 +79,7 @@ def _classify(entry: os.DirEntry[str], rel: str) -> FileEntry | Blocked | None:
         what = "symbolic link cannot be followed" if link else "cannot be examined"
         return Blocked(rel, f"{what}: {exc.strerror}", True)
     if stat.S_ISREG(st.st_mode):
-        return FileEntry(rel, entry.path, key_of(st))
+        return FileEntry(rel, entry.path, key_of(st, entry.path))
     if not link:
         return Blocked(rel, _kind(st.st_mode), False)
     if stat.S_ISDIR(st.st_mode):
@@ -100,6 +100,7 @@ def walk(
         OSError: ``root`` itself cannot be listed.
     """
     pending: list[tuple[str, str]] = [(root, "")]
+    fs_get = fs_lookup()  # st_dev -> the file system's identity (store.statkey)
     first = True
     while pending:
         directory, prefix = pending.pop()
@@ -124,10 +125,10 @@ def walk(
                 except OSError:
                     pass  # vanished or unreadable: _classify says which
                 else:  # tuple.__new__: half the cost of the NamedTuple constructors
-                    key = _new(
-                        StatKey,
-                        (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns),
-                    )
+                    fs = fs_get(st.st_dev)
+                    if fs is None:  # the first file of a mount: statvfs once
+                        fs = fs_identity(st.st_dev, entry.path)
+                    key = _new(StatKey, (fs, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
                     yield _new(FileEntry, (rel, entry.path, key))
                     continue
             found = _classify(entry, rel)

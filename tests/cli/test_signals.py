@@ -71,6 +71,7 @@ def verb_args(verb: str, tmp_path: Path) -> list[str]:
         "drift": ["drift", str(lock)],
         "report": ["report", str(lock)],
         "demo": ["demo", "--dir", str(tmp_path / "demo")],
+        "migrate": ["migrate", str(lock)],
     }[verb]
 
 

@@ -80,3 +80,55 @@ def test_a_half_made_state_database_is_completed_not_refused(tmp_path: Path) -> 
     conn.close()
     with LocalState(tmp_path) as state:
         assert list(state.records()) == []
+
+
+def test_the_state_database_uses_a_rollback_journal_and_converts_a_wal_one(
+    tmp_path: Path,
+) -> None:
+    """WAL needs a shared-memory index that NFS, Lustre and GPFS clients cannot share: the
+    state database keeps a rollback journal, and one an older release left in WAL mode is
+    converted when it is opened."""
+    folder = tmp_path / ".nbia-audit"
+    folder.mkdir()
+    old = sqlite3.connect(folder / "state.db")
+    assert old.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal"
+    old.close()
+    with LocalState(tmp_path) as state:
+        state.upsert([record("a.dcm")])
+        assert state.db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        assert not (folder / "state.db-wal").exists()
+    conn = sqlite3.connect(folder / "state.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    conn.close()
+
+
+def test_a_state_database_of_format_1_is_migrated_and_its_records_hashed_once(
+    tmp_path: Path,
+) -> None:
+    """Format 1 keyed records by st_dev ("device"); format 2 by the file system's identity
+    (fs_id). A format-1 record has none, so it is never trusted (fs -1): re-hashed once."""
+    import sqlite_utils
+
+    from nbia_audit.store.localstate import m001_files, state_migrations
+
+    (tmp_path / ".nbia-audit").mkdir()
+    conn = sqlite3.connect(tmp_path / ".nbia-audit" / "state.db")
+    db = sqlite_utils.Database(conn)
+    state_migrations.ensure_migrations_table(db)
+    m001_files(db)
+    db["_sqlite_migrations"].insert(
+        {"migration_set": "nbia-audit-state", "name": "m001_files", "applied_at": "2026-01-01"}
+    )
+    conn.execute(
+        "INSERT INTO files (path, sop_uid, series_uid, device, inode, size, mtime_ns, ctime_ns,"
+        " md5, xxh3_128, verified_at, checked_at, lock_root)"
+        " VALUES ('a.dcm', '1.2.3', '1.2', 65024, 2, 3, 4, 5, ?, '', 't', 't', 'sha256:x')",
+        ("a" * 32,),
+    )
+    conn.commit()
+    conn.close()
+    with LocalState(tmp_path) as state:
+        old = state.get("a.dcm")
+        assert old is not None and old.fs_id == -1 and old.md5 == "a" * 32
+        state.upsert([record("b.dcm")])
+        assert [r.fs_id for r in state.records()] == [-1, 1]

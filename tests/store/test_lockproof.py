@@ -39,13 +39,15 @@ def emu() -> Iterator[Emulator]:
         yield running
 
 
-def _lock(emu: Emulator, workdir: Path, collections: list[str]) -> Path:
+def _lock(
+    emu: Emulator, workdir: Path, collections: list[str], *, series_only: bool = False
+) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     select = "".join(f"  - collection: {c}\n" for c in collections)
     spec = workdir / "dataset.yaml"
     spec.write_text(f"name: t\nserver: {emu.base_url}\nselect:\n{select}", encoding="utf-8")
     with client_for(emu) as client:
-        return lock_dataset(spec, ArchiveView(client)).lock_path
+        return lock_dataset(spec, ArchiveView(client), series_only=series_only).lock_path
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +91,13 @@ def sql(lock: Path, statement: str, *args: object) -> None:
 def first_image(lock: Path) -> tuple[str, str]:
     conn = sqlite3.connect(database_path(lock))
     try:
-        row = conn.execute("SELECT sop_uid, series_uid FROM images ORDER BY sop_uid").fetchone()
+        layout1 = "series_key" not in {r[1] for r in conn.execute("PRAGMA table_info(images)")}
+        row = conn.execute(
+            "SELECT sop_uid, series_uid FROM images ORDER BY sop_uid"
+            if layout1
+            else "SELECT sop_uid, series_uid FROM images JOIN series USING (series_key)"
+            " ORDER BY sop_uid"
+        ).fetchone()
     finally:
         conn.close()
     return str(row[0]), str(row[1])
@@ -108,8 +116,13 @@ def _series_lines(text: str) -> list[str]:
 
 Edit = Callable[[Path, Path], None]  # (the lock to edit, another lock's path)
 
+KEY_OF = "(SELECT series_key FROM series WHERE series_uid = ?)"  # a series' number (layout 2)
+
 EDITS: dict[str, Edit] = {
     "db: one image's archive MD5": lambda lock, _o: sql(
+        lock, "UPDATE images SET archive_md5 = ? WHERE sop_uid = ?", bytes(16), first_image(lock)[0]
+    ),
+    "db: one image's archive MD5 as text": lambda lock, _o: sql(
         lock, "UPDATE images SET archive_md5 = ? WHERE sop_uid = ?", "0" * 32, first_image(lock)[0]
     ),
     "db: one image's archive MD5 set to NULL": lambda lock, _o: sql(
@@ -140,15 +153,26 @@ EDITS: dict[str, Edit] = {
     ),
     "db: an image row added": lambda lock, _o: sql(
         lock,
-        "INSERT INTO images (sop_uid, series_uid, archive_md5, size) VALUES (?, ?, ?, 10)",
-        "1.2.3.999",
+        f"INSERT INTO images (series_key, sop_uid, archive_md5, size) VALUES ({KEY_OF}, ?, ?, 10)",
         first_image(lock)[1],
-        "a" * 32,
+        "1.2.3.999",
+        bytes.fromhex("a" * 32),
     ),
     "db: an image moved to another series": lambda lock, _o: sql(
         lock,
-        "UPDATE images SET series_uid = (SELECT max(series_uid) FROM series) WHERE sop_uid = ?",
+        "UPDATE images SET series_key = (SELECT series_key FROM series WHERE series_uid ="
+        " (SELECT max(series_uid) FROM series)) WHERE sop_uid = ?",
         first_image(lock)[0],
+    ),
+    "db: a series renumbered away from its images": lambda lock, _o: sql(
+        lock, "UPDATE series SET series_key = 9999 WHERE series_uid = ?", first_image(lock)[1]
+    ),
+    "db: an image renamed to a SOP UID another series pins": lambda lock, _o: sql(
+        lock,
+        "UPDATE images SET sop_uid = ? WHERE sop_uid = (SELECT min(sop_uid) FROM images"
+        f" WHERE series_key != {KEY_OF})",
+        first_image(lock)[0],
+        first_image(lock)[1],
     ),
     "db: a series marked as pinned by hash only": lambda lock, _o: sql(
         lock, "UPDATE series SET images_pinned = 0 WHERE series_uid = ?", first_image(lock)[1]
@@ -201,7 +225,7 @@ def _behind_view(lock: Path) -> None:
 
 def _delete_series(lock: Path) -> None:
     series = first_image(lock)[1]
-    sql(lock, "DELETE FROM images WHERE series_uid = ?", series)
+    sql(lock, f"DELETE FROM images WHERE series_key = {KEY_OF}", series)
     sql(lock, "DELETE FROM series WHERE series_uid = ?", series)
 
 
@@ -257,6 +281,111 @@ def test_no_single_edit_of_a_lock_pair_reads_clean(
     assert not [p for p in dest.rglob("*.dcm")] if dest.exists() else True
 
 
+# The edits of the images table in layout 1 (nbia-audit's databases before layout 2), whose
+# images name their series by UID; every other edit above is the same SQL in both layouts.
+LAYOUT1_IMAGE_EDITS: dict[str, Edit] = {
+    "db: one image's archive MD5": lambda lock, _o: sql(
+        lock, "UPDATE images SET archive_md5 = ? WHERE sop_uid = ?", "0" * 32, first_image(lock)[0]
+    ),
+    "db: a series row deleted": lambda lock, _o: _delete_series_layout1(lock),
+    "db: an image row added": lambda lock, _o: sql(
+        lock,
+        "INSERT INTO images (sop_uid, series_uid, archive_md5, size) VALUES (?, ?, ?, 10)",
+        "1.2.3.999",
+        first_image(lock)[1],
+        "a" * 32,
+    ),
+    "db: an image moved to another series": lambda lock, _o: sql(
+        lock,
+        "UPDATE images SET series_uid = (SELECT max(series_uid) FROM series) WHERE sop_uid = ?",
+        first_image(lock)[0],
+    ),
+}
+
+
+def _delete_series_layout1(lock: Path) -> None:
+    series = first_image(lock)[1]
+    sql(lock, "DELETE FROM images WHERE series_uid = ?", series)
+    sql(lock, "DELETE FROM series WHERE series_uid = ?", series)
+
+
+LAYOUT2_ONLY = {
+    "db: one image's archive MD5 as text",  # layout 1 holds every MD5 as text
+    "db: a series renumbered away from its images",  # layout 1 has no numbers
+    "db: an image renamed to a SOP UID another series pins",  # layout 1's key forbids it
+}
+
+
+@pytest.mark.parametrize("case", sorted(c for c in EDITS if c.startswith("db")))
+def test_no_database_edit_of_a_layout_1_pair_reads_clean(
+    case: str, original: Path, other: Path, copy: Path, tmp_path: Path
+) -> None:
+    """The databases nbia-audit wrote before layout 2 are proven as firmly."""
+    from tests.support.layout1 import rewrite_as_layout1
+
+    lock = pair_in(original, tmp_path / "pair")
+    rewrite_as_layout1(lock)
+    assert read_lock(lock).database_layout == 1
+    if case in LAYOUT2_ONLY:
+        return
+    LAYOUT1_IMAGE_EDITS.get(case, EDITS[case])(lock, other)
+    with pytest.raises(StoreError):
+        read_lock(lock)
+    result = run_cli("verify", str(lock), str(copy), "--level", "stat", "--format", "json")
+    assert result.exit_code in (1, 3) and '"clean": true' not in result.output, case
+
+
+def test_a_layout_1_pair_serves_every_verb_and_migrates(
+    original: Path, copy: Path, tmp_path: Path
+) -> None:
+    from tests.support.layout1 import layout_migrations, rewrite_as_layout1
+
+    lock = pair_in(original, tmp_path / "pair")
+    images = {u: v for u, v in read_lock(lock).images.items()}
+    rewrite_as_layout1(lock)
+    assert layout_migrations(database_path(lock)) == {"m001_initial"}
+    assert dict(read_lock(lock).images.items()) == images
+    for level in ("stat", "quick", "full"):
+        result = run_cli("verify", str(lock), str(copy), "--level", level, "--format", "json")
+        assert result.exit_code == 0 and json.loads(result.output)["clean"], result.output
+    assert run_cli("report", str(lock), "--verify", str(copy)).exit_code == 0
+    assert run_cli("drift", str(lock), "-q").exit_code == 0
+    assert run_cli("lock", "--check", "--offline", lock.with_name("dataset.yaml")).exit_code == 0
+    dest = tmp_path / "fetched"
+    assert run_cli("fetch", str(lock), "--dest", str(dest), "-q").exit_code == 0
+    assert run_cli("verify", str(lock), str(dest), "-q").exit_code == 0
+    assert layout_migrations(database_path(lock)) == {"m001_initial"}  # read, never changed
+
+    assert run_cli("migrate", str(lock)).exit_code == 0
+    assert layout_migrations(database_path(lock)) == {"m001_initial", "m002_compact"}
+    assert dict(read_lock(lock).images.items()) == images
+    assert run_cli("verify", str(lock), str(copy), "--level", "full", "-q").exit_code == 0
+
+
+@pytest.mark.parametrize("layout", [1, 2])
+def test_fetch_fills_the_images_of_a_series_only_lock_in_either_layout(
+    emu: Emulator, original: Path, tmp_path: Path, layout: int
+) -> None:
+    from tests.support.layout1 import layout_migrations, rewrite_as_layout1
+
+    collections = sorted(c.name for c in emu.corpus.collections)
+    lock = _lock(emu, tmp_path / "series-only", collections, series_only=True)
+    if layout == 1:
+        rewrite_as_layout1(lock)
+    applied = layout_migrations(database_path(lock))
+    assert read_lock(lock).image_count == 0
+    dest = tmp_path / "fetched"
+    assert run_cli("fetch", str(lock), "--dest", str(dest), "-q").exit_code == 0
+    filled = read_lock(lock)
+    assert filled.database_layout == layout and layout_migrations(database_path(lock)) == applied
+
+    def pins(lock: Path) -> dict[str, list[tuple[str, str | None]]]:
+        images = read_lock(lock).images.items()
+        return {u: [(i.sop_uid, i.archive_md5) for i in v] for u, v in images}
+
+    assert pins(lock) == pins(original)  # the sizes fetch adds are not pinned by the lock
+
+
 def test_the_issue_case_appended_bytes_with_a_matching_database_md5(
     original: Path, copy: Path, tmp_path: Path
 ) -> None:
@@ -275,10 +404,14 @@ def test_the_issue_case_appended_bytes_with_a_matching_database_md5(
         target = next(
             s
             for s in sops
-            if conn.execute("SELECT archive_md5 FROM images WHERE sop_uid = ?", (s,)).fetchone()[0]
+            if conn.execute(
+                "SELECT lower(hex(archive_md5)) FROM images WHERE sop_uid = ?", (s,)
+            ).fetchone()[0]
             not in digests
         )
-        conn.execute("UPDATE images SET archive_md5 = ? WHERE sop_uid = ?", (new_md5, target))
+        conn.execute(
+            "UPDATE images SET archive_md5 = ? WHERE sop_uid = ?", (bytes.fromhex(new_md5), target)
+        )
     conn.close()
     for level in ("full", "quick", "stat"):
         result = run_cli("verify", str(lock), str(data), "--level", level, "--format", "json")
@@ -318,6 +451,8 @@ def test_a_series_row_the_text_lock_does_not_pin_is_named(original: Path, tmp_pa
         names = [d[0] for d in cursor.description]
         row = dict(zip(names, cursor.fetchone(), strict=True))
         row["series_uid"] = "1.2.3.999"
+        del row["series_key"]  # numbered afresh
+        names.remove("series_key")
         columns, marks = ", ".join(names), ", ".join("?" * len(names))
         conn.execute(f"INSERT INTO series ({columns}) VALUES ({marks})", list(row.values()))
     conn.close()
@@ -335,7 +470,7 @@ def test_an_image_md5_and_its_series_hash_edited_together_are_caught(
     sop, series = first_image(lock)
     sql(lock, "UPDATE images SET archive_md5 = ? WHERE sop_uid = ?", "0" * 32, sop)
     conn = sqlite3.connect(database_path(lock))
-    query = "SELECT archive_md5 FROM images WHERE series_uid = ?"
+    query = "SELECT archive_md5 FROM images_readable WHERE series_uid = ?"
     md5s = [r[0] for r in conn.execute(query, (series,))]
     conn.close()
     sql(lock, "UPDATE series SET series_hash = ? WHERE series_uid = ?", series_hash(md5s), series)

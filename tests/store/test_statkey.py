@@ -55,7 +55,23 @@ def test_the_walk_the_reader_and_fetch_records_share_one_stat_key(tmp_path: Path
     assert got is not None and got.stat == entry.key
 
 
-def test_same_file_is_device_and_inode_only() -> None:
+def test_the_key_names_the_file_system_by_its_identity_not_its_device(tmp_path: Path) -> None:
+    """statvfs's f_fsid is the same on every client of a shared file system; st_dev is one
+    client's own number for the mount. (On this machine the two differ, so a key of
+    st_dev fails here.) SQLite keeps signed 64-bit integers: the id is stored as such."""
+    image = tmp_path / "a.dcm"
+    image.write_bytes(b"x")
+    fsid = os.statvfs(image).f_fsid
+    signed = fsid - (1 << 64) if fsid >= 1 << 63 else fsid
+    key = stat_key(image)
+    assert key.fs == signed and -(1 << 63) <= key.fs < 1 << 63
+    assert key[1:] == (image.stat().st_ino, 1, image.stat().st_mtime_ns, image.stat().st_ctime_ns)
+    link = tmp_path / "link"
+    link.symlink_to("/proc/self")  # a link's own key: the file system of its folder
+    assert stat_key(link).fs == key.fs
+
+
+def test_same_file_is_file_system_and_inode_only() -> None:
     key = StatKey(1, 2, 3, 4, 5)
     assert key.same_file(StatKey(1, 2, 9, 9, 9))
     assert not key.same_file(StatKey(1, 3, 3, 4, 5))

@@ -139,7 +139,7 @@ def test_quick_catches_silent_bit_rot_that_stat_cannot(copy: Path, lock: Path) -
             [
                 dataclasses.replace(
                     old,
-                    device=key.device,
+                    fs_id=key.fs,
                     inode=key.inode,
                     size=key.size,
                     mtime_ns=key.mtime_ns,

@@ -12,9 +12,10 @@ import pytest
 
 from nbia_audit.emulator import CorpusSpec, Emulator
 from nbia_audit.store.localstate import LocalState, stat_key
+from nbia_audit.store.reader import read_lock
 from nbia_audit.verify.expectation import load_expectation
 from nbia_audit.verify.run import verify_copy
-from nbia_audit.verify.sampling import choose_sample, upper_bound_95
+from nbia_audit.verify.sampling import in_sample, upper_bound_95
 from tests.support.verify import (
     backdate,
     download_all,
@@ -63,7 +64,7 @@ def rot_silently(root: Path, target: Path) -> None:
         state.upsert(
             [
                 dataclasses.replace(
-                    old, device=k.device, inode=k.inode, size=k.size, mtime_ns=k.mtime_ns,
+                    old, fs_id=k.fs, inode=k.inode, size=k.size, mtime_ns=k.mtime_ns,
                     ctime_ns=k.ctime_ns,
                 )
             ]
@@ -71,20 +72,35 @@ def rot_silently(root: Path, target: Path) -> None:
 
 
 def sampled(lock: Path, fraction: float, seed: int) -> frozenset[str]:
-    return choose_sample(load_expectation(lock).images, fraction, seed)
+    """The locked images the sample of ``seed`` draws (each alone, by a keyed hash)."""
+    images = read_lock(lock).images
+    sops = [i.sop_uid for series in images.values() for i in series]
+    return frozenset(sop for sop in sops if in_sample(sop, fraction, seed))
+
+
+def some_series_drawn(lock: Path, fraction: float) -> tuple[int, frozenset[str]]:
+    """A seed whose series sample draws some series but not all, and those series."""
+    uids = list(load_expectation(lock).series)
+    for seed in range(1, 100):
+        chosen = frozenset(u for u in uids if in_sample(u, fraction, seed))
+        if 0 < len(chosen) < len(uids):
+            return seed, chosen
+    raise AssertionError("no seed draws a proper subset")  # pragma: no cover
 
 
 def test_a_clean_sample(made: tuple[Path, Path], copy: Path) -> None:
     lock = made[0]
     report = verify_copy(lock, copy, sample=0.25, seed=7)
     facts = report.facts
+    n = len(sampled(lock, 0.25, 7))  # a Bernoulli draw: its size is the hash's to say
+    assert 0 < n < 20
     assert report.clean
-    assert facts["sample_seed"] == 7 and facts["sample_size"] == 5 and facts["sample_checked"] == 5
-    assert facts["hashed_md5"] == 5 and facts["present_only"] == 15
-    assert facts["sample_upper_bound_95"] == pytest.approx(upper_bound_95(5, 0), abs=1e-6)
-    assert "0 of 5 randomly sampled images corrupt" in str(facts["sample_statement"])
+    assert facts["sample_seed"] == 7 and facts["sample_size"] == n and facts["sample_checked"] == n
+    assert facts["hashed_md5"] == n and facts["present_only"] == 20 - n
+    assert facts["sample_upper_bound_95"] == pytest.approx(upper_bound_95(n, 0), abs=1e-6)
+    assert f"0 of {n} randomly sampled images corrupt" in str(facts["sample_statement"])
     again = verify_copy(lock, copy, sample=0.25, seed=7)
-    assert again.facts["sample_checked"] == 5 and again.series == report.series
+    assert again.facts["sample_checked"] == n and again.series == report.series
 
 
 def test_a_fresh_seed_is_chosen_and_reported(made: tuple[Path, Path], copy: Path) -> None:
@@ -127,9 +143,10 @@ def test_a_changed_file_is_hashed_whatever_the_sample(
     for seed in range(1, 6):
         report = verify_copy(lock, copy, level=level, sample=0.1, seed=seed)
         assert [(f.kind, f.sop_uid, f.path) for f in report.findings] == expected
-        in_draw = sop_of(target) in sampled(lock, 0.1, seed)
+        drawn = sampled(lock, 0.1, seed)
+        in_draw = sop_of(target) in drawn
         assert report.facts["sample_failures"] == int(in_draw)  # the draw alone is counted
-        assert report.facts["sample_checked"] == 2
+        assert report.facts["sample_checked"] == len(drawn)
 
 
 def test_a_file_replaced_by_a_new_inode_is_hashed_whatever_the_sample(
@@ -156,14 +173,15 @@ def test_a_corrupt_image_in_the_sample_is_found_and_counted(
 ) -> None:
     lock = made[0]
     chosen = sampled(lock, 0.25, 3)
+    n = len(chosen)
     inside = next(p for p in image_files(copy) if sop_of(p) in chosen)
     flip_bit_keep_mtime(inside)
     for level in ("full", "quick"):
         report = verify_copy(lock, copy, level=level, sample=0.25, seed=3)
         assert [f.kind for f in report.findings] == ["modified"]
-        assert report.facts["sample_failures"] == 1 and report.facts["sample_checked"] == 5
+        assert report.facts["sample_failures"] == 1 and report.facts["sample_checked"] == n
         assert report.facts["sample_upper_bound_95"] == pytest.approx(
-            upper_bound_95(5, 1), abs=1e-6
+            upper_bound_95(n, 1), abs=1e-6
         )
 
 
@@ -171,9 +189,11 @@ def test_sample_by_series_with_a_text_lock(made: tuple[Path, Path], copy: Path) 
     alone = copy.parent / "alone" / "dataset.lock"
     alone.parent.mkdir()
     shutil.copy2(made[0], alone)
-    report = verify_copy(alone, copy, sample=0.5, seed=1)
+    seed, chosen = some_series_drawn(alone, 0.5)
+    report = verify_copy(alone, copy, sample=0.5, seed=seed)
     assert report.clean
-    assert report.facts["sample_unit"] == "series" and report.facts["sample_size"] == 2
+    assert report.facts["sample_unit"] == "series"
+    assert report.facts["sample_size"] == report.facts["sample_checked"] == len(chosen)
 
 
 def test_stat_with_sample_is_refused(made: tuple[Path, Path], copy: Path) -> None:
@@ -189,12 +209,12 @@ def test_a_changed_file_of_an_unsampled_series_is_judged_with_a_text_lock(
     alone = copy.parent / "alone" / "dataset.lock"
     alone.parent.mkdir()
     shutil.copy2(made[0], alone)
-    exp = load_expectation(alone)
-    chosen = choose_sample(list(exp.series), 0.5, 1)
-    outside = sorted(set(exp.series) - chosen)[0]
+    seed, chosen = some_series_drawn(alone, 0.5)
+    outside = sorted(set(load_expectation(alone).series) - chosen)[0]
     target = next(p for p in image_files(copy) if outside in p.parts)
     flip_bit_keep_mtime(target)
     for _ in range(2):  # found when hashed, and again from its record when unchanged
-        report = verify_copy(alone, copy, sample=0.5, seed=1)
+        report = verify_copy(alone, copy, sample=0.5, seed=seed)
         assert [(f.kind, f.series_uid) for f in report.findings] == [("modified", outside)]
-        assert report.facts["sample_checked"] == 2 and report.facts["sample_failures"] == 0
+        assert report.facts["sample_checked"] == len(chosen)
+        assert report.facts["sample_failures"] == 0

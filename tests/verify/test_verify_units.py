@@ -17,7 +17,7 @@ from nbia_audit.emulator import CorpusSpec, Emulator
 from nbia_audit.store.statkey import StatKey
 from nbia_audit.verify.memo import settled
 from nbia_audit.verify.records import Racy, Rec
-from nbia_audit.verify.sampling import choose_sample, sample_size, sample_statement, upper_bound_95
+from nbia_audit.verify.sampling import Sample, in_sample, sample_statement, upper_bound_95
 from nbia_audit.verify.sidecars import dicom_expected, sidecar_tool
 from nbia_audit.verify.walk import Blocked, FileEntry
 
@@ -140,13 +140,19 @@ def test_upper_bound_with_no_failures_is_the_rule_of_three() -> None:
     assert upper_bound_95(0, 0) == 1.0
 
 
-def test_samples_are_seeded_sized_and_order_independent() -> None:
-    units = [f"1.2.{i}" for i in range(1000)]
-    first = choose_sample(units, 0.05, seed=11)
-    assert len(first) == 50 and first <= set(units)
-    assert choose_sample(reversed(units), 0.05, seed=11) == first
-    assert choose_sample(units, 0.05, seed=12) != first
-    assert sample_size(10, 0.0001) == 1 and sample_size(10, 1.0) == 10 and sample_size(0, 0.5) == 0
+def test_samples_are_a_pure_function_of_seed_and_unit() -> None:
+    """Each unit is drawn alone, by a keyed hash below the fraction: any process decides the
+    same, whatever else it saw and in whatever order (a merge of shards needs no list)."""
+    units = [f"1.2.{i}" for i in range(10_000)]
+    first = {u for u in units if in_sample(u, 0.05, 11)}
+    assert first == {u for u in reversed(units) if in_sample(u, 0.05, 11)}
+    assert 400 < len(first) < 600  # Binomial(10 000, 0.05): 500, sd 22
+    assert first != {u for u in units if in_sample(u, 0.05, 12)}
+    # A larger fraction of the same seed draws a superset; the whole fraction draws all.
+    assert first <= {u for u in units if in_sample(u, 0.2, 11)}
+    assert all(in_sample(u, 1.0, 11) for u in units)
+    assert ("1.2.7" in Sample(0.05, 11)) == in_sample("1.2.7", 0.05, 11)
+    assert in_sample("1.2.\udc80", 0.5, 1) in (True, False)  # any str, even undecodable
 
 
 def test_sample_statement() -> None:

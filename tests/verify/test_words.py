@@ -25,6 +25,7 @@ import pydicom
 import pytest
 
 from nbia_audit.emulator import CorpusSpec
+from nbia_audit.store.statkey import stat_key
 from tests.support.cli import run_cli
 from tests.support.lock_tools import lock_and_fetch
 
@@ -74,8 +75,8 @@ def rot_under_unchanged_stat(data: Path) -> Path:
     rel = victim.relative_to(data).as_posix()
     with sqlite3.connect(data / ".nbia-audit" / "state.db") as db:
         changed = db.execute(
-            "UPDATE files SET device=?, inode=?, size=?, mtime_ns=?, ctime_ns=? WHERE path=?",
-            (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, rel),
+            "UPDATE files SET fs_id=?, inode=?, size=?, mtime_ns=?, ctime_ns=? WHERE path=?",
+            (stat_key(victim).fs, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, rel),
         ).rowcount
     assert changed == 1
     return victim
