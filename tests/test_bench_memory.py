@@ -59,7 +59,7 @@ def test_run_prints_a_row_per_step_the_sizes_and_the_flatness_check(tmp_path: Pa
         label for label in STEPS if label.startswith("verify")
     ), done.stdout
     assert all(" at 756 images " in line and " at 378 " in line for line in checks), checks
-    assert "issue 14 memory check (every verify step): " in done.stdout
+    assert "issue 14 memory check (every verify step measured): " in done.stdout
     assert "Traceback" not in done.stderr
 
 
