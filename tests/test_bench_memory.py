@@ -60,6 +60,8 @@ def test_run_prints_a_row_per_step_the_sizes_and_the_flatness_check(tmp_path: Pa
     ), done.stdout
     assert all(" at 756 images " in line and " at 378 " in line for line in checks), checks
     assert "issue 14 memory check (every verify step measured): " in done.stdout
+    assert "  copy present (matching files): " in done.stdout
+    assert "  everything missing (one finding per image): " in done.stdout
     assert "Traceback" not in done.stderr
 
 
