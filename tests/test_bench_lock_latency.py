@@ -20,7 +20,7 @@ def test_smoke_run_locks_every_series_and_compares_with_the_ideal() -> None:
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "lock --series-only --workers 4: 10 series selected" in done.stdout
+    assert "lock --series-only --workers 4: 10 series served (10 generated)" in done.stdout
     rows = {line[:38].strip(): line[38:].split() for line in done.stdout.splitlines()[2:4]}
     # exit, series, requests, wall, req/s[, ideal req/s, x ideal], peak RSS
     baseline, loaded = rows["no latency injected (baseline)"], rows["10 ms per request"]
