@@ -35,13 +35,22 @@ from nbia_audit.store.textlock import commit_lock, database_path, render_text_lo
 PER_SERIES = 126
 
 
-def synthetic_pair(lock: Path, images: int) -> None:
+def image_content(sop_uid: str) -> bytes:
+    """The bytes a tiny stand-in file for this image holds: its archive MD5 is theirs, so a
+    folder of such files matches the lock by content (they are not DICOM)."""
+    return sop_uid.encode()
+
+
+def synthetic_pair(lock: Path, images: int) -> tuple[list[LockedSeries], list[LockedImage]]:
+    """Write a self-consistent lock pair of ``images`` images (whole series of 126); return
+    its series and images, so a caller can lay out files that match it."""
     series: list[LockedSeries] = []
     pinned: list[LockedImage] = []
     for s in range(max(1, images // PER_SERIES)):
         uid = f"1.2.826.0.1.3680043.8.498.{s}"
-        md5s = [hashlib.md5(f"{s}/{i}".encode()).hexdigest() for i in range(PER_SERIES)]
-        pinned += [LockedImage(f"{uid}.{i}", uid, m, 500_000) for i, m in enumerate(md5s)]
+        sops = [f"{uid}.{i}" for i in range(PER_SERIES)]
+        md5s = [hashlib.md5(image_content(sop)).hexdigest() for sop in sops]
+        pinned += [LockedImage(sop, uid, m, 500_000) for sop, m in zip(sops, md5s, strict=True)]
         series.append(
             LockedSeries(
                 series_uid=uid,
@@ -86,6 +95,7 @@ def synthetic_pair(lock: Path, images: int) -> None:
         write_lock_database(path, header, "{}", series, pinned, (), (), ())
 
     commit_lock(lock, render_text_lock(header, "{}", series), write)
+    return series, pinned
 
 
 def main() -> None:
