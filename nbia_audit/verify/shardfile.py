@@ -4,11 +4,14 @@ One SQLite file, ``RUN/verify-<K>-of-<N>.db``: the shard's :class:`~nbia_audit.v
 (every copy it placed, the files it could not judge, the images an unreadable file may hold;
 the merge takes it in whole with ``Tally.absorb``), and beside it
 
-* ``shard``: its identity (the text lock's SHA-256, the copy's root, level, sample fraction and
-  seed, ignore patterns, K and N), so the merge can refuse a shard of another run, and the run
-  counters the report's facts quote;
-* ``walked``: the paths it owns that its walk found (every path is one shard's), so the merge
-  forgets the records of exactly the files one process would;
+* ``shard``: its identity (the text lock's SHA-256, the copy's root with its file system's
+  ``f_fsid`` and the root folder's inode, level, sample fraction and seed, ignore patterns, K
+  and N), so the merge can refuse a shard of another run or another copy, and the run counters
+  the report's facts quote;
+* ``walked``: the paths it owns that its walk found (every path is one shard's), each with the
+  stat key the walk saw (NULL for an entry it could not read as a file), so the merge can
+  check that the copy is still the tree the shards saw, and forgets the records of exactly
+  the files one process would;
 * ``files``: the local-state records it would have written, in the state database's own
   columns, for the merge to write as the one writer.
 """
@@ -28,8 +31,10 @@ from typing import Any
 
 from nbia_audit.errors import StoreError
 from nbia_audit.store.localstate import FileRecord
+from nbia_audit.store.statkey import StatKey
 
 __all__ = [
+    "WALKED_COLUMNS",
     "Counters",
     "Identity",
     "ShardFacts",
@@ -38,10 +43,12 @@ __all__ = [
     "open_shard",
     "read_shard",
     "record_rows",
+    "schema_of",
+    "walked_key",
     "walked_paths",
 ]
 
-FORMAT = 2  # 2: the tally is H2's Tally file; 1 held a serialised tally of its own
+FORMAT = 3  # 3: walked paths carry stat keys, the identity the root's; 2: no keys
 _CHUNK = 4096
 
 
@@ -51,6 +58,8 @@ class Identity:
 
     lock_sha256: str  # of the text lock's bytes
     root: str  # the copy's real path
+    root_fs: int  # statvfs(root).f_fsid: the same path may name another copy (a mount)
+    root_inode: int  # of the root folder
     level: str
     fraction: float | None
     seed: int | None
@@ -62,6 +71,8 @@ class Identity:
         words = {
             "lock_sha256": "another lock",
             "root": "another copy",
+            "root_fs": "another copy at that path (another file system)",
+            "root_inode": "another copy at that path (another root folder)",
             "level": "another level",
             "fraction": "another sample fraction",
             "seed": "another seed",
@@ -109,7 +120,10 @@ class ShardFacts:
 
 _SCHEMA = """
 CREATE TABLE shard (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE walked (path TEXT PRIMARY KEY);
+CREATE TABLE walked (
+    path TEXT PRIMARY KEY, fs INTEGER, inode INTEGER, size INTEGER, mtime_ns INTEGER,
+    ctime_ns INTEGER
+);
 """
 
 
@@ -165,7 +179,7 @@ def finish_file(
             conn.execute("DETACH DATABASE records")
             conn.execute("ATTACH DATABASE ? AS walked", (str(walked),))
             with conn:
-                conn.execute("INSERT INTO main.walked SELECT path FROM walked.walked")
+                conn.execute(f"INSERT INTO main.walked SELECT {WALKED_COLUMNS} FROM walked.walked")
             conn.execute("DETACH DATABASE walked")
         finally:
             conn.close()
@@ -219,6 +233,13 @@ def read_shard(conn: sqlite3.Connection) -> ShardFacts:
         raise ValueError(f"not a complete verify shard's file ({exc})") from None
 
 
+def schema_of(conn: sqlite3.Connection) -> tuple[tuple[str, ...], ...]:
+    """Every object of a shard's file (tables, indexes, views, triggers) with its SQL, for
+    the merge to compare with the schema nbia-audit writes."""
+    rows = conn.execute("SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master")
+    return tuple(sorted(tuple(str(v) for v in row) for row in rows))
+
+
 def walked_paths(conn: sqlite3.Connection) -> Iterator[str]:
     """The paths a shard's walk found and owned (every path is one shard's), streamed."""
     for (path,) in conn.execute("SELECT path FROM walked"):
@@ -234,26 +255,41 @@ def record_rows(conn: sqlite3.Connection) -> Iterator[list[tuple[object, ...]]]:
         yield chunk
 
 
+WALKED_COLUMNS = "path, fs, inode, size, mtime_ns, ctime_ns"
+_BLOCKED_KEY = (None, None, None, None, None)  # an entry the walk could not read as a file
+
+
+def walked_key(key: StatKey | None) -> tuple[int | None, ...]:
+    """The five key columns a walked path is stored with (all NULL: a blocked entry)."""
+    return _BLOCKED_KEY if key is None else tuple(key)
+
+
 class Walked:
-    """The paths a shard owns and walked, buffered into a small SQLite file of its own
-    (never a list of every path)."""
+    """The paths a shard owns and walked with their stat keys, buffered into a small SQLite
+    file of its own (never a list of every path)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._conn = sqlite3.connect(str(path))
         self._conn.execute("PRAGMA journal_mode = OFF")  # private, rebuilt if lost
         self._conn.execute("PRAGMA synchronous = OFF")
-        self._conn.execute("CREATE TABLE IF NOT EXISTS walked (path TEXT PRIMARY KEY)")
-        self._pending: list[tuple[str]] = []
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS walked (path TEXT PRIMARY KEY, fs INTEGER, inode INTEGER,"
+            " size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER)"
+        )
+        self._pending: list[tuple[object, ...]] = []
 
-    def append(self, rel: str) -> None:
-        self._pending.append((rel,))
+    def append(self, rel: str, key: StatKey | None) -> None:
+        """``rel`` was walked with stat key ``key`` (None: blocked, not readable as a file)."""
+        self._pending.append((rel, *walked_key(key)))
         if len(self._pending) >= _CHUNK:
             self.flush()
 
     def flush(self) -> None:
         with self._conn:
-            self._conn.executemany("INSERT OR IGNORE INTO walked VALUES (?)", self._pending)
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO walked VALUES (?, ?, ?, ?, ?, ?)", self._pending
+            )
         self._pending = []
 
     def close(self) -> None:

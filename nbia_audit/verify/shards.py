@@ -5,18 +5,24 @@ file belongs to the shard of its series when the copy's state records know its s
 to :func:`~nbia_audit.shards.shard_of_path`. A shard never writes the copy's state database;
 its facts and records travel in its file in the run folder
 (:mod:`~nbia_audit.verify.shardfile`), written under a temporary name and renamed when
-complete. The merge refuses foreign shards, stops (exit 3) on missing ones, unions the facts
+complete. The merge refuses foreign shards, stops (exit 3) on missing ones, walks the copy
+once (a listing, nothing read) to check it is still the tree the shards saw, unions the facts
 and judges them with the one judge, then writes the records (the one writer).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
 import secrets
 import shutil
+import sqlite3
+import stat
+import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +32,7 @@ from nbia_audit.findings import AuditReport
 from nbia_audit.progress import ProgressCallback
 from nbia_audit.shards import Shard, ShardResult, assign_series, shard_file_name, shard_of_path
 from nbia_audit.store.localstate import LocalState
+from nbia_audit.store.statkey import fs_identity
 from nbia_audit.store.textlock import read_text_lock
 from nbia_audit.verify import memo
 from nbia_audit.verify.expectation import Expectation, load_expectation
@@ -53,17 +60,23 @@ from nbia_audit.verify.shardfile import (
     open_shard,
     read_shard,
     record_rows,
+    schema_of,
+    walked_key,
     walked_paths,
 )
 from nbia_audit.verify.tally import Tally
-from nbia_audit.verify.walk import FileEntry, walk
+from nbia_audit.verify.walk import Blocked, FileEntry, walk
 from nbia_audit.verify.words import weakest
 
 __all__ = ["ShardResult", "merge_verify", "verify_shard"]
 
 VERB = "verify"
 _EXT = "db"
-_NAME = re.compile(r"verify-(\d+)-of-(\d+)\.db")
+# The one spelling of a shard's name: ASCII digits, no leading zero (re.ASCII: \d would take
+# any Unicode digit, and int() reads them, so two names could claim one shard).
+_NAME = re.compile(r"verify-([1-9][0-9]*)-of-([1-9][0-9]*)\.db", re.ASCII)
+_LOOKS_LIKE = re.compile(r"verify-.*-of-.*", re.DOTALL)  # anything else so named: foreign
+_SAMPLES = 3  # paths named in a refusal
 
 
 def _utc_now() -> datetime:
@@ -113,7 +126,7 @@ class _ShardRun(Run):
     def admit(self, entry: FileEntry) -> Callable[[], Examined] | None:
         if not self.owns(entry.rel):
             return None
-        self.walked.append(entry.rel)
+        self.walked.append(entry.rel, entry.key)
         return super().admit(entry)
 
     def blocked(self, rel: str, detail: str, io_error: bool, directory: bool = False) -> None:
@@ -121,16 +134,31 @@ class _ShardRun(Run):
             if directory:
                 self.walk_complete = False  # no records below it may be forgotten
             return
-        self.walked.append(rel)
+        self.walked.append(rel, None)
         super().blocked(rel, detail, io_error, directory)
+
+
+def _root_identity(root: Path) -> tuple[int, int]:
+    """The copy's file system (f_fsid) and root folder inode: one path may name another copy
+    (another mount, another node's disk).
+
+    Raises:
+        StoreError: the root cannot be examined.
+    """
+    try:
+        st = os.stat(root)
+    except OSError as exc:
+        raise StoreError(f"{root}: cannot examine the copy ({exc.strerror})") from None
+    return fs_identity(st.st_dev, root), st.st_ino
 
 
 def _identity(
     lock_path: Path, root: Path, level: str, fraction: float | None, seed: int | None,
     ignore: tuple[str, ...], count: int,
 ) -> Identity:  # fmt: skip
+    root_fs, root_inode = _root_identity(root)
     return Identity(
-        _lock_sha256(lock_path), os.path.realpath(root), level, fraction,
+        _lock_sha256(lock_path), os.path.realpath(root), root_fs, root_inode, level, fraction,
         seed if fraction is not None else None, ignore, count,
     )  # fmt: skip
 
@@ -166,9 +194,9 @@ def verify_shard(
     lock_path, root, run_dir = Path(lock_path), Path(root), Path(shard_dir)
     patterns = tuple(ignore)
     _refuse_inside(run_dir, root)
+    root_text = _check_root(root)
     identity = _identity(lock_path, root, level, sample, seed, patterns, shard.count)
     owner = _series_owner(lock_path, shard.count)
-    root_text = _check_root(root)
     work = _work_folder(run_dir, shard)
     final = run_dir / shard_file_name(VERB, shard, _EXT)
     try:
@@ -229,18 +257,76 @@ def _work_folder(run_dir: Path, shard: Shard) -> Path:
     return work
 
 
-def _shard_files(run_dir: Path) -> dict[tuple[int, int], Path]:
-    """The finished shard files in ``run_dir``, by (K, N) from their names."""
+def _shard_files(run_dir: Path) -> tuple[dict[tuple[int, int], Path], list[str]]:
+    """The finished shard files in ``run_dir``, by (K, N) from their names, and the files
+    named like a shard in any other spelling (foreign: refused, never silently passed over)."""
     try:
         names = sorted(os.listdir(run_dir))
     except OSError as exc:
         raise StoreError(f"{run_dir}: cannot list the run folder ({exc.strerror})") from None
     found: dict[tuple[int, int], Path] = {}
+    odd: list[str] = []
     for name in names:
         match = _NAME.fullmatch(name)
         if match:
-            found[int(match[1]), int(match[2])] = run_dir / name
-    return found
+            index, count = int(match[1]), int(match[2])
+            if index <= count and name == shard_file_name(VERB, Shard(index, count), _EXT):
+                found[index, count] = run_dir / name
+                continue
+        if _LOOKS_LIKE.fullmatch(name):
+            odd.append(f"{name!r}: not a shard file name nbia-audit writes (verify-K-of-N.db)")
+    return found, odd
+
+
+@functools.cache
+def _written_schema() -> tuple[tuple[str, ...], ...]:
+    """The schema of a shard's file exactly as :func:`finish_file` writes it: built once,
+    empty, in a private folder."""
+    with tempfile.TemporaryDirectory(prefix="nbia-audit-shard-schema-") as folder:
+        work = Path(folder)
+        Tally.create(work / "tally.db").close()
+        records = LocalState(work)
+        records.close()
+        Walked(work / "walked.db").close()
+        final = work / "shard.db"
+        empty = Identity("", "", 0, 0, "full", None, None, (), 1)
+        finish_file(
+            work / "tally.db", records.path, final, index=1, identity=empty,
+            counters=Counters(), walked=work / "walked.db", seconds=0.0,
+        )  # fmt: skip
+        conn = open_shard(final)
+        try:
+            return schema_of(conn)
+        finally:
+            conn.close()
+
+
+def _read_one(path: Path) -> ShardFacts:
+    """One shard's file, checked to be one nbia-audit wrote: a regular file, the schema
+    exactly as written (no views, triggers or other objects), complete identity and counters.
+
+    Raises:
+        ValueError: it is not (the reason, in words).
+    """
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError as exc:
+        raise ValueError(f"cannot be examined ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise ValueError("not a regular file")
+    try:
+        conn = open_shard(path)
+        try:
+            if schema_of(conn) != _written_schema():
+                raise ValueError(
+                    "its tables are not those nbia-audit writes (missing, changed or extra "
+                    "tables, columns, views, triggers or indexes)"
+                )
+            return read_shard(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise ValueError(f"not a readable shard file ({exc})") from None
 
 
 def _gather(lock_path: Path, root: Path, run_dir: Path) -> list[tuple[ShardFacts, Path]]:
@@ -249,23 +335,19 @@ def _gather(lock_path: Path, root: Path, run_dir: Path) -> list[tuple[ShardFacts
     Raises:
         ShardsIncomplete: a shard is missing, or a file is from another run.
     """
-    files = _shard_files(run_dir)
-    if not files:
+    files, foreign = _shard_files(run_dir)
+    if not files and not foreign:
         raise ShardsIncomplete(
             f"{run_dir}: no finished verify shard files (verify-K-of-N.db); run the shards "
             "first (verify LOCK DIR --shard K/N --shard-dir RUN)"
         )
     lock_sha, real_root = _lock_sha256(lock_path), os.path.realpath(root)
+    root_fs, root_inode = _root_identity(root)
     read: list[tuple[ShardFacts, Path]] = []
-    foreign: list[str] = []
     for (index, count), path in sorted(files.items()):
         try:
-            conn = open_shard(path)
-            try:
-                facts = read_shard(conn)
-            finally:
-                conn.close()
-        except (ValueError, OSError) as exc:
+            facts = _read_one(path)
+        except ValueError as exc:
             foreign.append(f"{path.name}: {exc}")
             continue
         ident = facts.identity
@@ -276,6 +358,8 @@ def _gather(lock_path: Path, root: Path, run_dir: Path) -> list[tuple[ShardFacts
             why.append("it was made with another lock (or this lock changed since)")
         if ident.root != real_root:
             why.append(f"it checked another copy ({ident.root})")
+        elif (ident.root_fs, ident.root_inode) != (root_fs, root_inode):
+            why.append(f"it checked another copy at {ident.root} (another file system or folder)")
         if why:
             foreign.append(f"{path.name}: {'; '.join(why)}")
         else:
@@ -330,10 +414,96 @@ def merge_verify(
     lock_path, root, run_dir = Path(lock_path), Path(root), Path(shard_dir)
     clock = now or _utc_now
     started = clock()
-    shards = _gather(lock_path, root, run_dir)
     root_text = _check_root(root)
-    with load_expectation(lock_path) as exp:
-        return _merge(exp, lock_path, root, root_text, shards, started, clock, on_progress)
+    shards = _gather(lock_path, root, run_dir)
+    try:
+        _check_tree(root_text, run_dir, shards)
+        with load_expectation(lock_path) as exp:
+            return _merge(exp, lock_path, root, root_text, shards, started, clock, on_progress)
+    except sqlite3.Error as exc:  # a shard's file that changed under the merge, a full disk
+        raise StoreError(f"{run_dir}: the merge cannot read or write its files ({exc})") from None
+
+
+def _check_tree(root_text: str, run_dir: Path, shards: list[tuple[ShardFacts, Path]]) -> None:
+    """The copy is still the tree the shards saw: every path in exactly one shard's walked
+    set, no walked path gone, every file's stat key the one its shard recorded. One listing
+    of the copy (a ``stat`` per file, nothing read), against the shards' walked sets held in
+    a private SQLite file (never a set of every path in memory).
+
+    Raises:
+        ShardsIncomplete: the copy changed since (or between) the shards, or a shard walked
+            another copy: it names the first few paths and the shards to run again.
+    """
+    ignore = shards[0][0].identity.ignore
+    problems: list[str] = []
+    rerun: set[str] = set()
+    with tempfile.TemporaryDirectory(prefix="nbia-audit-merge-") as folder:
+        db = sqlite3.connect(os.path.join(folder, "walked.db"), uri=True)
+        try:
+            db.execute("PRAGMA journal_mode = OFF")
+            db.execute("PRAGMA synchronous = OFF")
+            db.execute(
+                "CREATE TABLE walked (path TEXT PRIMARY KEY, shard TEXT NOT NULL, fs, inode,"
+                " size, mtime_ns, ctime_ns)"
+            )
+            db.execute("CREATE TABLE seen (path TEXT PRIMARY KEY)")
+            for _, path in shards:
+                uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
+                db.execute("ATTACH DATABASE ? AS shard", (uri,))
+                try:
+                    twice = db.execute(
+                        "SELECT s.path, w.shard FROM shard.walked AS s JOIN main.walked AS w"
+                        f" USING (path) LIMIT {_SAMPLES}"  # noqa: S608
+                    ).fetchall()
+                    for rel, other in twice:
+                        problems.append(f"{rel!r} walked by both {other} and {path.name}")
+                        rerun.update((other, path.name))
+                    with db:
+                        db.execute(
+                            "INSERT OR IGNORE INTO main.walked SELECT path, ?, fs, inode, size,"
+                            " mtime_ns, ctime_ns FROM shard.walked",
+                            (path.name,),
+                        )
+                finally:
+                    db.execute("DETACH DATABASE shard")
+            pending: list[tuple[str]] = []
+            for entry in walk(root_text, ignore=ignore):
+                if len(problems) >= _SAMPLES:
+                    break
+                key = walked_key(entry.key if isinstance(entry, FileEntry) else None)
+                row = db.execute(
+                    "SELECT shard, fs, inode, size, mtime_ns, ctime_ns FROM walked WHERE path = ?",
+                    (entry.rel,),
+                ).fetchone()
+                if row is None:
+                    problems.append(f"{entry.rel!r} is in no shard (new, or ownership moved)")
+                    rerun.add("every shard")
+                elif tuple(row[1:]) != key:
+                    what = "blocked" if isinstance(entry, Blocked) else "changed"
+                    problems.append(f"{entry.rel!r} {what} since {row[0]} walked it")
+                    rerun.add(row[0])
+                pending.append((entry.rel,))
+                if len(pending) >= 4096:
+                    db.executemany("INSERT OR IGNORE INTO seen VALUES (?)", pending)
+                    pending = []
+            db.executemany("INSERT OR IGNORE INTO seen VALUES (?)", pending)
+            if len(problems) < _SAMPLES:
+                for rel, shard_name in db.execute(
+                    "SELECT path, shard FROM walked WHERE path NOT IN (SELECT path FROM seen)"
+                    f" LIMIT {_SAMPLES - len(problems)}"  # noqa: S608
+                ):
+                    problems.append(f"{rel!r} is gone since {shard_name} walked it")
+                    rerun.add(shard_name)
+        finally:
+            db.close()
+    if problems:
+        raise ShardsIncomplete(
+            f"{run_dir}: cannot merge: the copy is not the tree the shards saw: "
+            + "; ".join(problems[:_SAMPLES])
+            + f"; run {', '.join(sorted(rerun))} again (each over the copy as it is now) and"
+            " merge again",
+            foreign=tuple(sorted(rerun)),
+        )
 
 
 def _merge(

@@ -22,6 +22,7 @@ import weakref
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
+from urllib.parse import quote
 
 from nbia_audit.errors import StoreError
 from nbia_audit.findings import Finding, FindingKind
@@ -148,7 +149,10 @@ class Tally:
             path = self._folder / "tally.db"
         self.path = Path(path)
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False)
+            # A URI, so that absorb can ATTACH a shard's file read-only (mode=ro).
+            self._db = sqlite3.connect(
+                f"file:{quote(os.fspath(self.path))}", uri=True, check_same_thread=False
+            )
             # A rollback journal, never WAL: a shard's tally may sit on a network file system.
             # A private temporary one needs none: nothing to recover after a crash.
             journal = "OFF" if self._folder is not None else "DELETE"
@@ -248,7 +252,8 @@ class Tally:
             raise StoreError(f"{path}: no verify tally there")
         db = self._read()
         try:
-            db.execute("ATTACH DATABASE ? AS other", (os.fspath(path),))
+            # Read-only: a shard's file is input, never written by the merge.
+            db.execute("ATTACH DATABASE ? AS other", (f"file:{quote(os.fspath(path))}?mode=ro",))
         except sqlite3.Error as exc:
             raise StoreError(f"{path}: cannot read this verify tally ({exc})") from None
         try:
