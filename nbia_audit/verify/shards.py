@@ -309,7 +309,7 @@ def _read_one(path: Path) -> ShardFacts:
         ValueError: it is not (the reason, in words).
     """
     try:
-        mode = os.lstat(path).st_mode
+        mode = os.stat(path).st_mode  # a link to a shard file is that file
     except OSError as exc:
         raise ValueError(f"cannot be examined ({exc.strerror})") from None
     if not stat.S_ISREG(mode):
@@ -447,7 +447,8 @@ def _check_tree(root_text: str, run_dir: Path, shards: list[tuple[ShardFacts, Pa
                 " size, mtime_ns, ctime_ns)"
             )
             db.execute("CREATE TABLE seen (path TEXT PRIMARY KEY)")
-            for _, path in shards:
+            for facts, path in shards:
+                label = f"shard {facts.index}/{facts.identity.count}"
                 uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
                 db.execute("ATTACH DATABASE ? AS shard", (uri,))
                 try:
@@ -456,13 +457,13 @@ def _check_tree(root_text: str, run_dir: Path, shards: list[tuple[ShardFacts, Pa
                         f" USING (path) LIMIT {_SAMPLES}"  # noqa: S608
                     ).fetchall()
                     for rel, other in twice:
-                        problems.append(f"{rel!r} walked by both {other} and {path.name}")
-                        rerun.update((other, path.name))
+                        problems.append(f"{rel!r} walked by both {other} and {label}")
+                        rerun.update((other, label))
                     with db:
                         db.execute(
                             "INSERT OR IGNORE INTO main.walked SELECT path, ?, fs, inode, size,"
                             " mtime_ns, ctime_ns FROM shard.walked",
-                            (path.name,),
+                            (label,),
                         )
                 finally:
                     db.execute("DETACH DATABASE shard")
