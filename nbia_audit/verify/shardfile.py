@@ -229,7 +229,7 @@ def read_shard(conn: sqlite3.Connection) -> ShardFacts:
             int(meta["workers"]),
         )
         return ShardFacts(int(meta["index"]), Identity(**ident), counters, float(meta["seconds"]))
-    except (sqlite3.Error, KeyError, TypeError) as exc:
+    except (sqlite3.Error, KeyError, TypeError, ValueError) as exc:  # ValueError: int("x")
         raise ValueError(f"not a complete verify shard's file ({exc})") from None
 
 
