@@ -320,7 +320,7 @@ def _read_one(path: Path) -> ShardFacts:
             if schema_of(conn) != _written_schema():
                 raise ValueError(
                     "its tables are not those nbia-audit writes (missing, changed or extra "
-                    "tables, columns, views, triggers or indexes)"
+                    "tables, columns, views, triggers or indexes; or another version's file)"
                 )
             return read_shard(conn)
         finally:
