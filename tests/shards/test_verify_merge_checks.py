@@ -229,7 +229,7 @@ MALFORMED: dict[str, tuple[Callable[[Path], None], str]] = {
     ),
     "a table missing": (_sql("DROP TABLE placed"), "tables are not those nbia-audit writes"),
     "a column missing": (
-        _sql("ALTER TABLE walked DROP COLUMN ctime_ns"),
+        _sql("ALTER TABLE files DROP COLUMN checked_at"),  # was a traceback in record_rows
         "tables are not those nbia-audit writes",
     ),
     "no shard table rows": (_sql("DELETE FROM shard"), "not a verify shard's file"),
