@@ -49,7 +49,7 @@ _EXT = "db"
 # The one spelling nbia-audit writes (ASCII digits, no leading zeros: the name must equal
 # shard_file_name's); any other name that looks like a shard's (fetch-01-of-2.db, Unicode
 # digits) is refused, never taken as a second file of a shard or quietly left out.
-_NAME = re.compile(r"fetch-([1-9][0-9]*)-of-([1-9][0-9]*)\.db", re.ASCII)
+_NAME = re.compile(r"fetch-([0-9]+)-of-([0-9]+)\.db", re.ASCII)
 _LOOKS_LIKE = re.compile(r"fetch-.*-of-.*\.db", re.DOTALL)
 _FORMAT = 1
 _SCHEMA = """
@@ -315,7 +315,9 @@ def _typed(value: object, types: tuple[type, ...]) -> bool:
 
 
 def _checked_outcome(text: object) -> SeriesOutcome:
-    data = json.loads(text) if isinstance(text, str) else None
+    if not isinstance(text, str):
+        raise ValueError("an outcome is not text")
+    data = json.loads(text)
     if not isinstance(data, dict) or set(data) != set(_OUTCOME_TYPES):
         raise ValueError("an outcome is not one nbia-audit writes")
     for key, types in _OUTCOME_TYPES.items():
@@ -323,7 +325,7 @@ def _checked_outcome(text: object) -> SeriesOutcome:
             raise ValueError(f"an outcome's {key!r} is not a {types[0].__name__}")
     if not all(isinstance(r, str) for r in data["reasons"]):
         raise ValueError("an outcome's reasons are not text")
-    return _outcome(text)  # type: ignore[arg-type]  # a str: json.loads took it
+    return _outcome(text)
 
 
 def _read_shard(path: Path) -> _ShardFile:
@@ -370,6 +372,21 @@ def _read_shard(path: Path) -> _ShardFile:
     return _ShardFile(
         path, meta["index"], _Identity(**ident), meta["bytes_received"], meta["seconds"], outcomes
     )
+
+
+def _name_problem(name: str) -> str:
+    """Why ``name``, which looks like a shard file's, is not one nbia-audit writes ("" when
+    it is)."""
+    match = _NAME.fullmatch(name)
+    if match is None:
+        return "not a name nbia-audit writes (fetch-K-of-N.db, K and N in ASCII digits)"
+    try:
+        shard = Shard(int(match[1]), int(match[2]))
+    except ValueError as exc:
+        return str(exc)
+    if name != shard_file_name(VERB, shard, _EXT):
+        return "not a name nbia-audit writes (fetch-K-of-N.db, no leading zeros)"
+    return ""
 
 
 def _refusal(name: str, shard: _ShardFile, *, digest: str, real_dest: str, owner: Any) -> str:
@@ -419,12 +436,9 @@ def _gather(lock_path: Path, dest: Path, run_dir: Path) -> list[_ShardFile]:
     for name in names:
         if not _LOOKS_LIKE.fullmatch(name):
             continue
-        match = _NAME.fullmatch(name)
-        if match is None or name != f"fetch-{int(match[1])}-of-{int(match[2])}.{_EXT}":
-            foreign.append(
-                f"{name!r}: not a name nbia-audit writes (fetch-K-of-N.db, K and N in ASCII "
-                "digits without leading zeros)"
-            )
+        odd_name = _name_problem(name)
+        if odd_name:
+            foreign.append(f"{name!r}: {odd_name}")
             continue
         try:
             shard = _read_shard(run_dir / name)
@@ -434,6 +448,7 @@ def _gather(lock_path: Path, dest: Path, run_dir: Path) -> list[_ShardFile]:
         why = _refusal(name, shard, digest=digest, real_dest=real_dest, owner=owner)
         if not why and good and shard.identity != good[0].identity:
             why = f"not of the same run as {good[0].path.name}"
+        # (Exact names make this impossible; kept so no change of naming merges one twice.)
         if not why and any(g.index == shard.index for g in good):
             why = f"a second file for shard {shard.index}/{shard.identity.count}"
         if why:
