@@ -54,6 +54,7 @@ def test_a_file_gone_or_changed_since_its_shard_fails_its_series_and_is_not_reco
     assert "2 failed." in out
     assert f"{gone}: gone" in err and f"{changed}: changed" in err
     assert "--shard 1/2 --shard-dir" in err and "--shard 2/2 --shard-dir" in err
+    assert "Could not verify 2 series (run their shards again, then merge again):" in err
     # Only what is still in place was recorded.
     assert state_paths(dest) == {p: m for p, m in classic_paths(emu).items() if p != changed
                                  and p != gone}  # fmt: skip
