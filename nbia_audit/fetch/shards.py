@@ -5,8 +5,10 @@ the bytes the lock holds) and never writes the destination's state database or t
 database: the records of what it placed, its outcomes and the images it pinned for
 series-only series travel in its file ``RUN/fetch-K-of-N.db``, written under a temporary name
 and renamed when complete. It locks and clears only its own work area, so shards on many
-nodes never block or empty each other. The merge refuses foreign shards, stops (exit 3) on
-missing ones, writes every shard's records and pins (the one writer) and reports the union.
+nodes never block or empty each other. The merge refuses foreign shards (any file named like
+a shard's that is not exactly one this run wrote), stops (exit 3) on missing ones, writes
+every shard's records and pins (the one writer) and reports the union; a file gone or changed
+since its shard recorded it fails its series instead of being recorded.
 """
 
 from __future__ import annotations
@@ -46,9 +48,9 @@ __all__ = ["ShardResult", "fetch_shard", "merge_fetch"]
 
 VERB = "fetch"
 _EXT = "db"
-# The one spelling nbia-audit writes (ASCII digits, no leading zeros: the name must equal
-# shard_file_name's); any other name that looks like a shard's (fetch-01-of-2.db, Unicode
-# digits) is refused, never taken as a second file of a shard or quietly left out.
+# A shard's file is named exactly as shard_file_name spells a valid Shard (ASCII digits, no
+# leading zeros); any other name that looks like a shard's (fetch-01-of-2.db, Unicode digits)
+# is refused, never taken as a second file of a shard or quietly left out.
 _NAME = re.compile(r"fetch-([0-9]+)-of-([0-9]+)\.db", re.ASCII)
 _LOOKS_LIKE = re.compile(r"fetch-.*-of-.*\.db", re.DOTALL)
 _FORMAT = 1
