@@ -210,3 +210,26 @@ def test_the_unspoiled_run_merges_clean(finished: tuple[Path, Path, Path], tmp_p
     code, out, err = run(lock, "--dest", dest, "--merge", spoiled_run(tmp_path, run_dir))
     assert code == ExitCode.CLEAN, err
     assert "0 failed." in out
+
+
+def test_a_shard_file_damaged_past_its_schema_stops_the_merge_in_one_line(
+    tmp_path: Path, finished: tuple[Path, Path, Path]
+) -> None:
+    """The schema, facts and outcomes read well; the page of its records does not (a disk or
+    copy error): a one-line error naming the file, exit 3."""
+    lock, dest, run_dir = finished
+    copy = spoiled_run(tmp_path, run_dir)
+    shard = copy / "fetch-1-of-2.db"
+    conn = sqlite3.connect(shard)
+    try:
+        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'files'").fetchone()
+    finally:
+        conn.close()
+    with shard.open("r+b") as file:
+        file.seek((root - 1) * page_size)
+        file.write(b"\xff" * page_size)
+    code, out, err = run(lock, "--dest", dest, "--merge", copy)
+    assert code == ExitCode.ENVIRONMENT, (out, err)
+    assert len(err.strip().splitlines()) == 1 and str(shard) in err, err
+    assert "cannot read the shard's file" in err and "Fetched" not in out
