@@ -133,7 +133,7 @@ def fetch(
         if merge_dir is not None:
             report = merge_fetch(lock_path, dest, merge_dir)
             display.close()
-            _summarise(report)
+            _summarise(report, advice=" (run their shards again, then merge again)")
             finish(findings=bool(report.failed))
         header = read_text_lock(lock_path).header
         archive = make_archive(server or header.server or header.base_url, header.api)
@@ -177,7 +177,10 @@ def fetch(
     finish(findings=bool(report.failed))
 
 
-def _summarise(report: FetchReport) -> None:
+def _summarise(
+    report: FetchReport,
+    advice: str = "; none of their files were placed (run the same command again to retry them)",
+) -> None:
     fetched, skipped, failed = report.fetched, report.skipped, report.failed
     rate = report.bytes_received / report.seconds if report.seconds > 0 else 0.0
     click.echo(
@@ -191,8 +194,7 @@ def _summarise(report: FetchReport) -> None:
         click.echo(f"Pinned the images of {filled} series-only series into the lock database.")
     if failed:
         click.echo(
-            f"Could not verify {len(failed)} series; none of their files were placed "
-            "(run the same command again to retry them):",
+            f"Could not verify {len(failed)} series{advice}:",
             err=True,
         )
         for outcome in failed:
