@@ -12,17 +12,7 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench_shards.py"
 
 
-def _verify_has_shards() -> bool:
-    done = subprocess.run([sys.executable, "-m", "nbia_audit", "verify", "--help"],
-                          capture_output=True, text=True, check=False)  # fmt: skip
-    return "--shard" in done.stdout and "--merge" in done.stdout
-
-
 @pytest.mark.slow  # builds and locks 20 files, then about 12 verify processes
-@pytest.mark.skipif(
-    not _verify_has_shards(),
-    reason="verify --shard/--merge (issue 14, H4) not merged yet: remove this mark with it",
-)
 def test_small_run_measures_shards_and_merge_against_one_process(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(BENCH), "--dir", str(tmp_path), "--collections", "1",

@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from nbia_audit.errors import StoreError
 from nbia_audit.store.localstate import FileRecord
@@ -38,6 +38,7 @@ __all__ = [
     "Counters",
     "Identity",
     "ShardFacts",
+    "ShardParts",
     "Walked",
     "finish_file",
     "open_shard",
@@ -135,24 +136,31 @@ def _meta(conn: sqlite3.Connection) -> dict[str, Any]:
     return {k: json.loads(v) for k, v in conn.execute("SELECT key, value FROM shard")}
 
 
+class ShardParts(NamedTuple):
+    """The three working files a shard's file is assembled from."""
+
+    tally: Path  # the shard's closed Tally file: it becomes the shard's file
+    records: Path  # a state-shaped database of the records the shard would have written
+    walked: Path  # the Walked file: every path the shard owned and walked, with its key
+
+
 def finish_file(
-    tally_file: Path,
-    records_file: Path,
+    parts: ShardParts,
     final: Path,
     *,
     index: int,
     identity: Identity,
     counters: Counters,
-    walked: Path,
     seconds: float,
 ) -> None:
-    """Add the shard's identity, counters, walked paths (from the :class:`Walked` file
-    ``walked``) and records (from the state-shaped ``records_file``) to its closed tally
-    file, then rename it to ``final``: the merge sees a shard's file whole or not at all.
+    """Add the shard's identity, counters, walked paths and records (``parts``) to its
+    closed tally file, then rename it to ``final``: the merge sees a shard's file whole or
+    not at all.
 
     Raises:
         StoreError: the file cannot be written.
     """
+    tally_file, records_file, walked = parts
     try:
         conn = sqlite3.connect(str(tally_file))
         try:

@@ -55,6 +55,7 @@ from nbia_audit.verify.shardfile import (
     Counters,
     Identity,
     ShardFacts,
+    ShardParts,
     Walked,
     finish_file,
     open_shard,
@@ -103,17 +104,14 @@ class _ShardRun(Run):
         self,
         plan: Plan,
         root: str,
-        note: str,
         sink: LocalState,
-        shard: Shard,
-        owner: dict[str, int],
+        ownership: tuple[Shard, dict[str, int]],
         tally: Tally,
         walked: Walked,
     ) -> None:
-        super().__init__(plan, root, None, note, tally=tally)  # the copy's records, read only
+        super().__init__(plan, root, None, "", tally=tally)  # the copy's records, read only
         self.state = sink
-        self.shard = shard
-        self._owner = owner
+        self.shard, self._owner = ownership  # this shard; series UID -> its shard's index
         self.walked = walked
 
     def owns(self, rel: str) -> bool:
@@ -153,8 +151,8 @@ def _root_identity(root: Path) -> tuple[int, int]:
 
 
 def _identity(
-    lock_path: Path, root: Path, level: str, fraction: float | None, seed: int | None,
-    ignore: tuple[str, ...], count: int,
+    lock_path: Path, root: Path, count: int, *, level: str = "full",
+    fraction: float | None = None, seed: int | None = None, ignore: tuple[str, ...] = (),
 ) -> Identity:  # fmt: skip
     root_fs, root_inode = _root_identity(root)
     return Identity(
@@ -195,7 +193,9 @@ def verify_shard(
     patterns = tuple(ignore)
     _refuse_inside(run_dir, root)
     root_text = _check_root(root)
-    identity = _identity(lock_path, root, level, sample, seed, patterns, shard.count)
+    identity = _identity(
+        lock_path, root, shard.count, level=level, fraction=sample, seed=seed, ignore=patterns
+    )
     owner = _series_owner(lock_path, shard.count)
     work = _work_folder(run_dir, shard)
     final = run_dir / shard_file_name(VERB, shard, _EXT)
@@ -207,7 +207,7 @@ def verify_shard(
                 tally = Tally.create(work / "tally.db")
                 walked = Walked(work / "walked.db")
                 try:
-                    run = _ShardRun(plan, root_text, "", sink, shard, owner, tally, walked)
+                    run = _ShardRun(plan, root_text, sink, (shard, owner), tally, walked)
                     run.ignored = patterns
                     run.own_files = _own_files(lock_path, root)
                     read_all(run, walk(root_text, ignore=patterns), workers, on_progress)
@@ -224,9 +224,10 @@ def verify_shard(
         for sink_only in ("forgotten", "recorded"):  # the sink's, not the copy's: the merge's
             counters.counts.pop(sink_only, None)
         seconds = time.monotonic() - started_clock
+        parts = ShardParts(tally.path, sink.path, walked.path)
         finish_file(
-            tally.path, sink.path, final, index=shard.index, identity=identity,
-            counters=counters, walked=walked.path, seconds=seconds,
+            parts, final, index=shard.index, identity=identity, counters=counters,
+            seconds=seconds,
         )  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -290,9 +291,9 @@ def _written_schema() -> tuple[tuple[str, ...], ...]:
         Walked(work / "walked.db").close()
         final = work / "shard.db"
         empty = Identity("", "", 0, 0, "full", None, None, (), 1)
+        parts = ShardParts(work / "tally.db", records.path, work / "walked.db")
         finish_file(
-            work / "tally.db", records.path, final, index=1, identity=empty,
-            counters=Counters(), walked=work / "walked.db", seconds=0.0,
+            parts, final, index=1, identity=empty, counters=Counters(), seconds=0.0
         )  # fmt: skip
         conn = open_shard(final)
         try:
@@ -419,7 +420,7 @@ def merge_verify(
     try:
         _check_tree(root_text, run_dir, shards)
         with load_expectation(lock_path) as exp:
-            return _merge(exp, lock_path, root, root_text, shards, started, clock, on_progress)
+            return _merge(exp, lock_path, root, shards, started, clock, on_progress=on_progress)
     except sqlite3.Error as exc:  # a shard's file that changed under the merge, a full disk
         raise StoreError(f"{run_dir}: the merge cannot read or write its files ({exc})") from None
 
@@ -511,12 +512,13 @@ def _merge(
     exp: Expectation,
     lock_path: Path,
     root: Path,
-    root_text: str,
     shards: list[tuple[ShardFacts, Path]],
     started: datetime,
     clock: Callable[[], datetime],
-    on_progress: ProgressCallback | None,
+    *,
+    on_progress: ProgressCallback | None = None,
 ) -> AuditReport:
+    root_text = str(root)  # checked by the caller (_check_root)
     ident = shards[0][0].identity
     plan = _plan(exp, ident.level, ident.fraction, ident.seed, started)
     memo.forget(root)  # the records a stat pass relies on change here
