@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import os
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from nbia_audit.errors import StoreError
 
 # Enough for any cluster's job array, small enough that a typo (100000 for 1000) is caught.
 MAX_SHARDS = 100_000
@@ -95,6 +99,44 @@ def shard_of_path(rel: str, count: int) -> int:
 def shard_file_name(verb: str, shard: Shard, ext: str) -> str:
     """The one name of a shard's file in the run folder: ``<verb>-<K>-of-<N>.<ext>``."""
     return f"{verb}-{shard.index}-of-{shard.count}.{ext}"
+
+
+def shard_work_folder(run_dir: Path, verb: str, shard: Shard) -> Path:
+    """A private folder in the run folder for one attempt of one shard: its file is built
+    there under a temporary name and renamed into place by :func:`commit_shard_file`.
+
+    Raises:
+        StoreError: the run folder cannot be written.
+    """
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        unique = f"{os.getpid()}-{secrets.token_hex(4)}"
+        work = run_dir / f".{verb}-{shard.index}-of-{shard.count}.{unique}.tmp"
+        work.mkdir()
+    except OSError as exc:
+        raise StoreError(f"{run_dir}: cannot write the shard's file there ({exc})") from exc
+    return work
+
+
+def commit_shard_file(built: Path, final: Path) -> None:
+    """Rename a complete shard file into place durably: the file's bytes first, then the
+    rename, then the folder's entry, so a merge sees it whole or not at all, even after a
+    crash of the node.
+
+    Raises:
+        OSError: a sync or the rename failed.
+    """
+    _fsync(built)
+    os.replace(built, final)
+    _fsync(final.parent)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import shutil
 import sqlite3
 import time
@@ -36,7 +35,14 @@ from nbia_audit.fetch.placement import Workspace
 from nbia_audit.fetch.run import FetchReport, SeriesOutcome, Target, fetch_into
 from nbia_audit.findings import FetchStatus
 from nbia_audit.models import LockedImage
-from nbia_audit.shards import Shard, ShardResult, assign_series, shard_file_name
+from nbia_audit.shards import (
+    Shard,
+    ShardResult,
+    assign_series,
+    commit_shard_file,
+    shard_file_name,
+    shard_work_folder,
+)
 from nbia_audit.store.database import LockDatabase
 from nbia_audit.store.localstate import FileRecord, LocalState, state_migrations
 from nbia_audit.store.sqlshape import Shape, expected_shape, first_difference, shape_of
@@ -154,7 +160,7 @@ def fetch_shard(
     final = run_dir / shard_file_name(VERB, shard, _EXT)
     earlier = _earlier_records(final, identity)
     records = _read_only_records(StateFolder.of(dest).database) + earlier
-    work = _work_folder(run_dir, shard)
+    work = shard_work_folder(run_dir, VERB, shard)
     pins = _Pins()
     try:
         sink = LocalState(work)
@@ -188,17 +194,6 @@ def _earlier_records(final: Path, identity: _Identity) -> list[FileRecord]:
     if earlier.identity != identity:
         return []
     return _read_only_records(final, shard_file=True)
-
-
-def _work_folder(run_dir: Path, shard: Shard) -> Path:
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        unique = f"{os.getpid()}-{secrets.token_hex(4)}"
-        work = run_dir / f".{VERB}-{shard.index}-of-{shard.count}.{unique}.tmp"
-        work.mkdir()
-    except OSError as exc:
-        raise StoreError(f"{run_dir}: cannot write the shard's file there ({exc})") from exc
-    return work
 
 
 def _outcome_json(outcome: SeriesOutcome) -> str:
@@ -245,19 +240,9 @@ def _finish(
                 conn.executemany("INSERT OR REPLACE INTO pins VALUES (?, ?, ?, ?)", pins.rows)
         finally:
             conn.close()
-        _fsync(database)
-        os.replace(database, final)
-        _fsync(final.parent)
+        commit_shard_file(database, final)
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"{final}: cannot write the shard's file: {exc}") from exc
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # What each key of a shard file's ``shard`` table holds: a file with any other key, or a

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import sqlite3
 import urllib.parse
 from collections import Counter
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from nbia_audit.errors import StoreError
+from nbia_audit.shards import commit_shard_file
 from nbia_audit.store.localstate import FileRecord
 from nbia_audit.store.statkey import StatKey
 
@@ -191,23 +191,9 @@ def finish_file(
             conn.execute("DETACH DATABASE walked")
         finally:
             conn.close()
-        _durable_rename(tally_file, final)
+        commit_shard_file(tally_file, final)
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"{final}: cannot write the shard's file: {exc}") from exc
-
-
-def _durable_rename(source: Path, final: Path) -> None:
-    fd = os.open(source, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(source, final)
-    fd = os.open(final.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def open_shard(path: Path) -> sqlite3.Connection:

@@ -16,7 +16,6 @@ import functools
 import hashlib
 import os
 import re
-import secrets
 import shutil
 import sqlite3
 import stat
@@ -30,7 +29,14 @@ from pathlib import Path
 from nbia_audit.errors import ShardsIncomplete, SpecError, StoreError
 from nbia_audit.findings import AuditReport
 from nbia_audit.progress import ProgressCallback
-from nbia_audit.shards import Shard, ShardResult, assign_series, shard_file_name, shard_of_path
+from nbia_audit.shards import (
+    Shard,
+    ShardResult,
+    assign_series,
+    shard_file_name,
+    shard_of_path,
+    shard_work_folder,
+)
 from nbia_audit.store.localstate import LocalState
 from nbia_audit.store.statkey import fs_identity
 from nbia_audit.store.textlock import read_text_lock
@@ -197,7 +203,7 @@ def verify_shard(
         lock_path, root, shard.count, level=level, fraction=sample, seed=seed, ignore=patterns
     )
     owner = _series_owner(lock_path, shard.count)
-    work = _work_folder(run_dir, shard)
+    work = shard_work_folder(run_dir, VERB, shard)
     final = run_dir / shard_file_name(VERB, shard, _EXT)
     try:
         with load_expectation(lock_path) as exp:
@@ -244,18 +250,6 @@ def _refuse_inside(run_dir: Path, root: Path) -> None:
             "give a run folder outside it",
             path="--shard-dir",
         )
-
-
-def _work_folder(run_dir: Path, shard: Shard) -> Path:
-    """A private folder in the run folder for one attempt of one shard (its temporary name)."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        unique = f"{os.getpid()}-{secrets.token_hex(4)}"
-        work = run_dir / f".{VERB}-{shard.index}-of-{shard.count}.{unique}.tmp"
-        work.mkdir()
-    except OSError as exc:
-        raise StoreError(f"{run_dir}: cannot write the shard's file there ({exc})") from exc
-    return work
 
 
 def _shard_files(run_dir: Path) -> tuple[dict[tuple[int, int], Path], list[str]]:
